@@ -1,0 +1,315 @@
+"""The shape every model family shares: data + priors -> ``pm.Model`` -> ``InferenceData``.
+
+A family subclasses :class:`BayesianModel`, sets ``name``, ``default_priors`` and
+``named_parameters`` and implements :meth:`BayesianModel.build`. Fitting, prior
+overrides, diagnostics and saving are shared here so that every family behaves the
+same way on the command line and in Python.
+
+Priors are data: ``{"param": {"dist": "Normal", "mu": 0.0, "sigma": 2.5}}`` where
+``dist`` names a PyMC distribution and the other keys are its parameters. A TOML or
+JSON file with the same structure overrides any of them (:func:`load_priors`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import arviz as az
+import numpy as np
+import pymc as pm
+
+from tenure.errors import InputError
+
+FIT_METHODS = ("mcmc", "map", "advi")
+
+
+def load_priors(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a prior configuration from a TOML or JSON file.
+
+    Each top-level key is a parameter name whose table holds ``dist`` and the
+    distribution's parameters.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"--priors {p}: file not found")
+    text = p.read_text()
+    if not text.strip():
+        raise InputError(f"--priors {p}: file is empty")
+    try:
+        raw = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"--priors {p}: cannot parse: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InputError(f"--priors {p}: expected a table of parameters")
+    for key, spec in raw.items():
+        if not isinstance(spec, dict):
+            raise InputError(f"--priors {p}: key {key!r} must be a table with 'dist' and parameters")
+    return raw
+
+
+def merge_priors(
+    defaults: Mapping[str, Mapping[str, Any]],
+    overrides: Mapping[str, Mapping[str, Any]] | None,
+    where: str = "priors",
+) -> dict[str, dict[str, Any]]:
+    """Return the default priors with ``overrides`` applied; unknown names are an error."""
+    merged = copy.deepcopy({k: dict(v) for k, v in defaults.items()})
+    for key, spec in (overrides or {}).items():
+        if key not in merged:
+            known = ", ".join(sorted(merged))
+            raise InputError(f"{where}: unknown parameter {key!r}; known: {known}")
+        spec = dict(spec)
+        if "dist" in spec and spec["dist"] != merged[key].get("dist"):
+            merged[key] = spec  # a new family replaces all of its parameters
+        else:
+            merged[key].update(spec)
+        dist = merged[key].get("dist")
+        if not isinstance(dist, str) or not hasattr(pm, dist):
+            raise InputError(f"{where}: parameter {key!r}: unknown distribution {dist!r}")
+    return merged
+
+
+def prior(name: str, spec: Mapping[str, Any], **kwargs: Any) -> Any:
+    """Create the PyMC random variable ``name`` from a prior spec (inside a model context)."""
+    params = {k: v for k, v in spec.items() if k != "dist"}
+    try:
+        return getattr(pm, spec["dist"])(name, **params, **kwargs)
+    except TypeError as exc:
+        raise InputError(f"priors: parameter {name!r}: {exc}") from exc
+
+
+class BayesianModel:
+    """Base class: a model family built from validated data and a prior configuration.
+
+    Subclasses implement :meth:`build`. After :meth:`fit`, ``self.idata`` holds the
+    result, with the prior configuration and a data summary in its attributes.
+    """
+
+    name: ClassVar[str] = "model"
+    default_priors: ClassVar[dict[str, dict[str, Any]]] = {}
+    named_parameters: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, priors: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.priors = merge_priors(self.default_priors, priors)
+        self.idata: az.InferenceData | None = None
+        self._model: pm.Model | None = None
+
+    # -- to implement -------------------------------------------------------------
+    def build(self) -> pm.Model:
+        """Return the PyMC model for this data and these priors."""
+        raise NotImplementedError
+
+    def data_summary(self) -> dict[str, Any]:
+        """A small JSON-able description of the data the model was built from."""
+        return {}
+
+    # -- shared -------------------------------------------------------------------
+    @property
+    def model(self) -> pm.Model:
+        """The PyMC model, built on first use."""
+        if self._model is None:
+            self._model = self.build()
+        return self._model
+
+    def fit(
+        self,
+        method: str = "mcmc",
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 2,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> az.InferenceData:
+        """Fit the model and return ArviZ ``InferenceData``.
+
+        Parameters
+        ----------
+        method
+            ``"mcmc"``: NUTS with nutpie (default); ``"map"``: the posterior mode with a
+            Laplace (normal) approximation around it in the unconstrained space, so
+            intervals are still reported; ``"advi"``: mean-field variational inference.
+        draws, tune, chains
+            Posterior draws per chain, tuning steps and chains (``mcmc``); ``draws``
+            and ``chains`` also size the approximate posteriors of ``map``/``advi``.
+        seed
+            Fixes every random choice of the fit.
+        progress
+            Show the sampler's progress bar.
+        """
+        if method not in FIT_METHODS:
+            raise InputError(f"--method: unknown method {method!r}; use one of {', '.join(FIT_METHODS)}")
+        if draws < 1 or chains < 1 or tune < 0:
+            raise InputError("--draws and --chains must be at least 1, tune at least 0")
+        if method == "mcmc":
+            idata = sample_nutpie(self.model, draws=draws, tune=tune, chains=chains, seed=seed,
+                                  progress=progress)
+        elif method == "map":
+            idata = laplace_approximation(self.model, draws=draws, chains=chains, seed=seed)
+        else:
+            idata = fit_advi(self.model, draws=draws, chains=chains, seed=seed, progress=progress)
+        idata.attrs["tenure_model"] = self.name
+        idata.attrs["tenure_method"] = method
+        idata.attrs["tenure_priors"] = json.dumps(self.priors)
+        idata.attrs["tenure_data_summary"] = json.dumps(self.data_summary(), default=_jsonable)
+        self.idata = idata
+        return idata
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def sample_nutpie(
+    model: pm.Model, *, draws: int, tune: int, chains: int, seed: int, progress: bool
+) -> az.InferenceData:
+    """Sample with nutpie (numba backend), one thread per chain is not assumed."""
+    import nutpie
+
+    compiled = nutpie.compile_pymc_model(model, backend="numba")
+    return nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        progress_bar=progress,
+        store_divergences=False,
+    )
+
+
+def find_map(model: pm.Model, seed: int = 0) -> dict[str, np.ndarray]:
+    """The posterior mode (with flat priors, the maximum-likelihood estimate)."""
+    with model:
+        return pm.find_MAP(progressbar=False, seed=seed, maxeval=50_000)
+
+
+def laplace_approximation(
+    model: pm.Model, *, draws: int, chains: int, seed: int
+) -> az.InferenceData:
+    """MAP plus a normal approximation with the inverse Hessian in the unconstrained space.
+
+    The draws are mapped back through the model's transforms, so constrained
+    parameters stay in their support. The mode itself is stored in
+    ``idata.attrs["tenure_map"]``.
+    """
+    point = find_map(model, seed=seed)
+    value_vars = model.value_vars
+    x0 = np.concatenate([np.ravel(point[v.name]) for v in value_vars])
+    hess_fn = model.compile_fn(model.d2logp(vars=value_vars), point_fn=True)
+    neg_hess = np.atleast_2d(hess_fn({v.name: point[v.name] for v in value_vars}))
+    cov = _safe_inverse(neg_hess)
+    rng = np.random.default_rng(seed)
+    z = rng.multivariate_normal(x0, cov, size=(chains, draws), method="eigh")
+    to_constrained = model.compile_fn(model.unobserved_value_vars, inputs=value_vars, point_fn=False)
+    names = [v.name for v in model.unobserved_value_vars]
+    shapes = [np.shape(point[v.name]) for v in value_vars]
+    splits = np.cumsum([int(np.prod(s)) for s in shapes])[:-1]
+    draws_by_name: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for flat in z.reshape(chains * draws, -1):
+        parts = [part.reshape(shape) for part, shape in zip(np.split(flat, splits), shapes, strict=True)]
+        for n, val in zip(names, to_constrained(*parts), strict=True):
+            draws_by_name[n].append(np.asarray(val))
+    idata = az.from_dict(
+        posterior={n: np.asarray(v).reshape((chains, draws, *np.shape(v[0])))
+                   for n, v in draws_by_name.items()}
+    )
+    idata.attrs["tenure_map"] = json.dumps(
+        {rv.name: np.asarray(point[rv.name]).tolist() for rv in model.free_RVs if rv.name in point}
+    )
+    return idata
+
+
+def _safe_inverse(neg_hess: np.ndarray) -> np.ndarray:
+    """Inverse of the negative Hessian, repaired to be positive definite if needed."""
+    sym = 0.5 * (neg_hess + neg_hess.T)
+    w, v = np.linalg.eigh(sym)
+    w = np.where(w > 1e-10, w, 1e-10)
+    return (v / w) @ v.T
+
+
+def fit_advi(
+    model: pm.Model, *, draws: int, chains: int, seed: int, progress: bool
+) -> az.InferenceData:
+    """Mean-field ADVI, then ``chains × draws`` draws from the approximation."""
+    with model:
+        approx = pm.fit(n=30_000, method="advi", random_seed=seed, progressbar=progress)
+        idata = approx.sample(draws * chains, random_seed=seed)
+    post = idata.posterior
+    reshaped = {
+        name: post[name].values.reshape((chains, draws, *post[name].shape[2:]))
+        for name in post.data_vars
+    }
+    return az.from_dict(posterior=reshaped)
+
+
+SUMMARY_COLUMNS = ("parameter", "mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk")
+
+
+def summary_table(idata: az.InferenceData, var_names: list[str] | None = None):
+    """One row per scalar parameter with the columns of ``summary.csv``."""
+    import polars as pl
+
+    s = az.summary(idata, var_names=var_names, hdi_prob=0.94, round_to="none")
+    cols = {c: s[c].to_numpy() if c in s.columns else np.full(len(s), np.nan)
+            for c in ("mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk")}
+    return pl.DataFrame({"parameter": [str(i) for i in s.index], **cols})
+
+
+def diagnostics_warnings(idata: az.InferenceData, var_names: list[str] | None = None) -> list[str]:
+    """Plain-language warnings: divergences and R-hat above 1.01."""
+    warnings: list[str] = []
+    ss = idata.get("sample_stats")
+    if ss is not None and "diverging" in ss:
+        n_div = int(np.asarray(ss["diverging"]).sum())
+        if n_div:
+            warnings.append(f"{n_div} divergent transitions: the posterior may be biased; "
+                            "consider stronger priors or more tuning")
+    if idata.posterior.sizes.get("chain", 1) > 1:
+        rhat = az.rhat(idata, var_names=var_names)
+        bad = [f"{k}={float(np.max(v)):.3f}" for k, v in rhat.data_vars.items()
+               if np.any(np.asarray(v) > 1.01)]
+        if bad:
+            warnings.append("R-hat above 1.01 (chains disagree): " + ", ".join(bad))
+    return warnings
+
+
+def save_fit(
+    idata: az.InferenceData,
+    out_dir: str | Path,
+    var_names: list[str] | None = None,
+    title: str | None = None,
+) -> dict[str, Path]:
+    """Write ``posterior.nc``, ``summary.csv`` and ``forest.png`` atomically into ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tenure.io import write_atomic, write_table
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    paths["posterior"] = write_atomic(out / "posterior.nc", lambda p: idata.to_netcdf(str(p), engine="h5netcdf"))
+    paths["summary"] = write_table(summary_table(idata, var_names), out / "summary.csv", fmt="csv")
+
+    def _plot(p: Path) -> None:
+        axes = az.plot_forest(idata, var_names=var_names, combined=True, hdi_prob=0.9,
+                              figsize=(7, 1.5 + 0.35 * max(1, len(var_names or []))))
+        fig = np.ravel(axes)[0].figure
+        if title:
+            fig.suptitle(title)
+        fig.savefig(p, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+
+    paths["figure"] = write_atomic(out / "forest.png", _plot)
+    return paths

@@ -1,0 +1,51 @@
+"""The ``tenure`` command line: simulate, fit, compare, scenario."""
+
+from __future__ import annotations
+
+import typer
+
+from tenure import __version__
+from tenure.commands import scenario as _scenario
+from tenure.commands import simulate as _simulate
+from tenure.commands.fit import fit_app
+
+app = typer.Typer(
+    name="tenure",
+    help=(
+        "Statistics of customer relationships: simulate customer populations, "
+        "estimate how trust and enthusiasm drive retention and cross-selling, "
+        "and decide between acquisition and retention spending."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tenure {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Statistics of customer relationships."""
+
+
+app.command("simulate")(_simulate.simulate)
+app.add_typer(_scenario.scenario_app, name="scenario")
+app.add_typer(fit_app, name="fit")
+
+
+def main() -> None:
+    """Entry point of the ``tenure`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
