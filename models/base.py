@@ -204,7 +204,8 @@ def laplace_approximation(
     point = find_map(model, seed=seed)
     value_vars = model.value_vars
     x0 = np.concatenate([np.ravel(point[v.name]) for v in value_vars])
-    hess_fn = model.compile_fn(model.d2logp(vars=value_vars), point_fn=True)
+    # PyMC returns the negative Hessian of the log density in the unconstrained space.
+    hess_fn = model.compile_fn(model.d2logp(vars=model.free_RVs), point_fn=True)
     neg_hess = np.atleast_2d(hess_fn({v.name: point[v.name] for v in value_vars}))
     cov = _safe_inverse(neg_hess)
     rng = np.random.default_rng(seed)
@@ -218,9 +219,10 @@ def laplace_approximation(
         parts = [part.reshape(shape) for part, shape in zip(np.split(flat, splits), shapes, strict=True)]
         for n, val in zip(names, to_constrained(*parts), strict=True):
             draws_by_name[n].append(np.asarray(val))
+    keep = {rv.name for rv in model.free_RVs} | {d.name for d in model.deterministics}
     idata = az.from_dict(
         posterior={n: np.asarray(v).reshape((chains, draws, *np.shape(v[0])))
-                   for n, v in draws_by_name.items()}
+                   for n, v in draws_by_name.items() if n in keep}
     )
     idata.attrs["tenure_map"] = json.dumps(
         {rv.name: np.asarray(point[rv.name]).tolist() for rv in model.free_RVs if rv.name in point}
