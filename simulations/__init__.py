@@ -1,0 +1,1 @@
+"""Scenarios, economics and policy comparison (imported as ``tenure.simulations``)."""
