@@ -1,0 +1,1 @@
+"""The built-in scenario library (TOML files shipped with the package)."""
