@@ -1,0 +1,462 @@
+"""Numba kernels: one period of every customer, and the birth of new customers.
+
+The kernels are pure functions over structure-of-arrays state (one array per
+attribute, narrow dtypes) plus three parameter vectors built by the simulator:
+
+- ``g``: global coefficients (dynamics, churn, cross-sell, survey), index ``G_*``;
+- ``s``: one row per segment, index ``S_*``;
+- ``p``: this period's lever effects, computed once per period from budgets, index ``P_*``.
+
+Customers do not interact inside a kernel: everything they share (word of
+mouth, acquisition) goes through the integer aggregates the kernel returns. The
+aggregates are summed per fixed block of customers into an int64 array
+(latent averages as 2**24 fixed point, money in cents), so totals are exact and
+identical for any number of threads, shards or workers. docs/model.md gives the
+equations in prose.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+from tenure.engine.rng import (
+    PURPOSE_GAMMA,
+    PURPOSE_INIT_A,
+    PURPOSE_INIT_B,
+    PURPOSE_INIT_C,
+    PURPOSE_PANEL,
+    PURPOSE_STEP_A,
+    PURPOSE_STEP_B,
+    PURPOSE_SURVEY_A,
+    PURPOSE_SURVEY_B,
+    draw4,
+    to_unit,
+)
+
+BLOCK = 16384  # customers per reduction block: fixed, so totals never depend on threads
+FX = 16777216.0  # 2**24: fixed-point scale of latent sums
+
+# -- global coefficients -------------------------------------------------------------
+G_QUALITY_NOISE = 0
+G_SEVERITY = 1
+G_SAT_RATE = 2
+G_VALUE_RATE = 3
+G_TRUST_GAIN = 4
+G_TRUST_LOSS_INC = 5
+G_TRUST_LOSS_DIS = 6
+G_ENTH_GAIN = 7
+G_ENTH_DECAY = 8
+G_DELIGHT = 9
+G_UP_SAT = 10
+G_UP_TRUST0 = 11  # three values: stages new, satisfied, devoted
+G_UP_PERIODS = 14
+G_DOWN_DIS = 15
+G_CH_SAT = 16
+G_CH_TRUST = 17
+G_CH_ENTH = 18
+G_CH_STAGE0 = 19  # four values
+G_CH_INC = 23
+G_PROTECT = 24
+G_REF_TRUST = 25
+G_REF_ENTH = 26
+G_X_INT = 27
+G_X_TRUST = 28
+G_X_ENTH = 29
+G_X_TE = 30
+G_X_PROD = 31
+G_SURVEY_RATE = 32
+G_ITEM_NOISE = 33
+G_NPS_NOISE = 34
+G_NPS_INT = 35
+G_NPS_SAT = 36
+G_NPS_TRUST = 37
+G_NPS_ENTH = 38
+G_CATALOGUE = 39
+G_RESTORE = 40
+G_REF_TRUST_BONUS = 41
+G_REF_ENTH_BONUS = 42
+G_PANEL_FRACTION = 43
+N_G = 44
+
+# -- per-segment parameters ----------------------------------------------------------
+S_EXPECT = 0
+S_PRICE = 1
+S_VALUE_W = 2
+S_BARRIER = 3
+S_MARGIN_CENTS = 4
+S_INC_P = 5
+S_ALPHA = 6
+S_BETA = 7
+S_HETERO = 8  # 1: Beta heterogeneity; 0: constant alpha / (alpha + beta)
+S_INIT_TRUST = 9
+S_INIT_ENTH = 10
+S_INIT_SAT = 11
+S_INIT_PRODUCTS = 12
+S_MIX_CUM0 = 13  # four cumulative stage shares of the initial base
+S_SHARE_CUM = 17  # cumulative segment share
+N_S = 18
+
+# -- this period's inputs ------------------------------------------------------------
+P_QUALITY = 0  # product + service quality, lever and shock effects included
+P_CONTACT = 1  # enthusiasm contact intensity (loyalty, engagement, employees)
+P_COVERAGE = 2  # share of incidents the alarm system detects
+P_REPAIR = 3  # probability that a detected incident is repaired
+P_SHIFT = 4  # logit shift of churn: competitor pull minus loyalty barrier
+P_INC_MULT = 5  # multiplier of incident probabilities (shocks)
+N_P = 6
+
+# -- aggregates returned per block (int64) -------------------------------------------
+A_ACTIVE = 0
+A_CHURNED = 1
+A_INCIDENTS = 2
+A_DETECTED = 3
+A_REPAIRED = 4
+A_SURVEYED = 5
+A_SURVEY_PROMOTERS = 6
+A_SURVEY_DETRACTORS = 7
+A_TRIM0 = 8  # four sums of TRI*M-style items (1-5)
+A_TRUST_ITEM = 12
+A_ENTH_ITEM = 13
+A_SAT_ITEM = 14
+A_PROMOTERS = 15  # latent promoters among the active (word of mouth)
+A_DETRACTORS = 16
+A_STAGE0 = 17  # four stage counts after the period's update
+A_CROSS_SALES = 21
+A_REVENUE_CENTS = 22
+A_PRODUCTS = 23
+A_TRUST_FX = 24
+A_ENTH_FX = 25
+A_SAT_FX = 26
+A_VALUE_FX = 27
+A_APOSTLES = 28
+A_MERCENARIES = 29
+A_HOSTAGES = 30
+A_TERRORISTS = 31
+A_NPS_SUM = 32
+A_HAZARD_FX = 33  # sum of churn hazards: the expected number of churners
+N_A = 34
+
+CH_INITIAL = 0
+CH_PAID = 1
+CH_ORGANIC = 2
+CH_REFERRAL = 3
+
+
+@njit(inline="always", cache=True)
+def _clip(x, lo, hi):  # pragma: no cover - compiled
+    return min(max(x, lo), hi)
+
+
+@njit(inline="always", cache=True)
+def _item(latent01, z, noise):  # pragma: no cover - compiled
+    """A 1-5 answer: the latent reading on [0, 1] mapped to [1, 5], plus noise, rounded."""
+    return np.int8(_clip(math.floor(1.0 + 4.0 * latent01 + noise * z + 0.5), 1.0, 5.0))
+
+
+@njit(parallel=True, cache=True)
+def step(  # pragma: no cover - compiled
+    ids, alive, segment, stage, streak, tenure, products,
+    satisfaction, trust, enthusiasm, value, base_logit,
+    track, revenue, purchases, last_purchase,
+    panel_slot, panel_out,
+    g, s, p, ntab, period, k0, k1, out,
+):
+    """Advance every live customer of one shard by one period; write block aggregates to ``out``.
+
+    ``panel_out[slot, :]`` receives, for panel customers alive at the start of the
+    period: active flag, churned, products at start, cross-sold, revenue (cents),
+    trust, enthusiasm, satisfaction and NPS answers (-1 when not surveyed) and
+    the four TRI*M-style items.
+    """
+    n = ids.shape[0]
+    nblocks = (n + BLOCK - 1) // BLOCK
+    up_periods = np.int16(g[G_UP_PERIODS])
+    catalogue = np.int16(g[G_CATALOGUE])
+    for b in prange(nblocks):
+        acc = np.zeros(N_A, dtype=np.int64)
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        for i in range(lo, hi):
+            if alive[i] == 0:
+                continue
+            seg = segment[i]
+            cid = ids[i]
+            a0, a1, a2, a3 = draw4(cid, period, PURPOSE_STEP_A, k0, k1)
+            b0, b1, b2, _b3 = draw4(cid, period, PURPOSE_STEP_B, k0, k1)
+
+            # 1. experience and incidents; 3. the alarm system
+            incident = to_unit(a1) < s[seg, S_INC_P] * p[P_INC_MULT]
+            detected = incident and to_unit(a2) < p[P_COVERAGE]
+            repaired = detected and to_unit(a3) < p[P_REPAIR]
+            damage = (1.0 - g[G_RESTORE]) if repaired else 1.0
+            quality = p[P_QUALITY] + g[G_QUALITY_NOISE] * ntab[a0 >> 20]
+            if incident:
+                quality -= g[G_SEVERITY] * damage
+            d = quality - s[seg, S_EXPECT]
+
+            # 2. satisfaction, value, trust, enthusiasm
+            sat = float(satisfaction[i])
+            sat += g[G_SAT_RATE] * (d - sat)
+            val = float(value[i])
+            val += g[G_VALUE_RATE] * ((quality - s[seg, S_PRICE]) - val)
+            tr0 = float(trust[i])
+            pos = _clip(d, 0.0, 1.0)
+            neg = _clip(-d, 0.0, 1.0)
+            tr = tr0 + g[G_TRUST_GAIN] * (1.0 - tr0) * pos - g[G_TRUST_LOSS_DIS] * tr0 * neg
+            if incident:
+                tr -= g[G_TRUST_LOSS_INC] * tr0 * damage
+            tr = _clip(tr, 0.0, 1.0)
+            en = float(enthusiasm[i])
+            delight = _clip(d - g[G_DELIGHT], 0.0, 1.0)
+            en += g[G_ENTH_GAIN] * (1.0 - en) * min(delight + p[P_CONTACT], 1.0) - g[G_ENTH_DECAY] * en
+            en = _clip(en, 0.0, 1.0)
+
+            # stages: up on sustained satisfaction and trust, down after bad experiences
+            st = stage[i]
+            good = sat > g[G_UP_SAT] and st < 3 and tr > g[G_UP_TRUST0 + st]
+            sk = streak[i] + 1 if good else 0
+            bad = (incident and not repaired) or d < -g[G_DOWN_DIS]
+            if bad:
+                st = st - 1 if st > 0 else 0
+                sk = 0
+            elif sk >= up_periods:
+                st += 1
+                sk = 0
+
+            # 5. churn: logit hazard; trust cushions an incident's kick
+            eta = (
+                base_logit[i]
+                + g[G_CH_SAT] * sat
+                + g[G_CH_TRUST] * (tr - g[G_REF_TRUST])
+                + g[G_CH_ENTH] * (en - g[G_REF_ENTH])
+                - s[seg, S_VALUE_W] * val
+                - s[seg, S_BARRIER]
+                + g[G_CH_STAGE0 + st]
+                + p[P_SHIFT]
+            )
+            if incident:
+                eta += g[G_CH_INC] * (1.0 - g[G_PROTECT] * tr0) * damage
+            hazard = 1.0 / (1.0 + math.exp(-eta))
+            churned = to_unit(b0) < hazard
+
+            # 6. cross-selling: Poisson count by inversion, capped by the catalogue
+            prod = products[i]
+            lam = math.exp(
+                g[G_X_INT] + g[G_X_TRUST] * tr + g[G_X_ENTH] * en + g[G_X_TE] * tr * en
+                + g[G_X_PROD] * (prod - 1)
+            )
+            u = to_unit(b1)
+            e0 = math.exp(-lam)
+            c1 = e0 * (1.0 + lam)
+            c2 = c1 + e0 * lam * lam * 0.5
+            k = (u > e0) + (u > c1) + (u > c2)
+            room = catalogue - prod
+            xs = k if k < room else room
+            if xs < 0:
+                xs = 0
+
+            # 7. money: margin on products held at the start of the period
+            rev = np.int64(prod) * np.int64(s[seg, S_MARGIN_CENTS])
+
+            # 4. surveys: noisy ordinal readings of the latent state
+            nps_latent = _clip(
+                g[G_NPS_INT] + g[G_NPS_SAT] * sat + g[G_NPS_TRUST] * tr + g[G_NPS_ENTH] * en, 0.0, 10.0
+            )
+            sat01 = _clip(0.5 + 0.5 * sat, 0.0, 1.0)
+            surveyed = to_unit(b2) < g[G_SURVEY_RATE]
+            slot = panel_slot[i] if panel_slot.shape[0] > 0 else -1
+            if surveyed:
+                q0, q1, q2, q3 = draw4(cid, period, PURPOSE_SURVEY_A, k0, k1)
+                r0, r1, r2, r3 = draw4(cid, period, PURPOSE_SURVEY_B, k0, k1)
+                noise = g[G_ITEM_NOISE]
+                nps_ans = np.int8(_clip(math.floor(nps_latent + g[G_NPS_NOISE] * ntab[q0 >> 20] + 0.5), 0.0, 10.0))
+                t_overall = _item(sat01, ntab[q1 >> 20], noise)
+                t_recommend = _item(nps_latent / 10.0, ntab[q2 >> 20], noise)
+                t_repurchase = _item((tr + sat01) * 0.5, ntab[q3 >> 20], noise)
+                t_advantage = _item(_clip(0.5 + val, 0.0, 1.0), ntab[r0 >> 20], noise)
+                tr_item = _item(tr, ntab[r1 >> 20], noise)
+                en_item = _item(en, ntab[r2 >> 20], noise)
+                sat_item = _item(sat01, ntab[r3 >> 20], noise)
+                acc[A_SURVEYED] += 1
+                acc[A_SURVEY_PROMOTERS] += nps_ans >= 9
+                acc[A_SURVEY_DETRACTORS] += nps_ans <= 6
+                acc[A_NPS_SUM] += nps_ans
+                acc[A_TRIM0] += t_overall
+                acc[A_TRIM0 + 1] += t_recommend
+                acc[A_TRIM0 + 2] += t_repurchase
+                acc[A_TRIM0 + 3] += t_advantage
+                acc[A_TRUST_ITEM] += tr_item
+                acc[A_ENTH_ITEM] += en_item
+                acc[A_SAT_ITEM] += sat_item
+                satisfied = t_overall >= 4
+                loyal = t_recommend + t_repurchase >= 8
+                acc[A_APOSTLES] += satisfied and loyal
+                acc[A_MERCENARIES] += satisfied and not loyal
+                acc[A_HOSTAGES] += loyal and not satisfied
+                acc[A_TERRORISTS] += not satisfied and not loyal
+                if slot >= 0:
+                    panel_out[slot, 5] = tr_item
+                    panel_out[slot, 6] = en_item
+                    panel_out[slot, 7] = sat_item
+                    panel_out[slot, 8] = nps_ans
+                    panel_out[slot, 9] = t_overall
+                    panel_out[slot, 10] = t_recommend
+                    panel_out[slot, 11] = t_repurchase
+                    panel_out[slot, 12] = t_advantage
+            elif slot >= 0:
+                for j in range(5, 13):
+                    panel_out[slot, j] = -1
+            if slot >= 0:
+                panel_out[slot, 0] = 1
+                panel_out[slot, 1] = churned
+                panel_out[slot, 2] = prod
+                panel_out[slot, 3] = xs
+                panel_out[slot, 4] = rev
+
+            # aggregates of the active customers
+            acc[A_ACTIVE] += 1
+            acc[A_CHURNED] += churned
+            acc[A_INCIDENTS] += incident
+            acc[A_DETECTED] += detected
+            acc[A_REPAIRED] += repaired
+            acc[A_PROMOTERS] += nps_latent >= 8.5
+            acc[A_DETRACTORS] += nps_latent < 6.5
+            acc[A_STAGE0 + st] += 1
+            acc[A_CROSS_SALES] += xs
+            acc[A_REVENUE_CENTS] += rev
+            acc[A_PRODUCTS] += prod
+            acc[A_TRUST_FX] += np.int64(tr * FX + 0.5)
+            acc[A_ENTH_FX] += np.int64(en * FX + 0.5)
+            acc[A_SAT_FX] += np.int64(math.floor(sat * FX + 0.5))
+            acc[A_VALUE_FX] += np.int64(math.floor(val * FX + 0.5))
+            acc[A_HAZARD_FX] += np.int64(hazard * FX + 0.5)
+
+            # write back
+            satisfaction[i] = sat
+            value[i] = val
+            trust[i] = tr
+            enthusiasm[i] = en
+            stage[i] = st
+            streak[i] = min(sk, 255)
+            tenure[i] += 1
+            products[i] = prod + xs
+            if churned:
+                alive[i] = 0
+            if track:
+                revenue[i] += rev
+                if xs > 0:
+                    purchases[i] += 1
+                    last_purchase[i] = period
+        for j in range(N_A):
+            out[b, j] = acc[j]
+
+
+@njit(inline="always", cache=True)
+def _std_normal(cid, j, k0, k1):  # pragma: no cover - compiled
+    """An exact standard normal (Box-Muller) for the j-th normal of a customer's birth."""
+    w0, w1, _w2, _w3 = draw4(cid, j, PURPOSE_GAMMA, k0, k1)
+    return math.sqrt(-2.0 * math.log(to_unit(w0))) * math.cos(2.0 * math.pi * to_unit(w1))
+
+
+@njit(cache=True)
+def _gamma(shape, cid, stream, k0, k1):  # pragma: no cover - compiled
+    """A Gamma(shape, 1) variate by Marsaglia & Tsang (2000), from the customer's own stream.
+
+    ``stream`` separates independent variates of one customer; each rejection
+    attempt consumes the next counter, so the draw is a pure function of
+    (seed, customer id, stream).
+    """
+    boost = 1.0
+    if shape < 1.0:
+        _w0, w1, _w2, _w3 = draw4(cid, stream * 1024 + 1023, PURPOSE_GAMMA, k0, k1)
+        boost = to_unit(w1) ** (1.0 / shape)
+        shape += 1.0
+    dd = shape - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * dd)
+    for attempt in range(1000):
+        j = stream * 1024 + attempt
+        w0, w1, w2, _w3 = draw4(cid, j, PURPOSE_INIT_B, k0, k1)
+        x = math.sqrt(-2.0 * math.log(to_unit(w0))) * math.cos(2.0 * math.pi * to_unit(w1))
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        if math.log(to_unit(w2)) < 0.5 * x * x + dd - dd * v + dd * math.log(v):
+            return dd * v * boost
+    return dd * boost
+
+
+@njit(parallel=True, cache=True)
+def birth(  # pragma: no cover - compiled
+    ids, alive, segment, stage, streak, tenure, products,
+    satisfaction, trust, enthusiasm, value, base_logit, channel, cohort,
+    in_panel, start, count, first_id, channel_bounds, cohort_value, initial_base,
+    age_cdf, g, s, k0, k1,
+):
+    """Create ``count`` customers at rows ``start:start+count`` with ids ``first_id, first_id+1, ...``.
+
+    ``channel_bounds`` holds the first id of the paid, organic and referral
+    ranges and the end of the range, so a customer's channel follows from its
+    id. With ``initial_base``, ages follow ``age_cdf[segment]`` (the stationary
+    age distribution) and the base churn propensity is drawn from
+    Beta(alpha, beta + age): the sBG posterior of a customer who survived to that
+    age. Every draw is keyed by the customer id, so births do not depend on the
+    shard that holds the customer.
+    """
+    nseg = s.shape[0]
+    for j in prange(count):
+        i = start + j
+        cid = first_id + j
+        ids[i] = cid
+        alive[i] = 1
+        a0, a1, _a2, _a3 = draw4(cid, 0, PURPOSE_INIT_A, k0, k1)
+        c0, _c1, _c2, _c3 = draw4(cid, 0, PURPOSE_INIT_C, k0, k1)
+        u = to_unit(a0)
+        sg = 0
+        while sg < nseg - 1 and u >= s[sg, S_SHARE_CUM]:
+            sg += 1
+        segment[i] = sg
+        if initial_base:
+            ch = CH_INITIAL
+        elif cid < channel_bounds[1]:
+            ch = CH_PAID
+        elif cid < channel_bounds[2]:
+            ch = CH_ORGANIC
+        else:
+            ch = CH_REFERRAL
+        channel[i] = ch
+        age = 0
+        if initial_base:
+            ua = to_unit(a1)
+            age = int(np.searchsorted(age_cdf[sg], ua, side="right"))
+            age = min(age, age_cdf.shape[1] - 1)
+            us = to_unit(c0)
+            st = 0
+            while st < 3 and us >= s[sg, S_MIX_CUM0 + st]:
+                st += 1
+            stage[i] = st
+        else:
+            stage[i] = 0
+        tenure[i] = age
+        cohort[i] = cohort_value - age
+        streak[i] = 0
+        products[i] = np.uint8(s[sg, S_INIT_PRODUCTS])
+        bonus_t = g[G_REF_TRUST_BONUS] if ch == CH_REFERRAL else 0.0
+        bonus_e = g[G_REF_ENTH_BONUS] if ch == CH_REFERRAL else 0.0
+        trust[i] = _clip(s[sg, S_INIT_TRUST] + bonus_t + 0.10 * _std_normal(cid, 1, k0, k1), 0.0, 1.0)
+        enthusiasm[i] = _clip(s[sg, S_INIT_ENTH] + bonus_e + 0.10 * _std_normal(cid, 2, k0, k1), 0.0, 1.0)
+        satisfaction[i] = s[sg, S_INIT_SAT] + 0.30 * _std_normal(cid, 3, k0, k1)
+        value[i] = 0.0
+        alpha = s[sg, S_ALPHA]
+        beta = s[sg, S_BETA]
+        if s[sg, S_HETERO] > 0.5:
+            x = _gamma(alpha, cid, 0, k0, k1)
+            y = _gamma(beta + age, cid, 1, k0, k1)
+            prob = x / (x + y)
+        else:
+            prob = alpha / (alpha + beta)
+        prob = _clip(prob, 1e-9, 1.0 - 1e-9)
+        base_logit[i] = math.log(prob / (1.0 - prob))
+        in_panel[i] = to_unit(draw4(cid, 0, PURPOSE_PANEL, k0, k1)[0]) < g[G_PANEL_FRACTION]

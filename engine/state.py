@@ -1,0 +1,152 @@
+"""Customer state as structure-of-arrays, one :class:`Shard` per customer-id range.
+
+A shard owns the customers whose ids the simulator assigned to it: a contiguous
+slice of the initial base and, each period, a contiguous slice of the newly
+acquired ids. Its arrays grow by amortised doubling-like steps (25 %), one
+array at a time, so the peak memory of a growth is one array's worth.
+
+Bytes per customer: 38 for the core state, plus 12 when per-customer summaries
+are tracked and 4 when a panel sample is drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tenure.engine import kernels as K
+
+CORE_FIELDS: dict[str, type] = {
+    "ids": np.int64,
+    "alive": np.uint8,
+    "segment": np.uint8,
+    "stage": np.uint8,
+    "streak": np.uint8,
+    "tenure": np.int16,
+    "products": np.uint8,
+    "satisfaction": np.float32,
+    "trust": np.float32,
+    "enthusiasm": np.float32,
+    "value": np.float32,
+    "base_logit": np.float32,
+    "channel": np.uint8,
+    "cohort": np.int16,
+    "in_panel": np.uint8,
+}
+TRACK_FIELDS: dict[str, type] = {"revenue": np.int64, "purchases": np.int16, "last_purchase": np.int16}
+PANEL_COLUMNS = 13  # see kernels.step: flags, counts, money, 4 construct answers, 4 TRI*M items
+_EMPTY_I64 = np.zeros(0, dtype=np.int64)
+_EMPTY_I16 = np.zeros(0, dtype=np.int16)
+_EMPTY_I32 = np.zeros(0, dtype=np.int32)
+
+
+@dataclass
+class Shard:
+    """The customers of one id range and the arrays that hold them."""
+
+    track: bool = False
+    panel: bool = False
+    capacity: int = 0
+    n: int = 0
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    panel_ids: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
+    panel_segment: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    panel_out: np.ndarray = field(default_factory=lambda: np.zeros((0, PANEL_COLUMNS), dtype=np.int64))
+
+    def __post_init__(self) -> None:
+        fields = dict(CORE_FIELDS)
+        if self.track:
+            fields.update(TRACK_FIELDS)
+        if self.panel:
+            fields["panel_slot"] = np.int32
+        self.arrays = {name: np.zeros(self.capacity, dtype=dt) for name, dt in fields.items()}
+        if self.panel:
+            self.arrays["panel_slot"][:] = -1
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("arrays", {})
+        if name in arrays:
+            return arrays[name]
+        raise AttributeError(name)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the state arrays (capacity, not just used rows)."""
+        return sum(a.nbytes for a in self.arrays.values()) + self.panel_out.nbytes
+
+    def reserve(self, needed: int) -> None:
+        """Make room for ``needed`` customers in total, growing each array by at least 25 %."""
+        if needed <= self.capacity:
+            return
+        new_cap = max(needed, int(self.capacity * 1.25) + 1024)
+        for name in list(self.arrays):
+            old = self.arrays[name]
+            grown = np.zeros(new_cap, dtype=old.dtype)
+            grown[: self.n] = old[: self.n]
+            if name == "panel_slot":
+                grown[self.n :] = -1
+            self.arrays[name] = grown
+            del old
+        self.capacity = new_cap
+
+    def add(
+        self,
+        first_id: int,
+        count: int,
+        channel_bounds: np.ndarray,
+        cohort: int,
+        initial_base: bool,
+        age_cdf: np.ndarray,
+        g: np.ndarray,
+        s: np.ndarray,
+        key: tuple[int, int],
+    ) -> None:
+        """Create ``count`` customers with ids ``first_id .. first_id + count - 1``."""
+        if count <= 0:
+            return
+        self.reserve(self.n + count)
+        a = self.arrays
+        K.birth(
+            a["ids"], a["alive"], a["segment"], a["stage"], a["streak"], a["tenure"], a["products"],
+            a["satisfaction"], a["trust"], a["enthusiasm"], a["value"], a["base_logit"], a["channel"], a["cohort"],
+            a["in_panel"], self.n, count, np.int64(first_id), channel_bounds, cohort, initial_base,
+            age_cdf, g, s, np.uint32(key[0]), np.uint32(key[1]),
+        )
+        if self.panel:
+            rows = np.flatnonzero(a["in_panel"][self.n : self.n + count]) + self.n
+            first_slot = self.panel_ids.size
+            a["panel_slot"][rows] = np.arange(first_slot, first_slot + rows.size, dtype=np.int32)
+            self.panel_ids = np.concatenate([self.panel_ids, a["ids"][rows]])
+            self.panel_segment = np.concatenate([self.panel_segment, a["segment"][rows]])
+            self.panel_out = np.concatenate(
+                [self.panel_out, np.zeros((rows.size, PANEL_COLUMNS), dtype=np.int64)], axis=0
+            )
+        self.n += count
+
+    def step(
+        self, period: int, g: np.ndarray, s: np.ndarray, p: np.ndarray, ntab: np.ndarray, key: tuple[int, int]
+    ) -> np.ndarray:
+        """Advance every customer one period; return the aggregate vector (int64, length ``N_A``)."""
+        nblocks = max((self.n + K.BLOCK - 1) // K.BLOCK, 1)
+        out = np.zeros((nblocks, K.N_A), dtype=np.int64)
+        a = {k: v[: self.n] for k, v in self.arrays.items()}
+        if self.panel:
+            self.panel_out[:, 0] = 0
+        K.step(
+            a["ids"], a["alive"], a["segment"], a["stage"], a["streak"], a["tenure"], a["products"],
+            a["satisfaction"], a["trust"], a["enthusiasm"], a["value"], a["base_logit"],
+            self.track, a.get("revenue", _EMPTY_I64), a.get("purchases", _EMPTY_I16),
+            a.get("last_purchase", _EMPTY_I16),
+            a.get("panel_slot", _EMPTY_I32), self.panel_out,
+            g, s, p, ntab, np.uint32(period), np.uint32(key[0]), np.uint32(key[1]), out,
+        )
+        return out.sum(axis=0)
+
+    def panel_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The last period's panel rows: (customer ids, segments, the kernel's panel columns)."""
+        active = self.panel_out[:, 0] == 1
+        return self.panel_ids[active], self.panel_segment[active], self.panel_out[active]
+
+    def view(self, name: str) -> np.ndarray:
+        """The used part of one state array."""
+        return self.arrays[name][: self.n]
