@@ -1,0 +1,168 @@
+"""Retention: a discrete-time hazard of churn driven by trust, enthusiasm and satisfaction.
+
+For customer i in period t (while active), with scores carried forward from the
+last survey answer,
+
+    logit P(churn_it) = a[segment_i] + τ[band(tenure_it)]
+                        + β_T (trust_it − 3) + β_E (enthusiasm_it − 3) + β_S (satisfaction_it − 3)
+
+(Singer & Willett 1993, discrete-time survival as a logistic regression on
+person-period rows). τ is piecewise constant over tenure bands (first band = 0),
+a[s] ~ Normal(churn_intercept, churn_segment_sd) are partially pooled segment
+intercepts, and scores enter centred at the scale midpoint 3, so churn_intercept
+is the monthly log-odds of churning of a customer scoring 3 on every item, in the
+first tenure band, in a typical segment. Slopes are per point of the score as given;
+``*_per_sd`` are the same effects per standard deviation of the score in the panel.
+
+The likelihood uses the at-risk rows and events per cell (:class:`HazardCells`),
+which is exact: it equals the sum of the row-level Bernoulli terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import arviz as az
+import numpy as np
+import polars as pl
+import pymc as pm
+import pytensor.tensor as pt
+from tenure.models.base import BayesianModel, prior
+from tenure.models.effects import ratio_line
+from tenure.models.panel import (
+    SCORE_COLUMNS,
+    TENURE_BANDS,
+    HazardCells,
+    covariate_sd,
+    hazard_cells,
+    tenure_band_labels,
+)
+from tenure.models.pooling import binomial_kernel_logp, pooled_intercepts
+
+#: Midpoint of the 1–5 scale; scores enter the model as (score − 3).
+SCORE_CENTRE = 3.0
+LIKELIHOODS = ("cells", "rows")
+
+
+class RetentionModel(BayesianModel):
+    """Discrete-time hazard of churn with survey covariates, tenure bands and pooled segments.
+
+    Parameters
+    ----------
+    cells
+        At-risk rows and events per covariate cell, from :func:`~tenure.models.panel.hazard_cells`.
+    priors
+        Overrides of :attr:`default_priors` (e.g. from :func:`~tenure.models.base.load_priors`).
+    likelihood
+        ``"cells"``: the compressed binomial kernel (default); ``"rows"``: PyMC's
+        Bernoulli on uncompressed rows (cells from :func:`~tenure.models.panel.hazard_rows`),
+        kept to check the compression.
+    parametrization
+        Segment intercepts: ``"auto"``, ``"centered"`` or ``"noncentered"``
+        (see :func:`~tenure.models.pooling.pooled_intercepts`).
+
+    Examples
+    --------
+    >>> from tenure.models.panel import read_panel
+    >>> model = RetentionModel.from_panel(read_panel("panel.parquet"))  # doctest: +SKIP
+    >>> idata = model.fit(method="mcmc", draws=1000, chains=4)  # doctest: +SKIP
+    """
+
+    name: ClassVar[str] = "retention"
+    named_parameters: ClassVar[tuple[str, ...]] = (
+        "churn_intercept", "churn_trust", "churn_enthusiasm", "churn_satisfaction",
+    )
+    #: Weakly informative priors on the logit scale (documented in docs/models-panel.md).
+    default_priors: ClassVar[dict[str, dict[str, Any]]] = {
+        # Monthly churn log-odds −3 ≈ 4.7 %; ±2 sd spans about 0.1 % to 27 %.
+        "churn_intercept": {"dist": "Normal", "mu": -3.0, "sigma": 2.0},
+        # An odds ratio per point between e^−2 ≈ 0.14 and e^2 ≈ 7.4 at ±2 sd: generous for 1–5 scores.
+        "churn_trust": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
+        "churn_enthusiasm": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
+        "churn_satisfaction": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
+        # Log-odds shift of each later tenure band against the first.
+        "churn_tenure": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
+        # Spread of segment intercepts: half-normal, most mass below a factor e ≈ 2.7 in odds.
+        "churn_segment_sd": {"dist": "HalfNormal", "sigma": 1.0},
+    }
+    covariates: ClassVar[tuple[str, ...]] = SCORE_COLUMNS
+
+    def __init__(
+        self,
+        cells: HazardCells,
+        priors: Mapping[str, Mapping[str, Any]] | None = None,
+        likelihood: str = "cells",
+        parametrization: str = "auto",
+    ) -> None:
+        super().__init__(priors)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
+        if likelihood == "rows" and not np.all(cells.at_risk == 1):
+            raise ValueError("likelihood='rows' needs one row per cell (hazard_rows)")
+        self.cells = cells
+        self.likelihood = likelihood
+        self.parametrization = parametrization
+
+    @classmethod
+    def from_panel(
+        cls,
+        panel: pl.DataFrame,
+        priors: Mapping[str, Mapping[str, Any]] | None = None,
+        missing: str = "carry",
+        bands: Sequence[int] = TENURE_BANDS,
+        parametrization: str = "auto",
+    ) -> RetentionModel:
+        """Compress a validated panel (:func:`~tenure.models.panel.read_panel`) and build the model."""
+        return cls(hazard_cells(panel, bands=bands, missing=missing), priors, parametrization=parametrization)
+
+    def covariate_sds(self) -> dict[str, float]:
+        """Standard deviation of each score over the at-risk rows."""
+        c = self.cells
+        return {k: covariate_sd(getattr(c, k), c.at_risk) for k in self.covariates}
+
+    def data_summary(self) -> dict[str, Any]:
+        """Rows, customers, events, cells, segments, bands, missing-score handling and score sds."""
+        return {**self.cells.summary(), "score_sd": self.covariate_sds(), "likelihood": self.likelihood}
+
+    def build(self) -> pm.Model:
+        """The PyMC model (see the module docstring for the equation)."""
+        c = self.cells
+        present = np.unique(c.band)
+        later = present[present > 0]
+        labels = tenure_band_labels(c.bands)
+        band_pos = np.zeros(len(c.bands), dtype=np.int64)
+        band_pos[later] = np.arange(1, later.size + 1)
+        coords = {"segment": list(c.segments), "tenure_band": [labels[b] for b in later]}
+        seg_events = np.bincount(c.segment, weights=c.events, minlength=len(c.segments))
+        sds = self.covariate_sds()
+        p = self.priors
+        with pm.Model(coords=coords) as model:
+            intercept = prior("churn_intercept", p["churn_intercept"])
+            slopes = {k: prior(f"churn_{k}", p[f"churn_{k}"]) for k in self.covariates}
+            alpha = pooled_intercepts("churn_segment", intercept, p["churn_segment_sd"], c.segment,
+                                      len(c.segments), seg_events, "segment", self.parametrization)
+            eta = alpha + sum(slopes[k] * (getattr(c, k) - SCORE_CENTRE) for k in self.covariates)
+            if later.size:
+                tenure = prior("churn_tenure", p["churn_tenure"], dims="tenure_band")
+                eta = eta + pt.concatenate([pt.zeros(1), tenure])[band_pos[c.band]]
+            for k in self.covariates:
+                pm.Deterministic(f"churn_{k}_per_sd", slopes[k] * sds[k])
+            if self.likelihood == "cells":
+                pm.CustomDist("churn_events", c.at_risk, eta, logp=binomial_kernel_logp, observed=c.events)
+            else:
+                pm.Bernoulli("churn_events", logit_p=eta, observed=c.events)
+        return model
+
+    def summary_var_names(self, idata: az.InferenceData | None = None) -> list[str]:
+        """Parameters for ``summary.csv`` and the forest plot: named, per-sd, tenure, segments."""
+        names = [*self.named_parameters, *(f"churn_{k}_per_sd" for k in self.covariates)]
+        post = (idata or self.idata).posterior if (idata or self.idata) is not None else None
+        extra = ["churn_tenure", "churn_segment", "churn_segment_sd"]
+        return names + [n for n in extra if post is None or n in post]
+
+    def effect_lines(self, idata: az.InferenceData | None = None, prob: float = 0.9) -> list[str]:
+        """One plain-language line per survey effect."""
+        post = (idata or self.idata).posterior
+        return [ratio_line(post[f"churn_{k}"].values, f"one point more {k}", "the monthly odds of churning", prob)
+                for k in self.covariates]
