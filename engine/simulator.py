@@ -451,7 +451,8 @@ class Simulator:
 
         Cohort c holds customers whose first period was c (the initial base's
         customers of age 0 are cohort 0). Row (c, a) counts those who survived a
-        periods; ages run to the end of the run.
+        periods; ages run to the end of the run. Customers acquired in the last
+        period form cohort ``periods`` with age 0 only.
         """
         cohort = self._gather("cohort").astype(np.int64)
         tenure = self._gather("tenure").astype(np.int64)
@@ -460,7 +461,7 @@ class Simulator:
         keep = cohort >= 0
         cohort, lived, alive = cohort[keep], (tenure - start_age)[keep], alive[keep]
         out_c, out_a, out_n, out_size = [], [], [], []
-        for c in range(self.periods):
+        for c in range(self.periods + 1):
             sel = cohort == c
             size = int(sel.sum())
             if size == 0:

@@ -159,7 +159,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "enthusiasm_decay": _f("share of enthusiasm lost per period", PROB),
         "delight_margin": _f("experience above expectation by more than this delights", NONNEG),
         "stage_up_satisfaction": _f("satisfaction needed for a good month"),
-        "stage_up_trust": Field("floats", "trust needed for a good month in stages new, satisfied, devoted", PROB, length=3),
+        "stage_up_trust": Field(
+            "floats", "trust needed for a good month in stages new, satisfied, devoted", PROB, length=3
+        ),
         "stage_up_periods": _i("consecutive good months to move up a stage", (1, 1000)),
         "stage_down_disappointment": _f("a month this far below expectation moves a customer down", NONNEG),
     },
@@ -376,7 +378,8 @@ def validate(data: dict[str, Any], where: str = "scenario") -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for section, schema in SCHEMA.items():
-        out[section] = _validate_table(data.get(section, {}), schema, section, where, required=section not in ("meta", "segment_defaults"))
+        required = section not in ("meta", "segment_defaults")
+        out[section] = _validate_table(data.get(section, {}), schema, section, where, required=required)
     meta = out["meta"]
     meta.setdefault("name", "custom")
     meta.setdefault("story", "")

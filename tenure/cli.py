@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from tenure import __version__
+from tenure.commands import fit_clv as _fit_clv  # noqa: F401  (registers its fit sub-commands)
+from tenure.commands import fit_panel as _fit_panel  # noqa: F401  (registers its fit sub-commands)
 from tenure.commands import scenario as _scenario
 from tenure.commands import simulate as _simulate
 from tenure.commands.fit import fit_app

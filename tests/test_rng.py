@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from tenure.engine.rng import normal_table, philox_block, seed_key
 
 

@@ -1,0 +1,47 @@
+"""`tenure scenario`: list, show and validate scenarios."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from tenure.commands._common import cli_errors, console
+
+scenario_app = typer.Typer(help="List, show and validate scenario files.", no_args_is_help=True)
+
+
+@scenario_app.command("list")
+@cli_errors
+def list_scenarios() -> None:
+    """List the built-in scenarios with their stories."""
+    from tenure.simulations.scenario import builtin_names, load_scenario
+
+    t = Table(title="built-in scenarios")
+    t.add_column("name", style="bold")
+    t.add_column("story")
+    for name in builtin_names():
+        t.add_row(name, load_scenario(name)["meta"]["story"])
+    console.print(t)
+
+
+@scenario_app.command("show")
+@cli_errors
+def show(
+    scenario: str = typer.Argument("default", help="A built-in scenario name or a scenario TOML file."),
+) -> None:
+    """Print a scenario as TOML with every default filled in."""
+    from tenure.simulations.scenario import load_scenario
+
+    typer.echo(load_scenario(scenario).to_toml())
+
+
+@scenario_app.command("validate")
+@cli_errors
+def validate(
+    scenario: str = typer.Argument(..., help="A scenario TOML file (or a built-in name)."),
+) -> None:
+    """Check a scenario: unknown keys, wrong types and impossible values exit with code 2."""
+    from tenure.simulations.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    console.print(f"[green]ok[/]: {scenario} is a valid scenario ({sc.name}, {len(sc['segments'])} segments)")

@@ -1,0 +1,82 @@
+"""`tenure simulate` and `tenure scenario`: outputs, and bad input ending with exit code 2."""
+
+import json
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from tenure.cli import app
+
+runner = CliRunner()
+
+
+def test_simulate_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["simulate", "-n", "3000", "-t", "6", "--seed", "4", "--out", str(out),
+                              "--panel-sample", "0.1", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    for name in ("periods.csv", "cohorts.csv", "customers.csv", "panel.csv", "run.json", "trajectories.png"):
+        assert (out / name).exists(), name
+    assert "customer-periods/s" in res.output
+    periods = pl.read_csv(out / "periods.csv")
+    assert periods.height == 6
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["meta"]["seed"] == 4 and meta["scenario"]["run"]["customers"] == 3000
+    assert not list(out.glob(".*tmp"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ("[churn]\ntrustt = -1.0\n", "churn.trustt"),
+        ("[churn]\ntrust = 'high'\n", "churn.trust"),
+        ("[survey]\nrate = 1.5\n", "survey.rate"),
+        ("[retention]\nservice = -10.0\n", "retention.service"),
+        ("[run]\ncustomers = 0\n", "run.customers"),
+        ("[[segments]]\nname = 'a'\nshare = 0.5\n", "segments.share"),
+        ("[bogus]\nx = 1\n", "bogus"),
+        ("", "empty"),
+        ("[run\n", "not valid TOML"),
+    ],
+)
+def test_bad_scenarios_exit_2_and_write_nothing(tmp_path, toml, needle):
+    f = tmp_path / "bad.toml"
+    f.write_text(toml)
+    out = tmp_path / "never"
+    res = runner.invoke(app, ["simulate", str(f), "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not out.exists()
+    res = runner.invoke(app, ["scenario", "validate", str(f)])
+    assert res.exit_code == 2 and needle in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--customers", "0"], "--customers"),
+        (["--periods", "-3"], "--periods"),
+        (["--panel-sample", "2"], "--panel-sample"),
+        (["--format", "xlsx"], "--format"),
+        (["no-such-scenario"], "unknown scenario"),
+        (["missing.toml"], "file not found"),
+    ],
+)
+def test_bad_options_exit_2(tmp_path, args, needle):
+    res = runner.invoke(app, ["simulate", *args, "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_scenario_show_round_trips(tmp_path):
+    res = runner.invoke(app, ["scenario", "show"])
+    assert res.exit_code == 0
+    f = tmp_path / "full.toml"
+    f.write_text(res.output)
+    res2 = runner.invoke(app, ["scenario", "validate", str(f)])
+    assert res2.exit_code == 0, res2.output
+    res3 = runner.invoke(app, ["scenario", "list"])
+    assert "default" in res3.output
