@@ -93,6 +93,8 @@ class BayesianModel:
     name: ClassVar[str] = "model"
     default_priors: ClassVar[dict[str, dict[str, Any]]] = {}
     named_parameters: ClassVar[tuple[str, ...]] = ()
+    sampler_options: ClassVar[dict[str, Any]] = {}
+    """Extra keyword arguments for ``nutpie.sample`` (e.g. ``low_rank_modified_mass_matrix``)."""
 
     def __init__(self, priors: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.priors = merge_priors(self.default_priors, priors)
@@ -147,7 +149,7 @@ class BayesianModel:
             raise InputError("--draws and --chains must be at least 1, tune at least 0")
         if method == "mcmc":
             idata = sample_nutpie(self.model, draws=draws, tune=tune, chains=chains, seed=seed,
-                                  progress=progress)
+                                  progress=progress, **self.sampler_options)
         elif method == "map":
             idata = laplace_approximation(self.model, draws=draws, chains=chains, seed=seed)
         else:
@@ -169,9 +171,12 @@ def _jsonable(o: Any) -> Any:
 
 
 def sample_nutpie(
-    model: pm.Model, *, draws: int, tune: int, chains: int, seed: int, progress: bool
+    model: pm.Model, *, draws: int, tune: int, chains: int, seed: int, progress: bool, **options: Any
 ) -> az.InferenceData:
-    """Sample with nutpie (numba backend), one thread per chain is not assumed."""
+    """Sample with nutpie (numba backend), one thread per chain is not assumed.
+
+    ``options`` go to ``nutpie.sample`` unchanged.
+    """
     import nutpie
 
     compiled = nutpie.compile_pymc_model(model, backend="numba")
@@ -183,6 +188,7 @@ def sample_nutpie(
         seed=seed,
         progress_bar=progress,
         store_divergences=False,
+        **options,
     )
 
 
