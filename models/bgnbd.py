@@ -1,0 +1,323 @@
+"""BG/NBD: repeat buying and silent dropout in a non-contractual setting (Fader, Hardie & Lee 2005).
+
+While alive, a customer buys as a Poisson process with rate λ ~ Gamma(r, α) across
+customers; after each purchase she drops out with probability p ~ Beta(a, b). The data
+per customer are ``frequency`` x (repeat purchases), ``recency`` t_x and age ``T``, in one
+explicit time unit (α is a rate parameter *per that unit*).
+
+Covariates (for example trust and enthusiasm from the last survey) enter as in Fader &
+Hardie (2007), "Incorporating time-invariant covariates into the Pareto/NBD and BG/NBD
+models": α_i = α·exp(−γ_purchase·z_i), so a positive coefficient raises the purchase rate,
+and a_i = a·exp(γ_a·z_i), b_i = b·exp(γ_b·z_i) for dropout. Covariates are centred on
+their sample means, so ``alpha``, ``a`` and ``b`` describe a customer with average
+covariates.
+
+The likelihood is summed over unique (x, t_x, T) rows weighted by ``count``; without
+covariates every Gamma-function term is computed once per distinct x and every logarithm
+once per distinct t_x or T, which is what lets a million customers fit in seconds.
+
+Examples
+--------
+>>> import polars as pl
+>>> from tenure.models.bgnbd import BGNBDModel
+>>> summary = pl.read_csv("tests/data/cdnow_customers_summary.csv")  # doctest: +SKIP
+>>> model = BGNBDModel(summary, time_unit="weeks")  # doctest: +SKIP
+>>> idata = model.fit(method="map")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+import pymc as pm
+import pytensor.tensor as pt
+from pytensor.tensor.special import betaln
+from scipy import special
+from tenure.models.base import BayesianModel, prior
+from tenure.models.clv_data import check_time_unit, compress_summary, convert_periods, validate_summary
+from tenure.models.clv_predict import Prediction, curve_summary, posterior_draws, reduce_over_draws
+
+from tenure.errors import InputError
+
+FLAT = {"dist": "HalfFlat"}
+COEF = {"dist": "Normal", "mu": 0.0, "sigma": 1.0}
+
+
+def bgnbd_logp(r: Any, alpha: Any, a: Any, b: Any, x: Any, t_x: Any, T: Any) -> pt.TensorVariable:
+    """Log-likelihood of each customer under the BG/NBD model (PyTensor, vectorised).
+
+    Fader, Hardie & Lee (2005), "Counting your customers the easy way", Marketing
+    Science 24(2), eq. (6):
+
+    L = B(a, b+x)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+T)^(r+x))
+        + δ(x>0) · B(a+1, b+x−1)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+t_x)^(r+x)),
+
+    evaluated in logs with ``gammaln``/``betaln`` and ``logaddexp``. Any argument may be
+    per row (covariates) or scalar.
+    """
+    x_pos = pt.maximum(x, 1.0)  # keeps the x = 0 branch finite so that its zero-weighted gradient is not NaN
+    common = pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha) - betaln(a, b)
+    term1 = betaln(a, b + x) - (r + x) * pt.log(alpha + T)
+    term2 = betaln(a + 1.0, b + x_pos - 1.0) - (r + x) * pt.log(alpha + t_x)
+    return common + pt.switch(x > 0, pt.logaddexp(term1, term2), term1)
+
+
+class _CompressedRFM:
+    """Index arrays that let the BG/NBD likelihood compute each special function once per distinct value."""
+
+    def __init__(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray) -> None:
+        self.ux, xi = np.unique(x, return_inverse=True)
+        self.w_by_x = np.bincount(xi, weights=w, minlength=len(self.ux))
+        zero = x == 0
+        self.uT, Ti = np.unique(T, return_inverse=True)
+        self.w0_by_T = np.bincount(Ti[zero], weights=w[zero], minlength=len(self.uT))
+        pos = ~zero
+        self.w_pos = w[pos]
+        self.x_pos = x[pos]
+        self.xi_pos = xi[pos]
+        self.Ti_pos = Ti[pos]
+        self.utx, self.ti_pos = np.unique(t_x[pos], return_inverse=True)
+        self.zero_index = int(np.searchsorted(self.ux, 0.0)) if zero.any() else -1
+
+    def total_logp(self, r: Any, alpha: Any, a: Any, b: Any) -> pt.TensorVariable:
+        """Σ count · log L over all rows, equal to ``(count * bgnbd_logp(...)).sum()``."""
+        ux = pt.as_tensor(self.ux)
+        x_pos = pt.maximum(ux, 1.0)
+        common = pt.gammaln(r + ux) - pt.gammaln(r) + r * pt.log(alpha) - betaln(a, b)
+        beta1 = betaln(a, b + ux)
+        beta2 = betaln(a + 1.0, b + x_pos - 1.0)
+        log_T = pt.log(alpha + pt.as_tensor(self.uT))
+        total = pt.dot(pt.as_tensor(self.w_by_x), common)
+        if self.zero_index >= 0:
+            total += float(self.w0_by_T.sum()) * beta1[self.zero_index] - r * pt.dot(pt.as_tensor(self.w0_by_T), log_T)
+        if len(self.w_pos):
+            rx = r + pt.as_tensor(self.x_pos)
+            log_tx = pt.log(alpha + pt.as_tensor(self.utx))
+            xi = pt.as_tensor(self.xi_pos)
+            term1 = beta1[xi] - rx * log_T[pt.as_tensor(self.Ti_pos)]
+            term2 = beta2[xi] - rx * log_tx[pt.as_tensor(self.ti_pos)]
+            total += pt.dot(pt.as_tensor(self.w_pos), pt.logaddexp(term1, term2))
+        return total
+
+
+def _centred(df: pl.DataFrame, names: Sequence[str], means: Mapping[str, float]) -> np.ndarray:
+    if not names:
+        return np.zeros((df.height, 0))
+    return np.column_stack([df.get_column(c).to_numpy().astype(float) - means[c] for c in names])
+
+
+class BGNBDModel(BayesianModel):
+    """The BG/NBD model in PyMC, with optional covariates on purchase and dropout.
+
+    Parameters
+    ----------
+    data
+        An RFM summary (see :func:`tenure.models.clv_data.validate_summary`), one row per
+        customer or per group of identical customers with ``count``.
+    time_unit
+        Unit of ``recency`` and ``T``: ``"days"``, ``"weeks"`` or ``"months"``.
+    purchase_covariates, dropout_covariates
+        Column names of time-invariant covariates on the purchase rate and on dropout.
+    priors
+        Overrides of :attr:`default_priors`. The defaults are flat on the positive
+        half-line, so the posterior mode is the maximum-likelihood estimate; coefficient
+        priors are Normal(0, 1) per unit of the covariate.
+    where
+        Name of the input in error messages.
+    """
+
+    name: ClassVar[str] = "bgnbd"
+    named_parameters: ClassVar[tuple[str, ...]] = ("r", "alpha", "a", "b")
+    default_priors: ClassVar[dict[str, dict[str, Any]]] = {
+        "r": FLAT, "alpha": FLAT, "a": FLAT, "b": FLAT,
+        "purchase_coefficient": COEF, "dropout_coefficient_a": COEF, "dropout_coefficient_b": COEF,
+    }
+    # r and alpha are strongly correlated a posteriori; a low-rank mass matrix triples the ESS per draw.
+    sampler_options: ClassVar[dict[str, Any]] = {"low_rank_modified_mass_matrix": True}
+
+    def __init__(
+        self,
+        data: pl.DataFrame,
+        *,
+        time_unit: str = "weeks",
+        purchase_covariates: Sequence[str] = (),
+        dropout_covariates: Sequence[str] = (),
+        priors: Mapping[str, Mapping[str, Any]] | None = None,
+        where: str = "summary",
+    ) -> None:
+        super().__init__(priors)
+        self.time_unit = check_time_unit(time_unit)
+        self.purchase_covariates = tuple(purchase_covariates)
+        self.dropout_covariates = tuple(dropout_covariates)
+        covs = list(dict.fromkeys(self.purchase_covariates + self.dropout_covariates))
+        summary = validate_summary(data, where=where, covariates=covs)
+        self.covariate_means = {c: float(np.average(summary[c].to_numpy(), weights=summary["count"].to_numpy()))
+                                for c in covs}
+        self.data = compress_summary(summary.select("frequency", "recency", "T", *covs, "count"))
+        self.n_customers = int(self.data["count"].sum())
+
+    @property
+    def var_names(self) -> list[str]:
+        """Parameters reported in summaries: the literature's four and any coefficients."""
+        names = list(self.named_parameters)
+        if self.purchase_covariates:
+            names.append("purchase_coefficient")
+        if self.dropout_covariates:
+            names += ["dropout_coefficient_a", "dropout_coefficient_b"]
+        return names
+
+    def data_summary(self) -> dict[str, Any]:
+        """Customers, unique rows, time unit and covariate means."""
+        return {"customers": self.n_customers, "unique_rows": self.data.height, "time_unit": self.time_unit,
+                "purchase_covariates": list(self.purchase_covariates),
+                "dropout_covariates": list(self.dropout_covariates), "covariate_means": self.covariate_means}
+
+    def build(self) -> pm.Model:
+        """The PyMC model: priors, then a ``pm.Potential`` holding the weighted log-likelihood."""
+        coords = {"purchase_covariate": list(self.purchase_covariates),
+                  "dropout_covariate": list(self.dropout_covariates)}
+        x = self.data["frequency"].to_numpy()
+        t_x = self.data["recency"].to_numpy()
+        T = self.data["T"].to_numpy()
+        w = self.data["count"].to_numpy().astype(float)
+        with pm.Model(coords=coords) as model:
+            r = prior("r", self.priors["r"])
+            alpha = prior("alpha", self.priors["alpha"])
+            a = prior("a", self.priors["a"])
+            b = prior("b", self.priors["b"])
+            if not self.purchase_covariates and not self.dropout_covariates:
+                pm.Potential("log_likelihood", _CompressedRFM(x, t_x, T, w).total_logp(r, alpha, a, b))
+                return model
+            alpha_i, a_i, b_i = alpha, a, b
+            if self.purchase_covariates:
+                g = prior("purchase_coefficient", self.priors["purchase_coefficient"], dims="purchase_covariate")
+                alpha_i = alpha * pt.exp(-pt.dot(_centred(self.data, self.purchase_covariates,
+                                                          self.covariate_means), g))
+            if self.dropout_covariates:
+                z = _centred(self.data, self.dropout_covariates, self.covariate_means)
+                ga = prior("dropout_coefficient_a", self.priors["dropout_coefficient_a"], dims="dropout_covariate")
+                gb = prior("dropout_coefficient_b", self.priors["dropout_coefficient_b"], dims="dropout_covariate")
+                a_i = a * pt.exp(pt.dot(z, ga))
+                b_i = b * pt.exp(pt.dot(z, gb))
+            pm.Potential("log_likelihood", pt.dot(w, bgnbd_logp(r, alpha_i, a_i, b_i, x, t_x, T)))
+        return model
+
+    def fit(self, *args: Any, **kwargs: Any):
+        """Fit as :meth:`BayesianModel.fit` and record the time unit in the result's attributes."""
+        idata = super().fit(*args, **kwargs)
+        idata.attrs["tenure_time_unit"] = self.time_unit
+        return idata
+
+    # -- predictions ---------------------------------------------------------------
+    def _posterior(self) -> dict[str, np.ndarray]:
+        if self.idata is None:
+            raise InputError(f"{self.name}: fit the model before predicting")
+        return posterior_draws(self.idata, self.var_names)
+
+    def _customer_rows(self, data: pl.DataFrame | None) -> pl.DataFrame:
+        covs = list(dict.fromkeys(self.purchase_covariates + self.dropout_covariates))
+        if data is None:
+            return self.data.select("frequency", "recency", "T", *covs)
+        return validate_summary(data, where="prediction data", covariates=covs).select(
+            "frequency", "recency", "T", *covs)
+
+    def _individual(self, draws: Mapping[str, np.ndarray], chunk: Mapping[str, np.ndarray]):
+        """Per-draw, per-customer (r, α_i, a_i, b_i), each (n_draws, n_chunk) or broadcastable."""
+        r = draws["r"][:, None]
+        alpha = draws["alpha"][:, None]
+        a = draws["a"][:, None]
+        b = draws["b"][:, None]
+        if self.purchase_covariates:
+            z = np.column_stack([chunk[c] - self.covariate_means[c] for c in self.purchase_covariates])
+            alpha = alpha * np.exp(-(draws["purchase_coefficient"] @ z.T))
+        if self.dropout_covariates:
+            z = np.column_stack([chunk[c] - self.covariate_means[c] for c in self.dropout_covariates])
+            a = a * np.exp(draws["dropout_coefficient_a"] @ z.T)
+            b = b * np.exp(draws["dropout_coefficient_b"] @ z.T)
+        return r, alpha, a, b
+
+    def probability_alive(
+        self, data: pl.DataFrame | None = None, *, interval: float = 0.9, keep_draws: bool = False
+    ) -> Prediction:
+        """P(alive | x, t_x, T) per customer: mean and interval over the posterior.
+
+        Fader, Hardie & Lee (2008), "Computing P(alive) using the BG/NBD model", eq. (2):
+        P = 1 / (1 + δ(x>0) · a/(b+x−1) · ((α+T)/(α+t_x))^(r+x)).
+        """
+        def compute(draws, chunk):
+            r, alpha, a, b = self._individual(draws, chunk)
+            return bgnbd_p_alive(r, alpha, a, b, chunk["frequency"], chunk["recency"], chunk["T"])
+
+        return reduce_over_draws(compute, self._posterior(), self._customer_rows(data),
+                                 interval=interval, keep_draws=keep_draws)
+
+    def expected_purchases(
+        self,
+        horizon_periods: float,
+        data: pl.DataFrame | None = None,
+        *,
+        time_unit: str | None = None,
+        interval: float = 0.9,
+        keep_draws: bool = False,
+    ) -> Prediction:
+        """Expected purchases of each customer in the next ``horizon_periods`` (in ``time_unit``).
+
+        ``time_unit`` defaults to the unit the model was fitted in; another unit is
+        converted (e.g. 3 months for a model in weeks). Fader, Hardie & Lee (2005), eq. (10).
+        """
+        t = convert_periods(horizon_periods, time_unit or self.time_unit, self.time_unit)
+
+        def compute(draws, chunk):
+            r, alpha, a, b = self._individual(draws, chunk)
+            return bgnbd_conditional_purchases(t, r, alpha, a, b, chunk["frequency"], chunk["recency"], chunk["T"])
+
+        return reduce_over_draws(compute, self._posterior(), self._customer_rows(data),
+                                 interval=interval, keep_draws=keep_draws)
+
+    def expected_purchases_new_customer(
+        self, horizon_periods: Sequence[float] | np.ndarray, *, time_unit: str | None = None, interval: float = 0.9
+    ) -> pl.DataFrame:
+        """Expected purchases by a new customer (average covariates) up to each horizon.
+
+        Fader, Hardie & Lee (2005), eq. (7). The horizon column is in ``time_unit``.
+        """
+        unit = time_unit or self.time_unit
+        hs = np.asarray(horizon_periods, dtype=float)
+        ts = np.array([convert_periods(h, unit, self.time_unit) for h in hs])
+        d = self._posterior()
+        vals = bgnbd_expected_purchases(ts[None, :], d["r"][:, None], d["alpha"][:, None], d["a"][:, None],
+                                        d["b"][:, None])
+        return curve_summary(vals, hs, f"horizon_{unit}", interval)
+
+
+def _rx_log_ratio(r, alpha, x, t_x, T):
+    return (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
+
+
+def bgnbd_p_alive(r, alpha, a, b, x, t_x, T) -> np.ndarray:
+    """P(alive) under the BG/NBD (numpy, broadcasting); Fader, Hardie & Lee (2008), eq. (2)."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_odds = np.log(a) - np.log(b + x - 1.0) + _rx_log_ratio(r, alpha, x, t_x, T)
+    return np.where(x > 0, special.expit(-log_odds), 1.0)
+
+
+def bgnbd_expected_purchases(t, r, alpha, a, b) -> np.ndarray:
+    """E[X(t)] for a customer observed from time 0; Fader, Hardie & Lee (2005), eq. (7)."""
+    z = t / (alpha + t)
+    hyp = special.hyp2f1(r, b, a + b - 1.0, z)
+    return (a + b - 1.0) / (a - 1.0) * (1.0 - np.exp(r * np.log(alpha / (alpha + t))) * hyp)
+
+
+def bgnbd_conditional_purchases(t, r, alpha, a, b, x, t_x, T) -> np.ndarray:
+    """E[Y(t) | x, t_x, T], purchases in (T, T+t]; Fader, Hardie & Lee (2005), eq. (10)."""
+    x = np.asarray(x, dtype=float)
+    hyp = special.hyp2f1(r + x, b + x, a + b + x - 1.0, t / (alpha + T + t))
+    head = (a + b + x - 1.0) / (a - 1.0)
+    body = 1.0 - np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t))) * hyp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        odds = np.where(x > 0, np.exp(np.log(a) - np.log(b + x - 1.0) + _rx_log_ratio(r, alpha, x, t_x, T)), 0.0)
+    return head * body / (1.0 + odds)
