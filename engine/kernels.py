@@ -152,7 +152,7 @@ def _clip(x, lo, hi):  # pragma: no cover - compiled
 @njit(inline="always", cache=True)
 def _item(latent01, z, noise):  # pragma: no cover - compiled
     """A 1-5 answer: the latent reading on [0, 1] mapped to [1, 5], plus noise, rounded."""
-    return np.int8(_clip(math.floor(1.0 + 4.0 * latent01 + noise * z + 0.5), 1.0, 5.0))
+    return np.int64(_clip(math.floor(1.0 + 4.0 * latent01 + noise * z + 0.5), 1.0, 5.0))
 
 
 @njit(parallel=True, cache=True)
@@ -165,117 +165,278 @@ def step(  # pragma: no cover - compiled
 ):
     """Advance every live customer of one shard by one period; write block aggregates to ``out``.
 
-    ``panel_out[slot, :]`` receives, for panel customers alive at the start of the
-    period: active flag, churned, products at start, cross-sold, revenue (cents),
-    trust, enthusiasm, satisfaction and NPS answers (-1 when not surveyed) and
-    the four TRI*M-style items.
+    Two passes per block of ``BLOCK`` customers. The first is branch-free so that
+    LLVM vectorises it: experience, incidents and repairs, latent updates, stages,
+    churn and cross-selling for everyone, with dead customers masked out. The
+    second visits only the few customers who answer a survey this month or
+    belong to the panel sample, and writes their answers. ``panel_out[slot, :]``
+    receives, for panel customers alive at the start of the period: active flag,
+    churned, products at start, cross-sold, revenue (cents), trust, enthusiasm,
+    satisfaction and NPS answers (-1 when not surveyed) and the four TRI*M-style
+    items.
     """
     n = ids.shape[0]
     nblocks = (n + BLOCK - 1) // BLOCK
-    up_periods = np.int16(g[G_UP_PERIODS])
-    catalogue = np.int16(g[G_CATALOGUE])
+    up_periods = np.int64(g[G_UP_PERIODS])
+    catalogue = np.int64(g[G_CATALOGUE])
+    has_panel = panel_slot.shape[0] > 0
+    q_base = p[P_QUALITY]
+    contact = p[P_CONTACT]
+    coverage = p[P_COVERAGE]
+    repair_p = p[P_REPAIR]
+    shift = p[P_SHIFT]
+    inc_mult = p[P_INC_MULT]
+    restore = g[G_RESTORE]
+    survey_rate = g[G_SURVEY_RATE]
+    # Coefficients as locals and per-segment columns as small 1-D arrays: LLVM cannot prove
+    # that the state stores do not alias ``g`` or ``s``, so it would reload them every customer.
+    q_noise = g[G_QUALITY_NOISE]
+    severity = g[G_SEVERITY]
+    sat_rate = g[G_SAT_RATE]
+    value_rate = g[G_VALUE_RATE]
+    trust_gain = g[G_TRUST_GAIN]
+    loss_inc = g[G_TRUST_LOSS_INC]
+    loss_dis = g[G_TRUST_LOSS_DIS]
+    enth_gain = g[G_ENTH_GAIN]
+    enth_decay = g[G_ENTH_DECAY]
+    delight_margin = g[G_DELIGHT]
+    up_sat = g[G_UP_SAT]
+    up_trust = g[G_UP_TRUST0 : G_UP_TRUST0 + 3].copy()
+    down_dis = g[G_DOWN_DIS]
+    ch_sat = g[G_CH_SAT]
+    ch_trust = g[G_CH_TRUST]
+    ch_enth = g[G_CH_ENTH]
+    ch_stage = g[G_CH_STAGE0 : G_CH_STAGE0 + 4].copy()
+    ch_inc = g[G_CH_INC]
+    protect = g[G_PROTECT]
+    ref_trust = g[G_REF_TRUST]
+    ref_enth = g[G_REF_ENTH]
+    x_int = g[G_X_INT]
+    x_trust = g[G_X_TRUST]
+    x_enth = g[G_X_ENTH]
+    x_te = g[G_X_TE]
+    x_prod = g[G_X_PROD]
+    nps_int = g[G_NPS_INT]
+    nps_sat = g[G_NPS_SAT]
+    nps_trust = g[G_NPS_TRUST]
+    nps_enth = g[G_NPS_ENTH]
+    seg_inc = s[:, S_INC_P] * inc_mult
+    seg_expect = s[:, S_EXPECT].copy()
+    seg_price = s[:, S_PRICE].copy()
+    seg_shift = shift - s[:, S_BARRIER]
+    seg_value_w = s[:, S_VALUE_W].copy()
+    seg_margin = s[:, S_MARGIN_CENTS].astype(np.int64)
     for b in prange(nblocks):
-        acc = np.zeros(N_A, dtype=np.int64)
         lo = b * BLOCK
         hi = min(lo + BLOCK, n)
-        for i in range(lo, hi):
-            if alive[i] == 0:
-                continue
+        m = hi - lo
+        flags = np.zeros(m, dtype=np.uint8)  # bit 0 live, 1 surveyed, 2 churned
+        xs_buf = np.zeros(m, dtype=np.uint8)
+        prod_buf = np.zeros(m, dtype=np.uint8)
+        n_active = 0
+        n_churned = 0
+        n_inc = 0
+        n_det = 0
+        n_rep = 0
+        n_prom = 0
+        n_detr = 0
+        n_st0 = 0
+        n_st1 = 0
+        n_st2 = 0
+        n_st3 = 0
+        n_xs = 0
+        rev_sum = 0
+        prod_sum = 0
+        tr_sum = 0
+        en_sum = 0
+        sat_sum = 0
+        val_sum = 0
+        haz_sum = 0
+        # Random words first, in a loop of their own: Philox vectorises there (8 customers per
+        # AVX-512 instruction), but not inside the long body below.
+        words = np.empty((7, m), dtype=np.uint32)
+        for j in range(m):
+            a0, a1, a2, a3 = draw4(ids[lo + j], period, PURPOSE_STEP_A, k0, k1)
+            b0, b1, b2, _b3 = draw4(ids[lo + j], period, PURPOSE_STEP_B, k0, k1)
+            words[0, j] = a0
+            words[1, j] = a1
+            words[2, j] = a2
+            words[3, j] = a3
+            words[4, j] = b0
+            words[5, j] = b1
+            words[6, j] = b2
+        for j in range(m):
+            i = lo + j
+            live = np.int64(alive[i] != 0)
             seg = segment[i]
-            cid = ids[i]
-            a0, a1, a2, a3 = draw4(cid, period, PURPOSE_STEP_A, k0, k1)
-            b0, b1, b2, _b3 = draw4(cid, period, PURPOSE_STEP_B, k0, k1)
+            a0 = words[0, j]
+            a1 = words[1, j]
+            a2 = words[2, j]
+            a3 = words[3, j]
+            b0 = words[4, j]
+            b1 = words[5, j]
+            b2 = words[6, j]
 
             # 1. experience and incidents; 3. the alarm system
-            incident = to_unit(a1) < s[seg, S_INC_P] * p[P_INC_MULT]
-            detected = incident and to_unit(a2) < p[P_COVERAGE]
-            repaired = detected and to_unit(a3) < p[P_REPAIR]
-            damage = (1.0 - g[G_RESTORE]) if repaired else 1.0
-            quality = p[P_QUALITY] + g[G_QUALITY_NOISE] * ntab[a0 >> 20]
-            if incident:
-                quality -= g[G_SEVERITY] * damage
-            d = quality - s[seg, S_EXPECT]
+            inc = np.int64(to_unit(a1) < seg_inc[seg])
+            det = inc * np.int64(to_unit(a2) < coverage)
+            rep = det * np.int64(to_unit(a3) < repair_p)
+            hit = inc * (1.0 - restore * rep)  # an incident's damage left after any repair
+            quality = q_base + q_noise * ntab[a0 >> 20] - severity * hit
+            d = quality - seg_expect[seg]
 
             # 2. satisfaction, value, trust, enthusiasm
-            sat = float(satisfaction[i])
-            sat += g[G_SAT_RATE] * (d - sat)
-            val = float(value[i])
-            val += g[G_VALUE_RATE] * ((quality - s[seg, S_PRICE]) - val)
-            tr0 = float(trust[i])
-            pos = _clip(d, 0.0, 1.0)
-            neg = _clip(-d, 0.0, 1.0)
-            tr = tr0 + g[G_TRUST_GAIN] * (1.0 - tr0) * pos - g[G_TRUST_LOSS_DIS] * tr0 * neg
-            if incident:
-                tr -= g[G_TRUST_LOSS_INC] * tr0 * damage
-            tr = _clip(tr, 0.0, 1.0)
-            en = float(enthusiasm[i])
-            delight = _clip(d - g[G_DELIGHT], 0.0, 1.0)
-            en += g[G_ENTH_GAIN] * (1.0 - en) * min(delight + p[P_CONTACT], 1.0) - g[G_ENTH_DECAY] * en
-            en = _clip(en, 0.0, 1.0)
+            sat0 = np.float64(satisfaction[i])
+            sat = sat0 + sat_rate * (d - sat0)
+            val0 = np.float64(value[i])
+            val = val0 + value_rate * ((quality - seg_price[seg]) - val0)
+            tr0 = np.float64(trust[i])
+            pos = min(max(d, 0.0), 1.0)
+            neg = min(max(-d, 0.0), 1.0)
+            tr = tr0 + trust_gain * (1.0 - tr0) * pos - loss_dis * tr0 * neg
+            tr = min(max(tr - loss_inc * tr0 * hit, 0.0), 1.0)
+            en0 = np.float64(enthusiasm[i])
+            delight = min(max(d - delight_margin, 0.0), 1.0)
+            en = en0 + enth_gain * (1.0 - en0) * min(delight + contact, 1.0) - enth_decay * en0
+            en = min(max(en, 0.0), 1.0)
 
             # stages: up on sustained satisfaction and trust, down after bad experiences
-            st = stage[i]
-            good = sat > g[G_UP_SAT] and st < 3 and tr > g[G_UP_TRUST0 + st]
-            sk = streak[i] + 1 if good else 0
-            bad = (incident and not repaired) or d < -g[G_DOWN_DIS]
-            if bad:
-                st = st - 1 if st > 0 else 0
-                sk = 0
-            elif sk >= up_periods:
-                st += 1
-                sk = 0
+            st = np.int64(stage[i])
+            need = up_trust[min(st, 2)]
+            good = np.int64(sat > up_sat) * np.int64(st < 3) * np.int64(tr > need)
+            sk = (np.int64(streak[i]) + 1) * good
+            bad = max(inc - rep, np.int64(d < -down_dis))
+            up = np.int64(sk >= up_periods) * (1 - bad)
+            st_new = st + up - bad * np.int64(st > 0)
+            sk = sk * (1 - up) * (1 - bad)
 
             # 5. churn: logit hazard; trust cushions an incident's kick
             eta = (
                 base_logit[i]
-                + g[G_CH_SAT] * sat
-                + g[G_CH_TRUST] * (tr - g[G_REF_TRUST])
-                + g[G_CH_ENTH] * (en - g[G_REF_ENTH])
-                - s[seg, S_VALUE_W] * val
-                - s[seg, S_BARRIER]
-                + g[G_CH_STAGE0 + st]
-                + p[P_SHIFT]
+                + ch_sat * sat
+                + ch_trust * (tr - ref_trust)
+                + ch_enth * (en - ref_enth)
+                - seg_value_w[seg] * val
+                + ch_stage[st_new]
+                + seg_shift[seg]
+                + ch_inc * (1.0 - protect * tr0) * hit
             )
-            if incident:
-                eta += g[G_CH_INC] * (1.0 - g[G_PROTECT] * tr0) * damage
-            hazard = 1.0 / (1.0 + math.exp(-eta))
-            churned = to_unit(b0) < hazard
+            # single-precision exp: half the cost of double, and 1e-7 relative is far below
+            # any hazard's own uncertainty
+            hazard = 1.0 / (1.0 + np.float64(math.exp(np.float32(-eta))))
+            churned = live * np.int64(to_unit(b0) < hazard)
 
             # 6. cross-selling: Poisson count by inversion, capped by the catalogue
-            prod = products[i]
-            lam = math.exp(
-                g[G_X_INT] + g[G_X_TRUST] * tr + g[G_X_ENTH] * en + g[G_X_TE] * tr * en
-                + g[G_X_PROD] * (prod - 1)
-            )
+            prod = np.int64(products[i])
+            lam = np.float64(math.exp(np.float32(x_int + x_trust * tr + x_enth * en + x_te * tr * en + x_prod * (prod - 1))))
             u = to_unit(b1)
-            e0 = math.exp(-lam)
+            e0 = np.float64(math.exp(np.float32(-lam)))
             c1 = e0 * (1.0 + lam)
             c2 = c1 + e0 * lam * lam * 0.5
-            k = (u > e0) + (u > c1) + (u > c2)
-            room = catalogue - prod
-            xs = k if k < room else room
-            if xs < 0:
-                xs = 0
+            k = np.int64(u > e0) + np.int64(u > c1) + np.int64(u > c2)
+            xs = live * max(min(k, catalogue - prod), 0)
 
             # 7. money: margin on products held at the start of the period
-            rev = np.int64(prod) * np.int64(s[seg, S_MARGIN_CENTS])
+            rev = live * prod * seg_margin[seg]
 
-            # 4. surveys: noisy ordinal readings of the latent state
-            nps_latent = _clip(
-                g[G_NPS_INT] + g[G_NPS_SAT] * sat + g[G_NPS_TRUST] * tr + g[G_NPS_ENTH] * en, 0.0, 10.0
-            )
-            sat01 = _clip(0.5 + 0.5 * sat, 0.0, 1.0)
-            surveyed = to_unit(b2) < g[G_SURVEY_RATE]
-            slot = panel_slot[i] if panel_slot.shape[0] > 0 else -1
-            if surveyed:
+            # word of mouth: the latent recommendation of every customer
+            nps_latent = min(max(nps_int + nps_sat * sat + nps_trust * tr + nps_enth * en,
+                                 0.0), 10.0)
+            surveyed = live * np.int64(to_unit(b2) < survey_rate)
+
+            n_active += live
+            n_churned += churned
+            n_inc += live * inc
+            n_det += live * det
+            n_rep += live * rep
+            n_prom += live * np.int64(nps_latent >= 8.5)
+            n_detr += live * np.int64(nps_latent < 6.5)
+            n_st0 += live * np.int64(st_new == 0)
+            n_st1 += live * np.int64(st_new == 1)
+            n_st2 += live * np.int64(st_new == 2)
+            n_st3 += live * np.int64(st_new == 3)
+            n_xs += xs
+            rev_sum += rev
+            prod_sum += live * prod
+            tr_sum += live * np.int64(tr * FX + 0.5)
+            en_sum += live * np.int64(en * FX + 0.5)
+            sat_sum += live * np.int64(math.floor(sat * FX + 0.5))
+            val_sum += live * np.int64(math.floor(val * FX + 0.5))
+            haz_sum += live * np.int64(hazard * FX + 0.5)
+
+            flags[j] = np.uint8(live | (surveyed << 1) | (churned << 2))
+            xs_buf[j] = np.uint8(xs)
+            prod_buf[j] = np.uint8(prod)
+            if live:
+                satisfaction[i] = sat
+                value[i] = val
+                trust[i] = tr
+                enthusiasm[i] = en
+                stage[i] = st_new
+                streak[i] = min(sk, 255)
+                tenure[i] += 1
+                products[i] = prod + xs
+                alive[i] = 1 - churned
+
+        acc = np.zeros(N_A, dtype=np.int64)
+        acc[A_ACTIVE] = n_active
+        acc[A_CHURNED] = n_churned
+        acc[A_INCIDENTS] = n_inc
+        acc[A_DETECTED] = n_det
+        acc[A_REPAIRED] = n_rep
+        acc[A_PROMOTERS] = n_prom
+        acc[A_DETRACTORS] = n_detr
+        acc[A_STAGE0] = n_st0
+        acc[A_STAGE0 + 1] = n_st1
+        acc[A_STAGE0 + 2] = n_st2
+        acc[A_STAGE0 + 3] = n_st3
+        acc[A_CROSS_SALES] = n_xs
+        acc[A_REVENUE_CENTS] = rev_sum
+        acc[A_PRODUCTS] = prod_sum
+        acc[A_TRUST_FX] = tr_sum
+        acc[A_ENTH_FX] = en_sum
+        acc[A_SAT_FX] = sat_sum
+        acc[A_VALUE_FX] = val_sum
+        acc[A_HAZARD_FX] = haz_sum
+
+        # second pass: survey answers, panel rows and per-customer tracking, for the few who need them
+        for j in range(m):
+            f = flags[j]
+            if f == 0:
+                continue
+            i = lo + j
+            slot = panel_slot[i] if has_panel else -1
+            if (f & 2) == 0 and slot < 0 and not track:
+                continue
+            prod = np.int64(prod_buf[j])
+            xs = np.int64(xs_buf[j])
+            seg = segment[i]
+            rev = prod * np.int64(s[seg, S_MARGIN_CENTS])
+            churned = (f >> 2) & 1
+            if track:
+                revenue[i] += rev
+                if xs > 0:
+                    purchases[i] += 1
+                    last_purchase[i] = period
+            if (f & 2) == 0 and slot < 0:
+                continue
+            tr = np.float64(trust[i])
+            en = np.float64(enthusiasm[i])
+            sat = np.float64(satisfaction[i])
+            val = np.float64(value[i])
+            if f & 2:
+                cid = ids[i]
+                nps_latent = min(max(g[G_NPS_INT] + g[G_NPS_SAT] * sat + g[G_NPS_TRUST] * tr + g[G_NPS_ENTH] * en,
+                                     0.0), 10.0)
+                sat01 = min(max(0.5 + 0.5 * sat, 0.0), 1.0)
                 q0, q1, q2, q3 = draw4(cid, period, PURPOSE_SURVEY_A, k0, k1)
                 r0, r1, r2, r3 = draw4(cid, period, PURPOSE_SURVEY_B, k0, k1)
                 noise = g[G_ITEM_NOISE]
-                nps_ans = np.int8(_clip(math.floor(nps_latent + g[G_NPS_NOISE] * ntab[q0 >> 20] + 0.5), 0.0, 10.0))
+                nps_ans = np.int64(min(max(math.floor(nps_latent + g[G_NPS_NOISE] * ntab[q0 >> 20] + 0.5), 0.0), 10.0))
                 t_overall = _item(sat01, ntab[q1 >> 20], noise)
                 t_recommend = _item(nps_latent / 10.0, ntab[q2 >> 20], noise)
                 t_repurchase = _item((tr + sat01) * 0.5, ntab[q3 >> 20], noise)
-                t_advantage = _item(_clip(0.5 + val, 0.0, 1.0), ntab[r0 >> 20], noise)
+                t_advantage = _item(min(max(0.5 + val, 0.0), 1.0), ntab[r0 >> 20], noise)
                 tr_item = _item(tr, ntab[r1 >> 20], noise)
                 en_item = _item(en, ntab[r2 >> 20], noise)
                 sat_item = _item(sat01, ntab[r3 >> 20], noise)
@@ -306,51 +467,16 @@ def step(  # pragma: no cover - compiled
                     panel_out[slot, 11] = t_repurchase
                     panel_out[slot, 12] = t_advantage
             elif slot >= 0:
-                for j in range(5, 13):
-                    panel_out[slot, j] = -1
+                for c in range(5, 13):
+                    panel_out[slot, c] = -1
             if slot >= 0:
                 panel_out[slot, 0] = 1
                 panel_out[slot, 1] = churned
                 panel_out[slot, 2] = prod
                 panel_out[slot, 3] = xs
                 panel_out[slot, 4] = rev
-
-            # aggregates of the active customers
-            acc[A_ACTIVE] += 1
-            acc[A_CHURNED] += churned
-            acc[A_INCIDENTS] += incident
-            acc[A_DETECTED] += detected
-            acc[A_REPAIRED] += repaired
-            acc[A_PROMOTERS] += nps_latent >= 8.5
-            acc[A_DETRACTORS] += nps_latent < 6.5
-            acc[A_STAGE0 + st] += 1
-            acc[A_CROSS_SALES] += xs
-            acc[A_REVENUE_CENTS] += rev
-            acc[A_PRODUCTS] += prod
-            acc[A_TRUST_FX] += np.int64(tr * FX + 0.5)
-            acc[A_ENTH_FX] += np.int64(en * FX + 0.5)
-            acc[A_SAT_FX] += np.int64(math.floor(sat * FX + 0.5))
-            acc[A_VALUE_FX] += np.int64(math.floor(val * FX + 0.5))
-            acc[A_HAZARD_FX] += np.int64(hazard * FX + 0.5)
-
-            # write back
-            satisfaction[i] = sat
-            value[i] = val
-            trust[i] = tr
-            enthusiasm[i] = en
-            stage[i] = st
-            streak[i] = min(sk, 255)
-            tenure[i] += 1
-            products[i] = prod + xs
-            if churned:
-                alive[i] = 0
-            if track:
-                revenue[i] += rev
-                if xs > 0:
-                    purchases[i] += 1
-                    last_purchase[i] = period
-        for j in range(N_A):
-            out[b, j] = acc[j]
+        for c in range(N_A):
+            out[b, c] = acc[c]
 
 
 @njit(inline="always", cache=True)
