@@ -148,13 +148,9 @@ class BGBBModel(BayesianModel):
     def probability_alive(
         self, data: pl.DataFrame | None = None, *, interval: float = 0.9, keep_draws: bool = False
     ) -> Prediction:
-        """P(alive at opportunity n+1 | x, t_x, n); Fader, Hardie & Shang (2010), eq. (11)."""
+        """P(alive at opportunity n+1 | x, t_x, n) per customer; see :func:`bgbb_p_alive`."""
         def compute(d, c):
-            a, b, g, dl = (d[k][:, None] for k in self.named_parameters)
-            x, n = c["frequency"], c["T"]
-            log_num = (special.betaln(a + x, b + n - x) - special.betaln(a, b)
-                       + special.betaln(g, dl + n + 1.0) - special.betaln(g, dl))
-            return np.exp(log_num - bgbb_loglike_np(*(d[k] for k in self.named_parameters), x, c["recency"], n))
+            return bgbb_p_alive(*(d[k] for k in self.named_parameters), c["frequency"], c["recency"], c["T"])
 
         return reduce_over_draws(compute, self._posterior(), self._rows(data), interval=interval,
                                  keep_draws=keep_draws)
@@ -163,25 +159,44 @@ class BGBBModel(BayesianModel):
         self, future_opportunities: int, data: pl.DataFrame | None = None, *, interval: float = 0.9,
         keep_draws: bool = False,
     ) -> Prediction:
-        """Expected purchases in the next ``future_opportunities`` opportunities.
-
-        Fader, Hardie & Shang (2010), eq. (13):
-        E = 1/L · B(α+x+1, β+n−x)/B(α,β) · δ/(γ−1) · Γ(γ+δ)/Γ(1+δ)
-            · [Γ(1+δ+n)/Γ(γ+δ+n) − Γ(1+δ+n+n*)/Γ(γ+δ+n+n*)].
-        """
-        ns = float(future_opportunities)
-        if ns < 1:
+        """Expected purchases in the next ``future_opportunities``; see :func:`bgbb_expected_purchases`."""
+        if future_opportunities < 1:
             raise InputError(f"future_opportunities: must be at least 1, found {future_opportunities}")
 
         def compute(d, c):
-            a, b, g, dl = (d[k][:, None] for k in self.named_parameters)
-            x, n = c["frequency"], c["T"]
-            log_l = bgbb_loglike_np(*(d[k] for k in self.named_parameters), x, c["recency"], n)
-            head = special.betaln(a + x + 1.0, b + n - x) - special.betaln(a, b)
-            gam = special.gammaln(g + dl) - special.gammaln(1.0 + dl)
-            bracket = (np.exp(special.gammaln(1.0 + dl + n) - special.gammaln(g + dl + n))
-                       - np.exp(special.gammaln(1.0 + dl + n + ns) - special.gammaln(g + dl + n + ns)))
-            return np.exp(head + gam - log_l) * dl / (g - 1.0) * bracket
+            return bgbb_expected_purchases(future_opportunities, *(d[k] for k in self.named_parameters),
+                                           c["frequency"], c["recency"], c["T"])
 
         return reduce_over_draws(compute, self._posterior(), self._rows(data), interval=interval,
                                  keep_draws=keep_draws)
+
+
+def bgbb_p_alive(alpha, beta, gamma, delta, x, t_x, n) -> np.ndarray:
+    """P(alive at opportunity n+1 | x, t_x, n); Fader, Hardie & Shang (2010), eq. (11).
+
+    Parameters are draws of shape ``(n_draws,)``; returns ``(n_draws, n_rows)``.
+    """
+    a, b, g, d = (np.asarray(v, dtype=float)[:, None] for v in (alpha, beta, gamma, delta))
+    x, n = np.asarray(x, dtype=float), np.asarray(n, dtype=float)
+    log_num = (special.betaln(a + x, b + n - x) - special.betaln(a, b)
+               + special.betaln(g, d + n + 1.0) - special.betaln(g, d))
+    return np.exp(log_num - bgbb_loglike_np(alpha, beta, gamma, delta, x, t_x, n))
+
+
+def bgbb_expected_purchases(future_opportunities: float, alpha, beta, gamma, delta, x, t_x, n) -> np.ndarray:
+    """Expected purchases at opportunities n+1..n+n*; Fader, Hardie & Shang (2010), eq. (13).
+
+    E = 1/L · B(α+x+1, β+n−x)/B(α,β) · δ/(γ−1) · Γ(γ+δ)/Γ(1+δ)
+        · [Γ(1+δ+n)/Γ(γ+δ+n) − Γ(1+δ+n+n*)/Γ(γ+δ+n+n*)].
+
+    Parameters are draws of shape ``(n_draws,)``; returns ``(n_draws, n_rows)``.
+    """
+    ns = float(future_opportunities)
+    a, b, g, d = (np.asarray(v, dtype=float)[:, None] for v in (alpha, beta, gamma, delta))
+    x, n = np.asarray(x, dtype=float), np.asarray(n, dtype=float)
+    log_l = bgbb_loglike_np(alpha, beta, gamma, delta, x, t_x, n)
+    head = special.betaln(a + x + 1.0, b + n - x) - special.betaln(a, b)
+    gam = special.gammaln(g + d) - special.gammaln(1.0 + d)
+    bracket = (np.exp(special.gammaln(1.0 + d + n) - special.gammaln(g + d + n))
+               - np.exp(special.gammaln(1.0 + d + n + ns) - special.gammaln(g + d + n + ns)))
+    return np.exp(head + gam - log_l) * d / (g - 1.0) * bracket
