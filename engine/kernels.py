@@ -35,7 +35,7 @@ from tenure.engine.rng import (
     to_unit,
 )
 
-BLOCK = 16384  # customers per reduction block: fixed, so totals never depend on threads
+BLOCK = 4096  # customers per reduction block: fixed, so totals never depend on threads
 FX = 16777216.0  # 2**24: fixed-point scale of latent sums
 
 # -- global coefficients -------------------------------------------------------------
@@ -232,6 +232,9 @@ def step(  # pragma: no cover - compiled
         m = hi - lo
         flags = np.zeros(m, dtype=np.uint8)  # bit 0 live, 1 surveyed, 2 churned
         xs_buf = np.zeros(m, dtype=np.uint8)
+        eta_b = np.empty(m)  # logit of the hazard, then the hazard
+        xl_b = np.empty(m)  # log cross-sell rate, then the rate
+        e0_b = np.empty(m)  # P(no cross-sale)
         prod_buf = np.zeros(m, dtype=np.uint8)
         n_active = 0
         n_churned = 0
@@ -273,9 +276,6 @@ def step(  # pragma: no cover - compiled
             a1 = words[1, j]
             a2 = words[2, j]
             a3 = words[3, j]
-            b0 = words[4, j]
-            b1 = words[5, j]
-            b2 = words[6, j]
 
             # 1. experience and incidents; 3. the alarm system
             inc = np.int64(to_unit(a1) < seg_inc[seg])
@@ -310,8 +310,8 @@ def step(  # pragma: no cover - compiled
             st_new = st + up - bad * np.int64(st > 0)
             sk = sk * (1 - up) * (1 - bad)
 
-            # 5. churn: logit hazard; trust cushions an incident's kick
-            eta = (
+            # 5. churn: the logit of the hazard; trust cushions an incident's kick
+            eta_b[j] = (
                 base_logit[i]
                 + ch_sat * sat
                 + ch_trust * (tr - ref_trust)
@@ -321,31 +321,15 @@ def step(  # pragma: no cover - compiled
                 + seg_shift[seg]
                 + ch_inc * (1.0 - protect * tr0) * hit
             )
-            # single-precision exp: half the cost of double, and 1e-7 relative is far below
-            # any hazard's own uncertainty
-            hazard = 1.0 / (1.0 + np.float64(math.exp(np.float32(-eta))))
-            churned = live * np.int64(to_unit(b0) < hazard)
-
-            # 6. cross-selling: Poisson count by inversion, capped by the catalogue
+            # 6. cross-selling: the log of the monthly adoption rate
             prod = np.int64(products[i])
-            lam = np.float64(math.exp(np.float32(x_int + x_trust * tr + x_enth * en + x_te * tr * en + x_prod * (prod - 1))))
-            u = to_unit(b1)
-            e0 = np.float64(math.exp(np.float32(-lam)))
-            c1 = e0 * (1.0 + lam)
-            c2 = c1 + e0 * lam * lam * 0.5
-            k = np.int64(u > e0) + np.int64(u > c1) + np.int64(u > c2)
-            xs = live * max(min(k, catalogue - prod), 0)
-
+            xl_b[j] = x_int + x_trust * tr + x_enth * en + x_te * tr * en + x_prod * (prod - 1)
             # 7. money: margin on products held at the start of the period
-            rev = live * prod * seg_margin[seg]
-
+            rev_sum += live * prod * seg_margin[seg]
+            prod_sum += live * prod
             # word of mouth: the latent recommendation of every customer
-            nps_latent = min(max(nps_int + nps_sat * sat + nps_trust * tr + nps_enth * en,
-                                 0.0), 10.0)
-            surveyed = live * np.int64(to_unit(b2) < survey_rate)
-
+            nps_latent = min(max(nps_int + nps_sat * sat + nps_trust * tr + nps_enth * en, 0.0), 10.0)
             n_active += live
-            n_churned += churned
             n_inc += live * inc
             n_det += live * det
             n_rep += live * rep
@@ -355,28 +339,52 @@ def step(  # pragma: no cover - compiled
             n_st1 += live * np.int64(st_new == 1)
             n_st2 += live * np.int64(st_new == 2)
             n_st3 += live * np.int64(st_new == 3)
-            n_xs += xs
-            rev_sum += rev
-            prod_sum += live * prod
             tr_sum += live * np.int64(tr * FX + 0.5)
             en_sum += live * np.int64(en * FX + 0.5)
             sat_sum += live * np.int64(math.floor(sat * FX + 0.5))
             val_sum += live * np.int64(math.floor(val * FX + 0.5))
-            haz_sum += live * np.int64(hazard * FX + 0.5)
+            prod_buf[j] = np.uint8(prod)
+            flags[j] = np.uint8(live)
+            # unconditional stores of selected values keep the loop branch-free (vectorisable)
+            keep = live == 0
+            satisfaction[i] = sat0 if keep else sat
+            value[i] = val0 if keep else val
+            trust[i] = tr0 if keep else tr
+            enthusiasm[i] = en0 if keep else en
+            stage[i] = st if keep else st_new
+            streak[i] = streak[i] if keep else min(sk, 255)
 
+        # The transcendental part alone: libm calls stop LLVM from vectorising any loop they are in.
+        # Single precision halves their cost; 1e-7 relative is far below any hazard's uncertainty.
+        for j in range(m):
+            eta_b[j] = 1.0 / (1.0 + np.float64(math.exp(np.float32(-eta_b[j]))))
+            lam = np.float64(math.exp(np.float32(xl_b[j])))
+            xl_b[j] = lam
+            e0_b[j] = np.float64(math.exp(np.float32(-lam)))
+
+        for j in range(m):
+            i = lo + j
+            live = np.int64(flags[j])
+            hazard = eta_b[j]
+            churned = live * np.int64(to_unit(words[4, j]) < hazard)
+            # Poisson count by inversion of its CDF, capped by the catalogue
+            lam = xl_b[j]
+            e0 = e0_b[j]
+            u = to_unit(words[5, j])
+            c1 = e0 * (1.0 + lam)
+            c2 = c1 + e0 * lam * lam * 0.5
+            k = np.int64(u > e0) + np.int64(u > c1) + np.int64(u > c2)
+            prod = np.int64(prod_buf[j])
+            xs = live * max(min(k, catalogue - prod), 0)
+            surveyed = live * np.int64(to_unit(words[6, j]) < survey_rate)
+            n_churned += churned
+            n_xs += xs
+            haz_sum += live * np.int64(hazard * FX + 0.5)
             flags[j] = np.uint8(live | (surveyed << 1) | (churned << 2))
             xs_buf[j] = np.uint8(xs)
-            prod_buf[j] = np.uint8(prod)
-            if live:
-                satisfaction[i] = sat
-                value[i] = val
-                trust[i] = tr
-                enthusiasm[i] = en
-                stage[i] = st_new
-                streak[i] = min(sk, 255)
-                tenure[i] += 1
-                products[i] = prod + xs
-                alive[i] = 1 - churned
+            tenure[i] += live
+            products[i] = prod + xs
+            alive[i] = live * (1 - churned)
 
         acc = np.zeros(N_A, dtype=np.int64)
         acc[A_ACTIVE] = n_active
