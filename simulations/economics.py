@@ -471,17 +471,19 @@ def optimal_spend(
 
     value_at_cap = m * (1.0 + d)
     retain = k2 * c_r * m > 1.0
-    # Harmless stand-ins where the corner applies keep the closed form free of 0/0 and log(0).
-    c_r_safe = np.where(retain, c_r, 0.5)
+    # Stand-ins of 1 where the corner applies keep the closed form free of 0/0 and log(0).
+    c_r_safe = np.where(retain, c_r, 1.0)
+    gap_safe = np.where(retain, 1.0 + d - c_r, 1.0)
     k2_safe = np.where(retain, k2, 1.0)
-    omega = special.wrightomega(np.log((1.0 + d - c_r_safe) / c_r_safe) + k2_safe * value_at_cap - 1.0)
+    omega = special.wrightomega(np.log(gap_safe / c_r_safe) + k2_safe * value_at_cap - 1.0)
     r_spend = np.where(retain, value_at_cap - (1.0 + omega) / k2_safe, 0.0)
     r = c_r * -np.expm1(-k2 * r_spend)
     value = m + (m * r - r_spend) / (1.0 + d - r)
 
     acquire = c_a * k1 * value > 1.0
     k1_safe = np.where(acquire, k1, 1.0)
-    a_spend = np.where(acquire, np.log(np.where(acquire, c_a * k1 * value, 1.0)) / k1_safe, 0.0)
+    gain_safe = np.where(acquire, c_a * k1 * value, 1.0)
+    a_spend = np.where(acquire, np.log(gain_safe) / k1_safe, 0.0)
     a = c_a * -np.expm1(-k1 * a_spend)
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
