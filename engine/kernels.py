@@ -257,25 +257,24 @@ def step(  # pragma: no cover - compiled
         haz_sum = 0
         # Random words first, in a loop of their own: Philox vectorises there (8 customers per
         # AVX-512 instruction), but not inside the long body below.
-        words = np.empty((7, m), dtype=np.uint32)
+        w0 = np.empty(m, dtype=np.uint32)
+        w1 = np.empty(m, dtype=np.uint32)
+        w2 = np.empty(m, dtype=np.uint32)
+        w3 = np.empty(m, dtype=np.uint32)
+        w4 = np.empty(m, dtype=np.uint32)
+        w5 = np.empty(m, dtype=np.uint32)
+        w6 = np.empty(m, dtype=np.uint32)
         for j in range(m):
-            a0, a1, a2, a3 = draw4(ids[lo + j], period, PURPOSE_STEP_A, k0, k1)
-            b0, b1, b2, _b3 = draw4(ids[lo + j], period, PURPOSE_STEP_B, k0, k1)
-            words[0, j] = a0
-            words[1, j] = a1
-            words[2, j] = a2
-            words[3, j] = a3
-            words[4, j] = b0
-            words[5, j] = b1
-            words[6, j] = b2
+            w0[j], w1[j], w2[j], w3[j] = draw4(ids[lo + j], period, PURPOSE_STEP_A, k0, k1)
+            w4[j], w5[j], w6[j], _w7 = draw4(ids[lo + j], period, PURPOSE_STEP_B, k0, k1)
         for j in range(m):
             i = lo + j
             live = np.int64(alive[i] != 0)
             seg = segment[i]
-            a0 = words[0, j]
-            a1 = words[1, j]
-            a2 = words[2, j]
-            a3 = words[3, j]
+            a0 = w0[j]
+            a1 = w1[j]
+            a2 = w2[j]
+            a3 = w3[j]
 
             # 1. experience and incidents; 3. the alarm system
             inc = np.int64(to_unit(a1) < seg_inc[seg])
@@ -366,17 +365,17 @@ def step(  # pragma: no cover - compiled
             i = lo + j
             live = np.int64(flags[j])
             hazard = eta_b[j]
-            churned = live * np.int64(to_unit(words[4, j]) < hazard)
+            churned = live * np.int64(to_unit(w4[j]) < hazard)
             # Poisson count by inversion of its CDF, capped by the catalogue
             lam = xl_b[j]
             e0 = e0_b[j]
-            u = to_unit(words[5, j])
+            u = to_unit(w5[j])
             c1 = e0 * (1.0 + lam)
             c2 = c1 + e0 * lam * lam * 0.5
             k = np.int64(u > e0) + np.int64(u > c1) + np.int64(u > c2)
             prod = np.int64(prod_buf[j])
             xs = live * max(min(k, catalogue - prod), 0)
-            surveyed = live * np.int64(to_unit(words[6, j]) < survey_rate)
+            surveyed = live * np.int64(to_unit(w6[j]) < survey_rate)
             n_churned += churned
             n_xs += xs
             haz_sum += live * np.int64(hazard * FX + 0.5)
