@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import arviz as az
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -15,36 +17,82 @@ CENTERED_MIN_EVENTS = 200
 PARAMETRIZATIONS = ("auto", "centered", "noncentered")
 
 
+@dataclass(frozen=True)
+class MarginalisedMean:
+    """A pooled mean integrated out of the sampler, to be drawn from its exact conditional afterwards."""
+
+    name: str
+    groups: str
+    prior_mu: float
+    prior_sigma: float
+
+
 def pooled_intercepts(
     name: str,
-    mean: Any,
+    mean_name: str,
+    mean_spec: Mapping[str, Any],
     sd_spec: Mapping[str, Any],
     group: np.ndarray,
     n_groups: int,
     events_per_group: np.ndarray,
     dims: str,
     parametrization: str = "auto",
-) -> Any:
-    """Group intercepts ``name[g] ~ Normal(mean, name_sd)``, indexed by ``group``.
+) -> tuple[Any, MarginalisedMean | None]:
+    """Group intercepts ``name[g] ~ Normal(mean, name_sd)`` with ``mean`` ~ its prior, indexed by ``group``.
 
-    With one group the mean itself is returned. ``"auto"`` chooses the centred form
-    when every group has at least :data:`CENTERED_MIN_EVENTS` events (the data pin
-    each intercept and the non-centred form would leave a ridge), the non-centred
-    form otherwise (few data, where the centred form makes a funnel).
+    With one group, the mean itself is the intercept. ``"auto"`` chooses the centred
+    form when every group has at least :data:`CENTERED_MIN_EVENTS` events (the data
+    pin each intercept), the non-centred form otherwise (few data). In the centred
+    form with a Normal prior on the mean, the mean is integrated out analytically:
+    the intercepts are jointly ``MvNormal(m0·1, sd²·I + s0²·11ᵀ)``. With few groups a
+    sampled mean makes a funnel with the spread (its scale is sd/√G); without it the
+    sampler sees none. The mean is then drawn exactly from its Normal conditional
+    (:func:`add_marginalised_means`).
+
+    Returns
+    -------
+    tuple
+        The intercept of each cell (a tensor) and, when the mean was integrated out,
+        what :func:`add_marginalised_means` needs to draw it.
     """
     if parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}")
     if n_groups == 1:
-        return mean
-    sd = prior(f"{name}_sd", sd_spec)
+        return prior(mean_name, mean_spec), None
     centered = (parametrization == "centered"
                 or (parametrization == "auto" and float(np.min(events_per_group)) >= CENTERED_MIN_EVENTS))
+    if centered and mean_spec.get("dist") == "Normal" and set(mean_spec) <= {"dist", "mu", "sigma"}:
+        m0, s0 = float(mean_spec.get("mu", 0.0)), float(mean_spec.get("sigma", 1.0))
+        sd = prior(f"{name}_sd", sd_spec)
+        cov = sd**2 * pt.eye(n_groups) + s0**2 * pt.ones((n_groups, n_groups))
+        values = pm.MvNormal(name, mu=np.full(n_groups, m0), cov=cov, dims=dims)
+        return values[group], MarginalisedMean(mean_name, name, m0, s0)
+    mean = prior(mean_name, mean_spec)
+    sd = prior(f"{name}_sd", sd_spec)
     if centered:
         values = pm.Normal(name, mu=mean, sigma=sd, dims=dims)
     else:
         z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
         values = pm.Deterministic(name, mean + sd * z, dims=dims)
-    return values[group]
+    return values[group], None
+
+
+def add_marginalised_means(idata: az.InferenceData, means: list[MarginalisedMean], seed: int) -> None:
+    """Draw each integrated-out mean from its conditional posterior and add it to ``idata.posterior``.
+
+    Given group intercepts a_1..a_G ~ Normal(μ, sd²) and μ ~ Normal(m0, s0²), the
+    conditional is Normal with precision P = 1/s0² + G/sd² and mean
+    (m0/s0² + Σa/sd²)/P (Normal–Normal conjugacy, Gelman et al. 2013, §5.4). One
+    draw per posterior draw gives exact draws of the joint posterior.
+    """
+    rng = np.random.default_rng(seed)
+    for m in means:
+        a = idata.posterior[m.groups]
+        sd = idata.posterior[f"{m.groups}_sd"]
+        dim = next(d for d in a.dims if d not in ("chain", "draw"))
+        precision = 1.0 / m.prior_sigma**2 + a.sizes[dim] / sd**2
+        centre = (m.prior_mu / m.prior_sigma**2 + a.sum(dim) / sd**2) / precision
+        idata.posterior[m.name] = centre + rng.standard_normal(centre.shape) / np.sqrt(precision)
 
 
 def binomial_kernel_logp(events: Any, at_risk: Any, eta: Any) -> Any:
@@ -62,3 +110,17 @@ def poisson_cells_logp(events: Any, exposure: Any, log_factorial: Any, eta: Any)
     Y·η − n·e^η − Σ log y!, equal to the sum of the row-level log-pmfs.
     """
     return events * eta - exposure * pt.exp(eta) - log_factorial
+
+
+class MarginalisedMeansFit:
+    """Mixin for :class:`~tenure.models.base.BayesianModel`: after fitting, draw the integrated-out means."""
+
+    marginalised: list[MarginalisedMean]
+
+    def fit(self, method: str = "mcmc", draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int = 0,
+            progress: bool = False) -> az.InferenceData:
+        """Fit as the base class does, then add the pooled means to the posterior (same seed)."""
+        idata = super().fit(method=method, draws=draws, tune=tune, chains=chains,  # type: ignore[misc]
+                            seed=seed, progress=progress)
+        add_marginalised_means(idata, self.marginalised, seed=np.random.SeedSequence(seed).generate_state(1)[0])
+        return idata

@@ -38,14 +38,14 @@ from tenure.models.panel import (
     hazard_cells,
     tenure_band_labels,
 )
-from tenure.models.pooling import binomial_kernel_logp, pooled_intercepts
+from tenure.models.pooling import MarginalisedMeansFit, binomial_kernel_logp, pooled_intercepts
 
 #: Midpoint of the 1–5 scale; scores enter the model as (score − 3).
 SCORE_CENTRE = 3.0
 LIKELIHOODS = ("cells", "rows")
 
 
-class RetentionModel(BayesianModel):
+class RetentionModel(MarginalisedMeansFit, BayesianModel):
     """Discrete-time hazard of churn with survey covariates, tenure bands and pooled segments.
 
     Parameters
@@ -83,8 +83,9 @@ class RetentionModel(BayesianModel):
         "churn_satisfaction": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
         # Log-odds shift of each later tenure band against the first.
         "churn_tenure": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
-        # Spread of segment intercepts: half-normal, most mass below a factor e ≈ 2.7 in odds.
-        "churn_segment_sd": {"dist": "HalfNormal", "sigma": 1.0},
+        # Spread of segment intercepts: Gamma(2, 4), mean 0.5, zero-avoiding (Chung et al. 2013), so
+        # that a handful of segments does not push the sampler into the funnel at sd → 0.
+        "churn_segment_sd": {"dist": "Gamma", "alpha": 2.0, "beta": 4.0},
     }
     covariates: ClassVar[tuple[str, ...]] = SCORE_COLUMNS
 
@@ -138,10 +139,11 @@ class RetentionModel(BayesianModel):
         sds = self.covariate_sds()
         p = self.priors
         with pm.Model(coords=coords) as model:
-            intercept = prior("churn_intercept", p["churn_intercept"])
             slopes = {k: prior(f"churn_{k}", p[f"churn_{k}"]) for k in self.covariates}
-            alpha = pooled_intercepts("churn_segment", intercept, p["churn_segment_sd"], c.segment,
-                                      len(c.segments), seg_events, "segment", self.parametrization)
+            alpha, marginal = pooled_intercepts("churn_segment", "churn_intercept", p["churn_intercept"],
+                                                p["churn_segment_sd"], c.segment, len(c.segments), seg_events,
+                                                "segment", self.parametrization)
+            self.marginalised = [marginal] if marginal else []
             eta = alpha + sum(slopes[k] * (getattr(c, k) - SCORE_CENTRE) for k in self.covariates)
             if later.size:
                 tenure = prior("churn_tenure", p["churn_tenure"], dims="tenure_band")

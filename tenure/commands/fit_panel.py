@@ -1,5 +1,151 @@
-"""Sub-commands of `tenure fit` (registered on fit_app)."""
+"""`tenure fit retention|cross-sell|joint|nps|trim`: Bayesian models of a customer panel.
+
+Every command reads and validates the panel before anything is written (bad input:
+one line naming the column and the first offending row, exit code 2), fits, prints
+a table with diagnostics and one plain-language line per effect, and writes
+``posterior.nc``, ``summary.csv`` and a forest plot into ``--out``.
+"""
 
 from __future__ import annotations
 
-from tenure.commands.fit import fit_app  # noqa: F401
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from tenure.commands._common import cli_errors, console
+from tenure.commands.fit import fit_app
+from tenure.errors import InputError
+
+PANEL_HELP = "Panel file (.csv or .parquet): one row per customer per period; see docs/models-panel.md."
+OUT_HELP = "Folder for posterior.nc, summary.csv and the plot (created if missing)."
+SEGMENT_HELP = "Column with the customer segment (default: 'segment' if present, else one segment)."
+PRIORS_HELP = "TOML or JSON file overriding priors, e.g. [churn_trust] dist='Normal' mu=0 sigma=0.5."
+METHOD_HELP = "mcmc (NUTS with nutpie), map (mode + Laplace approximation) or advi."
+MISSING_HELP = "Null survey scores: 'carry' the customer's last answer forward, or 'drop' the row."
+
+
+def _check_out(out: Path) -> None:
+    """Fail before any work if --out cannot be a folder (nothing is created yet)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+
+
+def _load_priors(path: Path | None) -> dict[str, dict[str, Any]] | None:
+    from tenure.models.base import load_priors
+
+    return load_priors(path) if path is not None else None
+
+
+def _check_method(method: str) -> None:
+    from tenure.models.base import FIT_METHODS
+
+    if method not in FIT_METHODS:
+        raise InputError(f"--method: unknown method {method!r}; use one of {', '.join(FIT_METHODS)}")
+
+
+def _results_table(idata: Any, var_names: list[str], title: str) -> Table:
+    """Mean, sd, 90 % interval, R-hat and bulk ESS per scalar parameter."""
+    from tenure.models.base import summary_table
+    from tenure.models.effects import equal_tailed
+
+    summary = summary_table(idata, var_names)
+    table = Table(title=title, title_justify="left")
+    for col in ("parameter", "mean", "sd", "90 % interval", "R-hat", "ESS bulk"):
+        table.add_column(col, justify="left" if col == "parameter" else "right")
+    post = idata.posterior
+    flat = {}
+    for name in var_names:
+        values = post[name].values
+        values = values.reshape(values.shape[0] * values.shape[1], -1)
+        labels = summary["parameter"].to_list()
+        own = [lab for lab in labels if lab == name or lab.startswith(name + "[")]
+        for j, lab in enumerate(own):
+            flat[lab] = values[:, j]
+    for row in summary.iter_rows(named=True):
+        lo, hi = equal_tailed(flat[row["parameter"]]) if row["parameter"] in flat else (np.nan, np.nan)
+        table.add_row(row["parameter"], f"{row['mean']:.4g}", f"{row['sd']:.3g}", f"{lo:.4g} to {hi:.4g}",
+                      f"{row['r_hat']:.3f}" if np.isfinite(row["r_hat"]) else "–",
+                      f"{row['ess_bulk']:.0f}" if np.isfinite(row["ess_bulk"]) else "–")
+    return table
+
+
+def _fit_and_report(model: Any, out: Path, *, method: str, draws: int, tune: int, chains: int, seed: int,
+                    title: str) -> None:
+    """Fit, print the table, the effect lines and warnings, and save the outputs atomically."""
+    from tenure.io import prepare_out_dir
+    from tenure.models.base import diagnostics_warnings, save_fit
+
+    console.print(f"{title}: {model.data_summary().get('rows', 0):,} rows in "
+                  f"{model.data_summary().get('cells', 0):,} cells; fitting with {method}")
+    idata = model.fit(method=method, draws=draws, tune=tune, chains=chains, seed=seed,
+                      progress=console.is_terminal)
+    var_names = model.summary_var_names(idata)
+    lines = model.effect_lines(idata)
+    idata.attrs["tenure_effects"] = json.dumps(lines)
+    console.print(_results_table(idata, var_names, title))
+    for line in lines:
+        console.print(f"  • {line}", highlight=False)
+    for warning in diagnostics_warnings(idata, list(model.named_parameters)):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    paths = save_fit(idata, prepare_out_dir(out), var_names=var_names, title=title)
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
+@fit_app.command("retention")
+@cli_errors
+def retention(
+    panel: Path = typer.Argument(..., help=PANEL_HELP),
+    out: Path = typer.Option(..., "--out", help=OUT_HELP),
+    segment_col: str | None = typer.Option(None, "--segment-col", help=SEGMENT_HELP),
+    priors: Path | None = typer.Option(None, "--priors", help=PRIORS_HELP),
+    method: str = typer.Option("mcmc", "--method", help=METHOD_HELP),
+    draws: int = typer.Option(1000, "--draws", help="Posterior draws per chain."),
+    tune: int = typer.Option(1000, "--tune", help="Tuning steps per chain (mcmc)."),
+    chains: int = typer.Option(4, "--chains", help="Chains."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice of the fit."),
+    missing: str = typer.Option("carry", "--missing", help=MISSING_HELP),
+) -> None:
+    """Discrete-time hazard of churn: how trust, enthusiasm and satisfaction move monthly churn odds."""
+    from tenure.models.panel import hazard_cells, read_panel
+    from tenure.models.retention import RetentionModel
+
+    _check_out(out)
+    _check_method(method)
+    overrides = _load_priors(priors)
+    with console.status("reading and compressing the panel"):
+        cells = hazard_cells(read_panel(panel, segment_col=segment_col, optional=()), missing=missing)
+    model = RetentionModel(cells, overrides)
+    _fit_and_report(model, out, method=method, draws=draws, tune=tune, chains=chains, seed=seed,
+                    title="Retention (discrete-time hazard)")
+
+
+@fit_app.command("cross-sell")
+@cli_errors
+def cross_sell(
+    panel: Path = typer.Argument(..., help=PANEL_HELP),
+    out: Path = typer.Option(..., "--out", help=OUT_HELP),
+    segment_col: str | None = typer.Option(None, "--segment-col", help=SEGMENT_HELP),
+    priors: Path | None = typer.Option(None, "--priors", help=PRIORS_HELP),
+    method: str = typer.Option("mcmc", "--method", help=METHOD_HELP),
+    draws: int = typer.Option(1000, "--draws", help="Posterior draws per chain."),
+    tune: int = typer.Option(1000, "--tune", help="Tuning steps per chain (mcmc)."),
+    chains: int = typer.Option(4, "--chains", help="Chains."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice of the fit."),
+    missing: str = typer.Option("carry", "--missing", help=MISSING_HELP),
+) -> None:
+    """Poisson model of products added per period: trust, enthusiasm, their interaction, products held."""
+    from tenure.models.cross_sell import CrossSellModel
+    from tenure.models.panel import count_cells, read_panel
+
+    _check_out(out)
+    _check_method(method)
+    overrides = _load_priors(priors)
+    with console.status("reading and compressing the panel"):
+        cells = count_cells(read_panel(panel, segment_col=segment_col, optional=()), missing=missing)
+    model = CrossSellModel(cells, overrides)
+    _fit_and_report(model, out, method=method, draws=draws, tune=tune, chains=chains, seed=seed,
+                    title="Cross-selling (Poisson)")
