@@ -8,10 +8,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from typer.testing import CliRunner
-
-import tenure.commands.fit_clv  # noqa: F401  (registers the commands on fit_app)
-from tenure.commands.fit import fit_app
 from tenure.models import clv_predict
 from tenure.models.bgnbd import (
     BGNBDModel,
@@ -21,6 +17,10 @@ from tenure.models.bgnbd import (
     bgnbd_logp,
     bgnbd_p_alive,
 )
+from typer.testing import CliRunner
+
+import tenure.commands.fit_clv  # noqa: F401  (registers the commands on fit_app)
+from tenure.commands.fit import fit_app
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 PUBLISHED = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # Fader, Hardie & Lee (2005), Table 1
