@@ -16,6 +16,7 @@ any number of shards and threads.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -251,6 +252,26 @@ class Simulator:
         self.shards = [Shard(track=self.track, panel=self.panel_fraction > 0) for _ in range(shards)]
         self.next_id = 0
         self._add_customers(self.customers0, np.zeros(4, dtype=np.int64), cohort=0, initial=True)
+
+    def fork(self, budgets: dict[str, float] | None = None) -> Simulator:
+        """A copy of this not-yet-run simulator with other budgets: same seed, same initial base.
+
+        Building the base is the costly part of a short run; an allocation sweep
+        builds it once per seed and forks it per allocation. Because every draw is
+        keyed by customer id, forks share their random numbers (common random
+        numbers), so differences between forks are the budgets' effect, not noise.
+        """
+        if self.next_id != self.customers0:
+            raise RuntimeError("fork() must be called before run()")
+        new = copy.copy(self)
+        new.shards = [copy.deepcopy(sh) for sh in self.shards]
+        new.budgets = dict(self.budgets)
+        if budgets:
+            unknown = set(budgets) - set(self.budgets)
+            if unknown:
+                raise ValueError(f"unknown budget keys: {sorted(unknown)}")
+            new.budgets.update({k: float(v) for k, v in budgets.items()})
+        return new
 
     # -- population -------------------------------------------------------------------
     def _slices(self, first: int, count: int) -> list[tuple[int, int]]:

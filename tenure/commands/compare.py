@@ -1,0 +1,212 @@
+"""`tenure compare`: which investment pays, acquisition or retention?"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from tenure.commands._common import cli_errors, console, err_console
+from tenure.commands.simulate import check_run_options
+from tenure.errors import InputError
+from tenure.io import prepare_out_dir
+
+COMPARE_JSON_VERSION = 1
+
+
+@cli_errors
+def compare_cmd(
+    scenario: str = typer.Argument(
+        None, help="A built-in scenario name (see `tenure scenario list`) or a scenario TOML file. Default: 'default'."
+    ),
+    budget: float = typer.Option(
+        None, "--budget", "-b",
+        help="Total budget per period (currency) to split. Default: the scenario's acquisition plus retention budgets.",
+    ),
+    levers: str = typer.Option(
+        None, "--levers", help="Retention levers to sweep, comma-separated (default: all): "
+        "service, loyalty, engagement, alarm, employee.",
+    ),
+    mix: str = typer.Option(
+        None, "--mix", help="The current retention mix as lever=share pairs adding up to 1, e.g. "
+        "'service=0.5,loyalty=0.5'. Default: the scenario's budgets.",
+    ),
+    acquisition_steps: int = typer.Option(
+        7, "--acquisition-steps", help="Acquisition shares on the coarse grid, evenly from 0 to 1."
+    ),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per allocation, shared by every allocation."),
+    customers: int = typer.Option(None, "--customers", "-n", help="Initial customer base (overrides run.customers)."),
+    periods: int = typer.Option(None, "--periods", "-t", help="Months simulated per run (overrides run.periods)."),
+    seed: int = typer.Option(None, "--seed", "-s", help="First seed (overrides run.seed)."),
+    closed_form: bool = typer.Option(
+        False, "--closed-form", help="Also calibrate the Blattberg-Deighton model to the market and compare optima."
+    ),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Folder for compare.parquet, compare.json and compare.png."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no tables."),
+) -> None:
+    """Compare ways of splitting a budget between acquisition and retention, with uncertainty.
+
+    Sweeps the share of the budget that goes to acquisition and the mix across
+    retention levers, runs every point with several seeds on common random
+    numbers, refines around the best point, and reports customer equity, profit,
+    customers, NPS, churn and costs with 90 % intervals over seeds; then the
+    marginal costs to acquire and to retain one more customer at the best point,
+    and whether the "five times" rule holds in this market.
+    """
+    from tenure.simulations.compare import compare, parse_levers, parse_mix
+    from tenure.simulations.scenario import load_scenario
+
+    if budget is not None and (not math.isfinite(budget) or budget < 0):
+        raise InputError(f"--budget: must be a non-negative amount per period, got {budget}")
+    lever_list = parse_levers(levers)
+    base_mix = parse_mix(mix) if mix else None
+    sc = load_scenario(scenario, check_run_options(customers, periods, seed) or None)
+    if acquisition_steps < 2:
+        raise InputError(f"--acquisition-steps: at least 2, got {acquisition_steps}")
+    if seeds < 1:
+        raise InputError(f"--seeds: at least 1, got {seeds}")
+    if budget == 0:
+        raise InputError("--budget: the total budget is zero: there is nothing to allocate")
+    if out is not None:
+        out = prepare_out_dir(out)
+    show = not quiet and sys.stderr.isatty()
+    if show:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("simulating allocations"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
+                      TimeElapsedColumn(), console=err_console, transient=True) as bar:
+            task = bar.add_task("runs", total=None)
+            result = compare(sc, budget, lever_list, base_mix, acquisition_steps, seeds, closed_form,
+                             progress=lambda k: bar.advance(task, k))
+    else:
+        result = compare(sc, budget, lever_list, base_mix, acquisition_steps, seeds, closed_form)
+    if not quiet:
+        print_report(result)
+    if out is not None:
+        paths = write_compare(result, out)
+        if not quiet:
+            console.print(f"wrote {', '.join(p.name for p in paths)} to [bold]{out}[/]")
+
+
+def _fmt(x: float, digits: int = 0) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:,.{digits}f}"
+
+
+def print_report(result: Any) -> None:
+    """Tables of the allocations and the verdict."""
+    pts = result.points.sort("customer_equity", descending=True)
+    t = Table(title=f"allocations, best first ({len(result.settings['seeds'])} seeds, 90 % intervals over seeds)")
+    for col in ("acquisition", "retention mix", "customer equity", "customers at end", "NPS", "churn / month",
+                "cost per paid customer", "retention cost per customer-month"):
+        t.add_column(col, justify="right" if col not in ("retention mix",) else "left")
+    for r in pts.head(12).iter_rows(named=True):
+        t.add_row(
+            f"{100 * r['acquisition_share']:.1f} %", r["mix"],
+            f"{_fmt(r['customer_equity'] / 1e6, 2)} M ({_fmt(r['customer_equity_q05'] / 1e6, 2)}–"
+            f"{_fmt(r['customer_equity_q95'] / 1e6, 2)})",
+            _fmt(r["customers_end"]), f"{100 * r['nps']:+.1f}", f"{100 * r['churn_rate']:.2f} %",
+            _fmt(r["acquisition_cost_paid"], 2), _fmt(r["cost_per_retained_customer"], 2),
+        )
+    console.print(t)
+    b, c, m = result.best, result.current, result.marginal
+    gain = b["customer_equity"] - c["customer_equity"]
+    v = Table(title="verdict", show_header=False)
+    v.add_column("", style="bold")
+    v.add_column("")
+    v.add_row("best split", f"{100 * b['acquisition_share']:.1f} % to acquisition, retention mix '{b['mix']}': "
+              + ", ".join(f"{k} {_fmt(val)}" for k, val in b["budgets"].items()) + " per month")
+    v.add_row("current split", f"{100 * c['acquisition_share']:.1f} % to acquisition; customer equity "
+              f"{_fmt(c['customer_equity'] / 1e6, 2)} M")
+    v.add_row("gain of the best split", f"{_fmt(gain / 1e6, 2)} M of customer equity")
+    mca, mcr = m["marginal_cost_to_acquire"], m["marginal_cost_to_retain"]
+    v.add_row("marginal cost to acquire one more customer",
+              f"{_fmt(mca['mean'], 2)} ({_fmt(mca['q05'], 2)}–{_fmt(mca['q95'], 2)})")
+    v.add_row("marginal cost to keep one more customer",
+              f"{_fmt(mcr['mean'], 2)} ({_fmt(mcr['q05'], 2)}–{_fmt(mcr['q95'], 2)})")
+    v.add_row("marginal cost ratio (acquire / retain)", _fmt(m["marginal_cost_ratio"], 2))
+    v.add_row("average cost ratio (acquire / keep for a lifetime)", _fmt(m["average_cost_ratio"], 2))
+    verdict = "holds" if m["five_times_rule_holds"] else "does not hold"
+    v.add_row("the 'five times' rule", f"{verdict} in this market (average-cost ratio {_fmt(m['average_cost_ratio'], 2)})")
+    returns = ", ".join(f"{k} {_fmt(val['mean'], 2)}" for k, val in m["return_on_lever"].items())
+    v.add_row("return per unit of extra spend", f"acquisition {_fmt(m['return_on_acquisition']['mean'], 2)}; "
+              f"retention {_fmt(m['return_on_retention']['mean'], 2)} ({returns})")
+    pays = "acquisition" if m["return_on_acquisition"]["mean"] > m["return_on_retention"]["mean"] else "retention"
+    v.add_row("the next unit of budget", f"pays more in {pays}")
+    cf = result.closed_form
+    if cf is not None:
+        if cf.get("calibrated"):
+            v.add_row("Blattberg-Deighton optimum",
+                      f"A* = {_fmt(cf['optimal_acquisition_spend_per_prospect'], 3)} per prospect, "
+                      f"R* = {_fmt(cf['optimal_retention_spend_per_customer_per_period'], 2)} per customer-month: "
+                      f"{100 * cf['implied_acquisition_share']:.0f} % to acquisition against "
+                      f"{100 * cf['simulated_best_acquisition_share']:.0f} % simulated")
+        else:
+            v.add_row("Blattberg-Deighton", f"not calibrated: {cf['reason']}")
+        for note in cf["notes"]:
+            v.add_row("why they differ", note)
+    console.print(v)
+
+
+def write_compare(result: Any, out: Path) -> list[Path]:
+    """compare.parquet (one row per allocation and seed), compare.json, compare.png; all atomic."""
+    from tenure.io import write_atomic, write_json, write_table
+
+    paths = [write_table(result.runs, out / "compare", "parquet")]
+    doc = {
+        "schema_version": COMPARE_JSON_VERSION,
+        "settings": result.settings,
+        "best": result.best,
+        "current": result.current,
+        "marginal": result.marginal,
+        "closed_form": result.closed_form,
+        "points": result.points.to_dicts(),
+    }
+    paths.append(write_json(_finite(doc), out / "compare.json"))
+    paths.append(write_atomic(out / "compare.png", lambda p: plot_compare(result, p)))
+    return paths
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN or infinity: write null instead."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def plot_compare(result: Any, path: Path) -> None:
+    """Customer equity over the acquisition share, one line per retention mix, with 90 % bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import polars as pl
+
+    fig, ax = plt.subplots(figsize=(9, 5.5), constrained_layout=True)
+    for mix in result.points["mix"].unique(maintain_order=True):
+        d = result.points.filter(pl.col("mix") == mix).sort("acquisition_share")
+        x = 100 * d["acquisition_share"].to_numpy()
+        ax.plot(x, d["customer_equity"] / 1e6, marker="o", ms=3, label=mix)
+        ax.fill_between(x, d["customer_equity_q05"] / 1e6, d["customer_equity_q95"] / 1e6, alpha=0.15)
+    b = result.best
+    ax.scatter([100 * b["acquisition_share"]], [b["customer_equity"] / 1e6], s=160, marker="*", color="black",
+               zorder=5, label=f"best: {100 * b['acquisition_share']:.0f} %, {b['mix']}")
+    c = result.current
+    ax.scatter([100 * c["acquisition_share"]], [c["customer_equity"] / 1e6], s=60, marker="s", color="grey",
+               zorder=5, label="current split")
+    ax.set_xlabel("share of the budget going to acquisition (%)")
+    ax.set_ylabel("customer equity (millions)")
+    ax.set_title(f"tenure compare: {result.settings['scenario']}, budget "
+                 f"{result.settings['total_budget_per_period']:,.0f} per month")
+    ax.legend(fontsize="small", ncol=2)
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)

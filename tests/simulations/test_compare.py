@@ -1,0 +1,116 @@
+"""`tenure compare`: allocation sweep on common random numbers, marginal analysis, bad input."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from tenure.engine.simulator import LEVERS
+from tenure.simulations.compare import Allocation, compare, parse_levers, parse_mix, retention_mixes
+from tenure.simulations.scenario import load_scenario
+from typer.testing import CliRunner
+
+from tenure.cli import app
+from tenure.errors import InputError
+
+runner = CliRunner()
+SMALL = {"run": {"customers": 4_000, "periods": 12}, "market": {"size": 80_000}}
+
+
+@pytest.fixture(scope="module")
+def small_result():
+    # the default budgets scaled to a base of 4 000 customers, so that no lever is saturated
+    return compare(load_scenario(None, SMALL), total_budget=10_400, acquisition_steps=3, seeds=2, closed_form=True)
+
+
+def test_allocation_budgets_add_up():
+    a = Allocation(0.25, "current", (0.5, 0.2, 0.1, 0.1, 0.1))
+    b = a.budgets(1000.0)
+    assert b["acquisition"] == 250.0 and sum(b.values()) == pytest.approx(1000.0)
+    assert b["service"] == pytest.approx(375.0)
+
+
+def test_retention_mixes_sum_to_one_and_keep_unswept_levers():
+    base = {"service": 0.4, "loyalty": 0.3, "engagement": 0.1, "alarm": 0.1, "employee": 0.1}
+    mixes = retention_mixes(base, ("service", "loyalty"))
+    for _, m in mixes:
+        assert sum(m) == pytest.approx(1.0)
+        assert m[LEVERS.index("alarm")] == pytest.approx(0.1)
+    names = [n for n, _ in mixes]
+    assert names[:2] == ["current", "equal"] and "focus service" in names
+
+
+def test_best_point_is_the_highest_mean_equity(small_result):
+    pts = small_result.points
+    assert small_result.best["customer_equity"] == pytest.approx(pts["customer_equity"].max())
+    assert (pts["customer_equity_q05"] <= pts["customer_equity"] + 1e-6).all()
+    assert (pts["customer_equity"] <= pts["customer_equity_q95"] + 1e-6).all()
+
+
+def test_common_random_numbers_make_identical_budgets_identical(small_result):
+    # With everything to acquisition, every retention mix is the same allocation: same numbers.
+    all_acq = small_result.runs.filter((pl.col("acquisition_share") == 1.0) & (pl.col("stage") == "coarse"))
+    per_seed = all_acq.group_by("seed").agg(pl.col("customer_equity").n_unique())
+    assert (per_seed["customer_equity"] == 1).all()
+
+
+def test_marginal_analysis_is_consistent(small_result):
+    m = small_result.marginal
+    assert m["marginal_cost_to_acquire"]["mean"] > 0
+    assert set(m["return_on_lever"]) == set(LEVERS)
+    ratio = m["marginal_cost_to_acquire"]["mean"] / m["marginal_cost_to_retain"]["mean"]
+    assert m["marginal_cost_ratio"] == pytest.approx(ratio)
+
+
+def test_closed_form_is_reported(small_result):
+    cf = small_result.closed_form
+    assert cf["acquisition_ceiling"] == load_scenario(None, SMALL)["acquisition"]["ceiling"]
+    if cf["calibrated"]:
+        assert 0 <= cf["implied_acquisition_share"] <= 1
+    assert cf["notes"]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("service=0.5,loyalty=0.4", "add up to 1"), ("service=0.5,bogus=0.5", "unknown lever 'bogus'"),
+     ("service", "lever=share"), ("service=x,loyalty=1", "not a number"), ("service=-1,loyalty=2", "[0, 1]")],
+)
+def test_parse_mix_errors(text, needle):
+    with pytest.raises(InputError, match=None) as e:
+        parse_mix(text)
+    assert needle in str(e.value)
+
+
+def test_parse_levers():
+    assert parse_levers(None) == LEVERS
+    assert parse_levers("service, alarm") == ("service", "alarm")
+    with pytest.raises(InputError, match="unknown lever"):
+        parse_levers("service,price")
+
+
+def test_cli_writes_outputs(tmp_path):
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["compare", "-n", "3000", "-t", "6", "--acquisition-steps", "2", "--seeds", "1",
+                              "--levers", "service,loyalty", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    runs = pl.read_parquet(out / "compare.parquet")
+    assert {"acquisition_share", "mix", "seed", "customer_equity", "nps", "churn_rate"} <= set(runs.columns)
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["schema_version"] == 1
+    assert {"settings", "best", "current", "marginal", "points"} <= set(doc)
+    assert np.isfinite(doc["best"]["customer_equity"])
+    assert (out / "compare.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--budget", "-5"], "--budget"), (["--budget", "0"], "--budget"), (["--mix", "service=0.7"], "--mix"),
+     (["--levers", "price"], "unknown lever 'price'"), (["nope"], "unknown scenario 'nope'"),
+     (["--acquisition-steps", "1"], "--acquisition-steps"), (["--seeds", "0"], "--seeds")],
+)
+def test_cli_bad_input_exit_2_and_nothing_written(tmp_path, args, needle):
+    out = tmp_path / "never"
+    res = runner.invoke(app, ["compare", *args, "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+    assert not out.exists()
