@@ -165,11 +165,12 @@ def step(  # pragma: no cover - compiled
 ):
     """Advance every live customer of one shard by one period; write block aggregates to ``out``.
 
-    Two passes per block of ``BLOCK`` customers. The first is branch-free so that
-    LLVM vectorises it: experience, incidents and repairs, latent updates, stages,
-    churn and cross-selling for everyone, with dead customers masked out. The
-    second visits only the few customers who answer a survey this month or
-    belong to the panel sample, and writes their answers. ``panel_out[slot, :]``
+    Blocks of ``BLOCK`` customers run in parallel, each through
+    :func:`_step_block`: random words first, then experience, incidents and
+    repairs, latent updates, stages, churn and cross-selling for everyone (dead
+    customers masked out, stores branch-free), then a pass that visits only the
+    few customers who answer a survey this month, belong to the panel sample or
+    are tracked, and writes their answers. ``panel_out[slot, :]``
     receives, for panel customers alive at the start of the period: active flag,
     churned, products at start, cross-sold, revenue (cents), trust, enthusiasm,
     satisfaction and NPS answers (-1 when not surveyed) and the four TRI*M-style
@@ -177,6 +178,29 @@ def step(  # pragma: no cover - compiled
     """
     n = ids.shape[0]
     nblocks = (n + BLOCK - 1) // BLOCK
+    for b in prange(nblocks):
+        # The block's work is a separate, serial function: inside a prange body Numba passes
+        # variables through the parfor closure, which stops LLVM from optimising the loops
+        # (measured: the same code ran 2.3 times faster outside the parfor).
+        _step_block(
+            b * BLOCK, min(b * BLOCK + BLOCK, n),
+            ids, alive, segment, stage, streak, tenure, products,
+            satisfaction, trust, enthusiasm, value, base_logit,
+            track, revenue, purchases, last_purchase,
+            panel_slot, panel_out,
+            g, s, p, ntab, period, k0, k1, out[b],
+        )
+
+
+@njit(cache=True)
+def _step_block(  # pragma: no cover - compiled
+    lo, hi, ids, alive, segment, stage, streak, tenure, products,
+    satisfaction, trust, enthusiasm, value, base_logit,
+    track, revenue, purchases, last_purchase,
+    panel_slot, panel_out,
+    g, s, p, ntab, period, k0, k1, acc_out,
+):
+    """One block of :func:`step`: customers ``lo:hi``; the block's aggregates go to ``acc_out``."""
     up_periods = np.int64(g[G_UP_PERIODS])
     catalogue = np.int64(g[G_CATALOGUE])
     has_panel = panel_slot.shape[0] > 0
@@ -226,264 +250,261 @@ def step(  # pragma: no cover - compiled
     seg_shift = shift - s[:, S_BARRIER]
     seg_value_w = s[:, S_VALUE_W].copy()
     seg_margin = s[:, S_MARGIN_CENTS].astype(np.int64)
-    for b in prange(nblocks):
-        lo = b * BLOCK
-        hi = min(lo + BLOCK, n)
-        m = hi - lo
-        flags = np.zeros(m, dtype=np.uint8)  # bit 0 live, 1 surveyed, 2 churned
-        xs_buf = np.zeros(m, dtype=np.uint8)
-        eta_b = np.empty(m)  # logit of the hazard, then the hazard
-        xl_b = np.empty(m)  # log cross-sell rate, then the rate
-        e0_b = np.empty(m)  # P(no cross-sale)
-        prod_buf = np.zeros(m, dtype=np.uint8)
-        n_active = 0
-        n_churned = 0
-        n_inc = 0
-        n_det = 0
-        n_rep = 0
-        n_prom = 0
-        n_detr = 0
-        n_st0 = 0
-        n_st1 = 0
-        n_st2 = 0
-        n_st3 = 0
-        n_xs = 0
-        rev_sum = 0
-        prod_sum = 0
-        tr_sum = 0
-        en_sum = 0
-        sat_sum = 0
-        val_sum = 0
-        haz_sum = 0
-        # Random words first, in a loop of their own: Philox vectorises there (8 customers per
-        # AVX-512 instruction), but not inside the long body below.
-        w0 = np.empty(m, dtype=np.uint32)
-        w1 = np.empty(m, dtype=np.uint32)
-        w2 = np.empty(m, dtype=np.uint32)
-        w3 = np.empty(m, dtype=np.uint32)
-        w4 = np.empty(m, dtype=np.uint32)
-        w5 = np.empty(m, dtype=np.uint32)
-        w6 = np.empty(m, dtype=np.uint32)
-        for j in range(m):
-            w0[j], w1[j], w2[j], w3[j] = draw4(ids[lo + j], period, PURPOSE_STEP_A, k0, k1)
-            w4[j], w5[j], w6[j], _w7 = draw4(ids[lo + j], period, PURPOSE_STEP_B, k0, k1)
-        for j in range(m):
-            i = lo + j
-            live = np.int64(alive[i] != 0)
-            seg = segment[i]
-            a0 = w0[j]
-            a1 = w1[j]
-            a2 = w2[j]
-            a3 = w3[j]
+    m = hi - lo
+    flags = np.zeros(m, dtype=np.uint8)  # bit 0 live, 1 surveyed, 2 churned
+    xs_buf = np.zeros(m, dtype=np.uint8)
+    eta_b = np.empty(m)  # logit of the hazard, then the hazard
+    xl_b = np.empty(m)  # log cross-sell rate, then the rate
+    e0_b = np.empty(m)  # P(no cross-sale)
+    prod_buf = np.zeros(m, dtype=np.uint8)
+    n_active = 0
+    n_churned = 0
+    n_inc = 0
+    n_det = 0
+    n_rep = 0
+    n_prom = 0
+    n_detr = 0
+    n_st0 = 0
+    n_st1 = 0
+    n_st2 = 0
+    n_st3 = 0
+    n_xs = 0
+    rev_sum = 0
+    prod_sum = 0
+    tr_sum = 0
+    en_sum = 0
+    sat_sum = 0
+    val_sum = 0
+    haz_sum = 0
+    # Random words first, in a loop of their own: Philox vectorises there (8 customers per
+    # AVX-512 instruction), but not inside the long body below.
+    w0 = np.empty(m, dtype=np.uint32)
+    w1 = np.empty(m, dtype=np.uint32)
+    w2 = np.empty(m, dtype=np.uint32)
+    w3 = np.empty(m, dtype=np.uint32)
+    w4 = np.empty(m, dtype=np.uint32)
+    w5 = np.empty(m, dtype=np.uint32)
+    w6 = np.empty(m, dtype=np.uint32)
+    for j in range(m):
+        w0[j], w1[j], w2[j], w3[j] = draw4(ids[lo + j], period, PURPOSE_STEP_A, k0, k1)
+        w4[j], w5[j], w6[j], _w7 = draw4(ids[lo + j], period, PURPOSE_STEP_B, k0, k1)
+    for j in range(m):
+        i = lo + j
+        live = np.int64(alive[i] != 0)
+        seg = segment[i]
+        a0 = w0[j]
+        a1 = w1[j]
+        a2 = w2[j]
+        a3 = w3[j]
 
-            # 1. experience and incidents; 3. the alarm system
-            inc = np.int64(to_unit(a1) < seg_inc[seg])
-            det = inc * np.int64(to_unit(a2) < coverage)
-            rep = det * np.int64(to_unit(a3) < repair_p)
-            hit = inc * (1.0 - restore * rep)  # an incident's damage left after any repair
-            quality = q_base + q_noise * ntab[a0 >> 20] - severity * hit
-            d = quality - seg_expect[seg]
+        # 1. experience and incidents; 3. the alarm system
+        inc = np.int64(to_unit(a1) < seg_inc[seg])
+        det = inc * np.int64(to_unit(a2) < coverage)
+        rep = det * np.int64(to_unit(a3) < repair_p)
+        hit = inc * (1.0 - restore * rep)  # an incident's damage left after any repair
+        quality = q_base + q_noise * ntab[a0 >> 20] - severity * hit
+        d = quality - seg_expect[seg]
 
-            # 2. satisfaction, value, trust, enthusiasm
-            sat0 = np.float64(satisfaction[i])
-            sat = sat0 + sat_rate * (d - sat0)
-            val0 = np.float64(value[i])
-            val = val0 + value_rate * ((quality - seg_price[seg]) - val0)
-            tr0 = np.float64(trust[i])
-            pos = min(max(d, 0.0), 1.0)
-            neg = min(max(-d, 0.0), 1.0)
-            tr = tr0 + trust_gain * (1.0 - tr0) * pos - loss_dis * tr0 * neg
-            tr = min(max(tr - loss_inc * tr0 * hit, 0.0), 1.0)
-            en0 = np.float64(enthusiasm[i])
-            delight = min(max(d - delight_margin, 0.0), 1.0)
-            en = en0 + enth_gain * (1.0 - en0) * min(delight + contact, 1.0) - enth_decay * en0
-            en = min(max(en, 0.0), 1.0)
+        # 2. satisfaction, value, trust, enthusiasm
+        sat0 = np.float64(satisfaction[i])
+        sat = sat0 + sat_rate * (d - sat0)
+        val0 = np.float64(value[i])
+        val = val0 + value_rate * ((quality - seg_price[seg]) - val0)
+        tr0 = np.float64(trust[i])
+        pos = min(max(d, 0.0), 1.0)
+        neg = min(max(-d, 0.0), 1.0)
+        tr = tr0 + trust_gain * (1.0 - tr0) * pos - loss_dis * tr0 * neg
+        tr = min(max(tr - loss_inc * tr0 * hit, 0.0), 1.0)
+        en0 = np.float64(enthusiasm[i])
+        delight = min(max(d - delight_margin, 0.0), 1.0)
+        en = en0 + enth_gain * (1.0 - en0) * min(delight + contact, 1.0) - enth_decay * en0
+        en = min(max(en, 0.0), 1.0)
 
-            # stages: up on sustained satisfaction and trust, down after bad experiences
-            st = np.int64(stage[i])
-            need = up_trust[min(st, 2)]
-            good = np.int64(sat > up_sat) * np.int64(st < 3) * np.int64(tr > need)
-            sk = (np.int64(streak[i]) + 1) * good
-            bad = max(inc - rep, np.int64(d < -down_dis))
-            up = np.int64(sk >= up_periods) * (1 - bad)
-            st_new = st + up - bad * np.int64(st > 0)
-            sk = sk * (1 - up) * (1 - bad)
+        # stages: up on sustained satisfaction and trust, down after bad experiences
+        st = np.int64(stage[i])
+        need = up_trust[min(st, 2)]
+        good = np.int64(sat > up_sat) * np.int64(st < 3) * np.int64(tr > need)
+        sk = (np.int64(streak[i]) + 1) * good
+        bad = max(inc - rep, np.int64(d < -down_dis))
+        up = np.int64(sk >= up_periods) * (1 - bad)
+        st_new = st + up - bad * np.int64(st > 0)
+        sk = sk * (1 - up) * (1 - bad)
 
-            # 5. churn: the logit of the hazard; trust cushions an incident's kick
-            eta_b[j] = (
-                base_logit[i]
-                + ch_sat * sat
-                + ch_trust * (tr - ref_trust)
-                + ch_enth * (en - ref_enth)
-                - seg_value_w[seg] * val
-                + ch_stage[st_new]
-                + seg_shift[seg]
-                + ch_inc * (1.0 - protect * tr0) * hit
-            )
-            # 6. cross-selling: the log of the monthly adoption rate
-            prod = np.int64(products[i])
-            xl_b[j] = x_int + x_trust * tr + x_enth * en + x_te * tr * en + x_prod * (prod - 1)
-            # 7. money: margin on products held at the start of the period
-            rev_sum += live * prod * seg_margin[seg]
-            prod_sum += live * prod
-            # word of mouth: the latent recommendation of every customer
-            nps_latent = min(max(nps_int + nps_sat * sat + nps_trust * tr + nps_enth * en, 0.0), 10.0)
-            n_active += live
-            n_inc += live * inc
-            n_det += live * det
-            n_rep += live * rep
-            n_prom += live * np.int64(nps_latent >= 8.5)
-            n_detr += live * np.int64(nps_latent < 6.5)
-            n_st0 += live * np.int64(st_new == 0)
-            n_st1 += live * np.int64(st_new == 1)
-            n_st2 += live * np.int64(st_new == 2)
-            n_st3 += live * np.int64(st_new == 3)
-            tr_sum += live * np.int64(tr * FX + 0.5)
-            en_sum += live * np.int64(en * FX + 0.5)
-            sat_sum += live * np.int64(math.floor(sat * FX + 0.5))
-            val_sum += live * np.int64(math.floor(val * FX + 0.5))
-            prod_buf[j] = np.uint8(prod)
-            flags[j] = np.uint8(live)
-            # unconditional stores of selected values keep the loop branch-free (vectorisable)
-            keep = live == 0
-            satisfaction[i] = sat0 if keep else sat
-            value[i] = val0 if keep else val
-            trust[i] = tr0 if keep else tr
-            enthusiasm[i] = en0 if keep else en
-            stage[i] = st if keep else st_new
-            streak[i] = streak[i] if keep else min(sk, 255)
+        # 5. churn: the logit of the hazard; trust cushions an incident's kick
+        eta_b[j] = (
+            base_logit[i]
+            + ch_sat * sat
+            + ch_trust * (tr - ref_trust)
+            + ch_enth * (en - ref_enth)
+            - seg_value_w[seg] * val
+            + ch_stage[st_new]
+            + seg_shift[seg]
+            + ch_inc * (1.0 - protect * tr0) * hit
+        )
+        # 6. cross-selling: the log of the monthly adoption rate
+        prod = np.int64(products[i])
+        xl_b[j] = x_int + x_trust * tr + x_enth * en + x_te * tr * en + x_prod * (prod - 1)
+        # 7. money: margin on products held at the start of the period
+        rev_sum += live * prod * seg_margin[seg]
+        prod_sum += live * prod
+        # word of mouth: the latent recommendation of every customer
+        nps_latent = min(max(nps_int + nps_sat * sat + nps_trust * tr + nps_enth * en, 0.0), 10.0)
+        n_active += live
+        n_inc += live * inc
+        n_det += live * det
+        n_rep += live * rep
+        n_prom += live * np.int64(nps_latent >= 8.5)
+        n_detr += live * np.int64(nps_latent < 6.5)
+        n_st0 += live * np.int64(st_new == 0)
+        n_st1 += live * np.int64(st_new == 1)
+        n_st2 += live * np.int64(st_new == 2)
+        n_st3 += live * np.int64(st_new == 3)
+        tr_sum += live * np.int64(tr * FX + 0.5)
+        en_sum += live * np.int64(en * FX + 0.5)
+        sat_sum += live * np.int64(math.floor(sat * FX + 0.5))
+        val_sum += live * np.int64(math.floor(val * FX + 0.5))
+        prod_buf[j] = np.uint8(prod)
+        flags[j] = np.uint8(live)
+        # unconditional stores of selected values keep the loop branch-free (vectorisable)
+        keep = live == 0
+        satisfaction[i] = sat0 if keep else sat
+        value[i] = val0 if keep else val
+        trust[i] = tr0 if keep else tr
+        enthusiasm[i] = en0 if keep else en
+        stage[i] = st if keep else st_new
+        streak[i] = streak[i] if keep else min(sk, 255)
 
-        # The transcendental part alone: libm calls stop LLVM from vectorising any loop they are in.
-        # Single precision halves their cost; 1e-7 relative is far below any hazard's uncertainty.
-        for j in range(m):
-            eta_b[j] = 1.0 / (1.0 + np.float64(math.exp(np.float32(-eta_b[j]))))
-            lam = np.float64(math.exp(np.float32(xl_b[j])))
-            xl_b[j] = lam
-            e0_b[j] = np.float64(math.exp(np.float32(-lam)))
+    # The transcendental part alone: libm calls stop LLVM from vectorising any loop they are in.
+    # Single precision halves their cost; 1e-7 relative is far below any hazard's uncertainty.
+    for j in range(m):
+        eta_b[j] = 1.0 / (1.0 + np.float64(math.exp(np.float32(-eta_b[j]))))
+        lam = np.float64(math.exp(np.float32(xl_b[j])))
+        xl_b[j] = lam
+        e0_b[j] = np.float64(math.exp(np.float32(-lam)))
 
-        for j in range(m):
-            i = lo + j
-            live = np.int64(flags[j])
-            hazard = eta_b[j]
-            churned = live * np.int64(to_unit(w4[j]) < hazard)
-            # Poisson count by inversion of its CDF, capped by the catalogue
-            lam = xl_b[j]
-            e0 = e0_b[j]
-            u = to_unit(w5[j])
-            c1 = e0 * (1.0 + lam)
-            c2 = c1 + e0 * lam * lam * 0.5
-            k = np.int64(u > e0) + np.int64(u > c1) + np.int64(u > c2)
-            prod = np.int64(prod_buf[j])
-            xs = live * max(min(k, catalogue - prod), 0)
-            surveyed = live * np.int64(to_unit(w6[j]) < survey_rate)
-            n_churned += churned
-            n_xs += xs
-            haz_sum += live * np.int64(hazard * FX + 0.5)
-            flags[j] = np.uint8(live | (surveyed << 1) | (churned << 2))
-            xs_buf[j] = np.uint8(xs)
-            tenure[i] += live
-            products[i] = prod + xs
-            alive[i] = live * (1 - churned)
+    for j in range(m):
+        i = lo + j
+        live = np.int64(flags[j])
+        hazard = eta_b[j]
+        churned = live * np.int64(to_unit(w4[j]) < hazard)
+        # Poisson count by inversion of its CDF, capped by the catalogue
+        lam = xl_b[j]
+        e0 = e0_b[j]
+        u = to_unit(w5[j])
+        c1 = e0 * (1.0 + lam)
+        c2 = c1 + e0 * lam * lam * 0.5
+        k = np.int64(u > e0) + np.int64(u > c1) + np.int64(u > c2)
+        prod = np.int64(prod_buf[j])
+        xs = live * max(min(k, catalogue - prod), 0)
+        surveyed = live * np.int64(to_unit(w6[j]) < survey_rate)
+        n_churned += churned
+        n_xs += xs
+        haz_sum += live * np.int64(hazard * FX + 0.5)
+        flags[j] = np.uint8(live | (surveyed << 1) | (churned << 2))
+        xs_buf[j] = np.uint8(xs)
+        tenure[i] += live
+        products[i] = prod + xs
+        alive[i] = live * (1 - churned)
 
-        acc = np.zeros(N_A, dtype=np.int64)
-        acc[A_ACTIVE] = n_active
-        acc[A_CHURNED] = n_churned
-        acc[A_INCIDENTS] = n_inc
-        acc[A_DETECTED] = n_det
-        acc[A_REPAIRED] = n_rep
-        acc[A_PROMOTERS] = n_prom
-        acc[A_DETRACTORS] = n_detr
-        acc[A_STAGE0] = n_st0
-        acc[A_STAGE0 + 1] = n_st1
-        acc[A_STAGE0 + 2] = n_st2
-        acc[A_STAGE0 + 3] = n_st3
-        acc[A_CROSS_SALES] = n_xs
-        acc[A_REVENUE_CENTS] = rev_sum
-        acc[A_PRODUCTS] = prod_sum
-        acc[A_TRUST_FX] = tr_sum
-        acc[A_ENTH_FX] = en_sum
-        acc[A_SAT_FX] = sat_sum
-        acc[A_VALUE_FX] = val_sum
-        acc[A_HAZARD_FX] = haz_sum
+    acc = np.zeros(N_A, dtype=np.int64)
+    acc[A_ACTIVE] = n_active
+    acc[A_CHURNED] = n_churned
+    acc[A_INCIDENTS] = n_inc
+    acc[A_DETECTED] = n_det
+    acc[A_REPAIRED] = n_rep
+    acc[A_PROMOTERS] = n_prom
+    acc[A_DETRACTORS] = n_detr
+    acc[A_STAGE0] = n_st0
+    acc[A_STAGE0 + 1] = n_st1
+    acc[A_STAGE0 + 2] = n_st2
+    acc[A_STAGE0 + 3] = n_st3
+    acc[A_CROSS_SALES] = n_xs
+    acc[A_REVENUE_CENTS] = rev_sum
+    acc[A_PRODUCTS] = prod_sum
+    acc[A_TRUST_FX] = tr_sum
+    acc[A_ENTH_FX] = en_sum
+    acc[A_SAT_FX] = sat_sum
+    acc[A_VALUE_FX] = val_sum
+    acc[A_HAZARD_FX] = haz_sum
 
-        # second pass: survey answers, panel rows and per-customer tracking, for the few who need them
-        for j in range(m):
-            f = flags[j]
-            if f == 0:
-                continue
-            i = lo + j
-            slot = panel_slot[i] if has_panel else -1
-            if (f & 2) == 0 and slot < 0 and not track:
-                continue
-            prod = np.int64(prod_buf[j])
-            xs = np.int64(xs_buf[j])
-            seg = segment[i]
-            rev = prod * np.int64(s[seg, S_MARGIN_CENTS])
-            churned = (f >> 2) & 1
-            if track:
-                revenue[i] += rev
-                if xs > 0:
-                    purchases[i] += 1
-                    last_purchase[i] = period
-            if (f & 2) == 0 and slot < 0:
-                continue
-            tr = np.float64(trust[i])
-            en = np.float64(enthusiasm[i])
-            sat = np.float64(satisfaction[i])
-            val = np.float64(value[i])
-            if f & 2:
-                cid = ids[i]
-                nps_latent = min(max(g[G_NPS_INT] + g[G_NPS_SAT] * sat + g[G_NPS_TRUST] * tr + g[G_NPS_ENTH] * en,
-                                     0.0), 10.0)
-                sat01 = min(max(0.5 + 0.5 * sat, 0.0), 1.0)
-                q0, q1, q2, q3 = draw4(cid, period, PURPOSE_SURVEY_A, k0, k1)
-                r0, r1, r2, r3 = draw4(cid, period, PURPOSE_SURVEY_B, k0, k1)
-                noise = g[G_ITEM_NOISE]
-                nps_ans = np.int64(min(max(math.floor(nps_latent + g[G_NPS_NOISE] * ntab[q0 >> 20] + 0.5), 0.0), 10.0))
-                t_overall = _item(sat01, ntab[q1 >> 20], noise)
-                t_recommend = _item(nps_latent / 10.0, ntab[q2 >> 20], noise)
-                t_repurchase = _item((tr + sat01) * 0.5, ntab[q3 >> 20], noise)
-                t_advantage = _item(min(max(0.5 + val, 0.0), 1.0), ntab[r0 >> 20], noise)
-                tr_item = _item(tr, ntab[r1 >> 20], noise)
-                en_item = _item(en, ntab[r2 >> 20], noise)
-                sat_item = _item(sat01, ntab[r3 >> 20], noise)
-                acc[A_SURVEYED] += 1
-                acc[A_SURVEY_PROMOTERS] += nps_ans >= 9
-                acc[A_SURVEY_DETRACTORS] += nps_ans <= 6
-                acc[A_NPS_SUM] += nps_ans
-                acc[A_TRIM0] += t_overall
-                acc[A_TRIM0 + 1] += t_recommend
-                acc[A_TRIM0 + 2] += t_repurchase
-                acc[A_TRIM0 + 3] += t_advantage
-                acc[A_TRUST_ITEM] += tr_item
-                acc[A_ENTH_ITEM] += en_item
-                acc[A_SAT_ITEM] += sat_item
-                satisfied = t_overall >= 4
-                loyal = t_recommend + t_repurchase >= 8
-                acc[A_APOSTLES] += satisfied and loyal
-                acc[A_MERCENARIES] += satisfied and not loyal
-                acc[A_HOSTAGES] += loyal and not satisfied
-                acc[A_TERRORISTS] += not satisfied and not loyal
-                if slot >= 0:
-                    panel_out[slot, 5] = tr_item
-                    panel_out[slot, 6] = en_item
-                    panel_out[slot, 7] = sat_item
-                    panel_out[slot, 8] = nps_ans
-                    panel_out[slot, 9] = t_overall
-                    panel_out[slot, 10] = t_recommend
-                    panel_out[slot, 11] = t_repurchase
-                    panel_out[slot, 12] = t_advantage
-            elif slot >= 0:
-                for c in range(5, 13):
-                    panel_out[slot, c] = -1
+    # second pass: survey answers, panel rows and per-customer tracking, for the few who need them
+    for j in range(m):
+        f = flags[j]
+        if f == 0:
+            continue
+        i = lo + j
+        slot = panel_slot[i] if has_panel else -1
+        if (f & 2) == 0 and slot < 0 and not track:
+            continue
+        prod = np.int64(prod_buf[j])
+        xs = np.int64(xs_buf[j])
+        seg = segment[i]
+        rev = prod * np.int64(s[seg, S_MARGIN_CENTS])
+        churned = (f >> 2) & 1
+        if track:
+            revenue[i] += rev
+            if xs > 0:
+                purchases[i] += 1
+                last_purchase[i] = period
+        if (f & 2) == 0 and slot < 0:
+            continue
+        tr = np.float64(trust[i])
+        en = np.float64(enthusiasm[i])
+        sat = np.float64(satisfaction[i])
+        val = np.float64(value[i])
+        if f & 2:
+            cid = ids[i]
+            nps_latent = min(max(g[G_NPS_INT] + g[G_NPS_SAT] * sat + g[G_NPS_TRUST] * tr + g[G_NPS_ENTH] * en,
+                                 0.0), 10.0)
+            sat01 = min(max(0.5 + 0.5 * sat, 0.0), 1.0)
+            q0, q1, q2, q3 = draw4(cid, period, PURPOSE_SURVEY_A, k0, k1)
+            r0, r1, r2, r3 = draw4(cid, period, PURPOSE_SURVEY_B, k0, k1)
+            noise = g[G_ITEM_NOISE]
+            nps_ans = np.int64(min(max(math.floor(nps_latent + g[G_NPS_NOISE] * ntab[q0 >> 20] + 0.5), 0.0), 10.0))
+            t_overall = _item(sat01, ntab[q1 >> 20], noise)
+            t_recommend = _item(nps_latent / 10.0, ntab[q2 >> 20], noise)
+            t_repurchase = _item((tr + sat01) * 0.5, ntab[q3 >> 20], noise)
+            t_advantage = _item(min(max(0.5 + val, 0.0), 1.0), ntab[r0 >> 20], noise)
+            tr_item = _item(tr, ntab[r1 >> 20], noise)
+            en_item = _item(en, ntab[r2 >> 20], noise)
+            sat_item = _item(sat01, ntab[r3 >> 20], noise)
+            acc[A_SURVEYED] += 1
+            acc[A_SURVEY_PROMOTERS] += nps_ans >= 9
+            acc[A_SURVEY_DETRACTORS] += nps_ans <= 6
+            acc[A_NPS_SUM] += nps_ans
+            acc[A_TRIM0] += t_overall
+            acc[A_TRIM0 + 1] += t_recommend
+            acc[A_TRIM0 + 2] += t_repurchase
+            acc[A_TRIM0 + 3] += t_advantage
+            acc[A_TRUST_ITEM] += tr_item
+            acc[A_ENTH_ITEM] += en_item
+            acc[A_SAT_ITEM] += sat_item
+            satisfied = t_overall >= 4
+            loyal = t_recommend + t_repurchase >= 8
+            acc[A_APOSTLES] += satisfied and loyal
+            acc[A_MERCENARIES] += satisfied and not loyal
+            acc[A_HOSTAGES] += loyal and not satisfied
+            acc[A_TERRORISTS] += not satisfied and not loyal
             if slot >= 0:
-                panel_out[slot, 0] = 1
-                panel_out[slot, 1] = churned
-                panel_out[slot, 2] = prod
-                panel_out[slot, 3] = xs
-                panel_out[slot, 4] = rev
-        for c in range(N_A):
-            out[b, c] = acc[c]
+                panel_out[slot, 5] = tr_item
+                panel_out[slot, 6] = en_item
+                panel_out[slot, 7] = sat_item
+                panel_out[slot, 8] = nps_ans
+                panel_out[slot, 9] = t_overall
+                panel_out[slot, 10] = t_recommend
+                panel_out[slot, 11] = t_repurchase
+                panel_out[slot, 12] = t_advantage
+        elif slot >= 0:
+            for c in range(5, 13):
+                panel_out[slot, c] = -1
+        if slot >= 0:
+            panel_out[slot, 0] = 1
+            panel_out[slot, 1] = churned
+            panel_out[slot, 2] = prod
+            panel_out[slot, 3] = xs
+            panel_out[slot, 4] = rev
+    for c in range(N_A):
+        acc_out[c] = acc[c]
 
 
 @njit(inline="always", cache=True)
