@@ -41,7 +41,6 @@ def _scenario(customers: int, periods: int):
 
 def throughput(customers: int, periods: int, threads: int | None) -> dict:
     import numba
-
     from tenure.engine.simulator import Simulator
 
     if threads:
