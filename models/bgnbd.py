@@ -53,53 +53,50 @@ def bgnbd_logp(r: Any, alpha: Any, a: Any, b: Any, x: Any, t_x: Any, T: Any) -> 
     Science 24(2), eq. (6):
 
     L = B(a, b+x)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+T)^(r+x))
-        + δ(x>0) · B(a+1, b+x−1)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+t_x)^(r+x)),
+        + δ(x>0) · B(a+1, b+x−1)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+t_x)^(r+x)).
 
-    evaluated in logs with ``gammaln``/``betaln`` and ``logaddexp``. Any argument may be
-    per row (covariates) or scalar.
+    Since B(a+1, b+x−1)/B(a, b+x) = a/(b+x−1), the log is the first term's log plus
+    softplus(log a − log(b+x−1) + (r+x)(log(α+T) − log(α+t_x))) for x > 0: one
+    ``betaln`` per row and no subtraction of nearly equal terms. Any argument may be per
+    row (covariates) or scalar.
     """
     x_pos = pt.maximum(x, 1.0)  # keeps the x = 0 branch finite so that its zero-weighted gradient is not NaN
-    common = pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha) - betaln(a, b)
-    term1 = betaln(a, b + x) - (r + x) * pt.log(alpha + T)
-    term2 = betaln(a + 1.0, b + x_pos - 1.0) - (r + x) * pt.log(alpha + t_x)
-    return common + pt.switch(x > 0, pt.logaddexp(term1, term2), term1)
+    first = (pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha) + betaln(a, b + x) - betaln(a, b)
+             - (r + x) * pt.log(alpha + T))
+    log_odds = pt.log(a) - pt.log(b + x_pos - 1.0) + (r + x) * (pt.log(alpha + T) - pt.log(alpha + t_x))
+    return first + pt.switch(x > 0, pt.softplus(log_odds), 0.0)
 
 
 class _CompressedRFM:
-    """Index arrays that let the BG/NBD likelihood compute each special function once per distinct value."""
+    """Weights that let the BG/NBD likelihood evaluate its special functions once per distinct value.
+
+    The log-likelihood of :func:`bgnbd_logp` splits into a part that depends on x alone
+    (Gamma and Beta functions: summed over distinct x with the total weight of each), a
+    part linear in log(α+T) (summed over distinct T), and the per-row softplus of the
+    repeat buyers. Nothing is gathered per row, so the gradient needs no scatter either.
+    """
 
     def __init__(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray) -> None:
         self.ux, xi = np.unique(x, return_inverse=True)
         self.w_by_x = np.bincount(xi, weights=w, minlength=len(self.ux))
-        zero = x == 0
         self.uT, Ti = np.unique(T, return_inverse=True)
-        self.w0_by_T = np.bincount(Ti[zero], weights=w[zero], minlength=len(self.uT))
-        pos = ~zero
-        self.w_pos = w[pos]
-        self.x_pos = x[pos]
-        self.xi_pos = xi[pos]
-        self.Ti_pos = Ti[pos]
-        self.utx, self.ti_pos = np.unique(t_x[pos], return_inverse=True)
-        self.zero_index = int(np.searchsorted(self.ux, 0.0)) if zero.any() else -1
+        self.w_by_T = np.bincount(Ti, weights=w, minlength=len(self.uT))
+        self.wx_by_T = np.bincount(Ti, weights=w * x, minlength=len(self.uT))
+        pos = x > 0
+        self.w_pos, self.x_pos, self.tx_pos, self.T_pos = w[pos], x[pos], t_x[pos], T[pos]
 
     def total_logp(self, r: Any, alpha: Any, a: Any, b: Any) -> pt.TensorVariable:
         """Σ count · log L over all rows, equal to ``(count * bgnbd_logp(...)).sum()``."""
         ux = pt.as_tensor(self.ux)
-        x_pos = pt.maximum(ux, 1.0)
-        common = pt.gammaln(r + ux) - pt.gammaln(r) + r * pt.log(alpha) - betaln(a, b)
-        beta1 = betaln(a, b + ux)
-        beta2 = betaln(a + 1.0, b + x_pos - 1.0)
+        by_x = pt.gammaln(r + ux) - pt.gammaln(r) + r * pt.log(alpha) + betaln(a, b + ux) - betaln(a, b)
         log_T = pt.log(alpha + pt.as_tensor(self.uT))
-        total = pt.dot(pt.as_tensor(self.w_by_x), common)
-        if self.zero_index >= 0:
-            total += float(self.w0_by_T.sum()) * beta1[self.zero_index] - r * pt.dot(pt.as_tensor(self.w0_by_T), log_T)
+        total = (pt.dot(pt.as_tensor(self.w_by_x), by_x)
+                 - r * pt.dot(pt.as_tensor(self.w_by_T), log_T) - pt.dot(pt.as_tensor(self.wx_by_T), log_T))
         if len(self.w_pos):
-            rx = r + pt.as_tensor(self.x_pos)
-            log_tx = pt.log(alpha + pt.as_tensor(self.utx))
-            xi = pt.as_tensor(self.xi_pos)
-            term1 = beta1[xi] - rx * log_T[pt.as_tensor(self.Ti_pos)]
-            term2 = beta2[xi] - rx * log_tx[pt.as_tensor(self.ti_pos)]
-            total += pt.dot(pt.as_tensor(self.w_pos), pt.logaddexp(term1, term2))
+            x = pt.as_tensor(self.x_pos)
+            log_ratio = pt.log(alpha + pt.as_tensor(self.T_pos)) - pt.log(alpha + pt.as_tensor(self.tx_pos))
+            log_odds = pt.log(a) - pt.log(b + x - 1.0) + (r + x) * log_ratio
+            total += pt.dot(pt.as_tensor(self.w_pos), pt.softplus(log_odds))
         return total
 
 
