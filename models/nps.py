@@ -1,0 +1,226 @@
+"""Net Promoter Score with Bayesian uncertainty by segment and period (Dirichlet-multinomial).
+
+Answers 0–10 fall into detractors (0–6), passives (7–8) and promoters (9–10);
+NPS = θ_P − θ_D as a share in [−1, 1] (Reichheld 2003; multiply by 100 for points).
+
+Single cell, conjugate: θ ~ Dirichlet(a), counts ~ Multinomial(n, θ) gives
+θ | counts ~ Dirichlet(a + counts), whose NPS has mean (a'_P − a'_D)/a'_0 and
+variance [a'_P(a'_0 − a'_P) + a'_D(a'_0 − a'_D) + 2a'_P a'_D] / [a'_0²(a'_0 + 1)]
+(:func:`nps_posterior`). With a = (1, 1, 1) and (D, N, P) = (10, 50, 80): mean
+0.4895, sd 0.0530 (../shared/domain.md §2).
+
+Pooled model over segments s and periods t:
+
+    π_st = softmax(0, β + u_s + v_t)       (log-odds of passive and promoter against detractor)
+    counts_st ~ DirichletMultinomial(n_st, κ·π_st)
+
+with zero-sum segment effects u ~ ZeroSumNormal(σ_u) and period effects
+v ~ ZeroSumNormal(σ_v) (partial pooling; β is the average over segments and
+periods), and κ the concentration: cell-to-cell variation beyond segment + period.
+Each cell's own NPS is then drawn from its conjugate conditional
+θ_st ~ Dirichlet(κ·π_st + counts_st), one draw per posterior draw: exact draws of
+the joint posterior, so small cells borrow strength and large cells keep their data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import arviz as az
+import numpy as np
+import polars as pl
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from tenure.models.base import BayesianModel, prior
+from tenure.models.effects import equal_tailed
+from tenure.simulations.metrics import nps_wald_interval
+
+from tenure.errors import InputError
+
+CATEGORIES = ("detractors", "passives", "promoters")
+#: A group with this many answers pins its log-odds to about ±0.05: the centred form samples better.
+CENTERED_MIN_RESPONDENTS = 2000
+
+
+def nps_counts(panel: pl.DataFrame) -> pl.DataFrame:
+    """Detractors, passives, promoters and respondents per (segment, period) from a validated panel.
+
+    Only rows with an answer count: NPS is a per-period survey metric, so answers
+    are never carried forward.
+    """
+    if "nps" not in panel.columns:
+        raise InputError("panel: column 'nps' is needed for the NPS model")
+    answered = panel.filter(pl.col("nps").is_not_null())
+    if answered.height == 0:
+        raise InputError("panel: column 'nps' has no answers")
+    return (answered.group_by("segment", "period")
+            .agg(detractors=(pl.col("nps") <= 6).sum(), passives=pl.col("nps").is_between(7, 8).sum(),
+                 promoters=(pl.col("nps") >= 9).sum(), respondents=pl.len())
+            .sort("segment", "period"))
+
+
+def nps_posterior(counts: Sequence[float], prior_counts: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[float, float]:
+    """Posterior mean and sd of the NPS share under a Dirichlet prior (exact, conjugate).
+
+    Parameters
+    ----------
+    counts
+        Detractors, passives, promoters.
+    prior_counts
+        Dirichlet parameters in the same order.
+
+    Examples
+    --------
+    >>> m, s = nps_posterior((10, 50, 80))
+    >>> round(m, 4), round(s, 4)
+    (0.4895, 0.053)
+    """
+    a = np.asarray(prior_counts, dtype=float) + np.asarray(counts, dtype=float)
+    a0 = a.sum()
+    mean = (a[2] - a[0]) / a0
+    var = (a[2] * (a0 - a[2]) + a[0] * (a0 - a[0]) + 2.0 * a[2] * a[0]) / (a0**2 * (a0 + 1.0))
+    return float(mean), float(np.sqrt(var))
+
+
+def dirichlet_nps_draws(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """NPS of draws θ ~ Dirichlet(alpha) along the last axis (size 3), via normalised Gammas."""
+    g = rng.standard_gamma(alpha)
+    return (g[..., 2] - g[..., 0]) / g.sum(axis=-1)
+
+
+class NPSModel(BayesianModel):
+    """Partially pooled Dirichlet-multinomial NPS by segment and period.
+
+    Parameters
+    ----------
+    counts
+        The table of :func:`nps_counts`.
+    priors
+        Overrides of :attr:`default_priors`.
+    """
+
+    name: ClassVar[str] = "nps"
+    named_parameters: ClassVar[tuple[str, ...]] = ("nps_overall",)
+    #: Weakly informative priors (documented in docs/models-panel.md).
+    default_priors: ClassVar[dict[str, dict[str, Any]]] = {
+        # Log-odds of passive and of promoter against detractor: ±3 at 2 sd spans shares from 5 % to 95 %.
+        "nps_base": {"dist": "Normal", "mu": 0.0, "sigma": 1.5},
+        # Spread of segment and period effects on those log-odds; zero-avoiding like the other pooled spreads.
+        "nps_segment_sd": {"dist": "Gamma", "alpha": 2.0, "beta": 8.0},
+        "nps_period_sd": {"dist": "Gamma", "alpha": 2.0, "beta": 8.0},
+        # Concentration κ: cell shares vary around π_st like a Dirichlet with κ pseudo-answers
+        # (median ≈ 150, 95 % below ≈ 750): without overdispersion the data push κ to this upper tail.
+        "nps_concentration": {"dist": "LogNormal", "mu": 5.0, "sigma": 1.0},
+    }
+
+    def __init__(self, counts: pl.DataFrame, priors: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        super().__init__(priors)
+        self.counts = counts
+        self.segments = sorted(counts["segment"].unique().to_list())
+        self.periods = sorted(counts["period"].unique().to_list())
+        self.seg_idx = np.searchsorted(self.segments, counts["segment"].to_numpy())
+        self.per_idx = np.searchsorted(self.periods, counts["period"].to_numpy())
+        self.y = counts.select(CATEGORIES).to_numpy().astype(np.int64)
+
+    @classmethod
+    def from_panel(cls, panel: pl.DataFrame, priors: Mapping[str, Mapping[str, Any]] | None = None) -> NPSModel:
+        """Count answers per segment and period of a validated panel and build the model."""
+        return cls(nps_counts(panel), priors)
+
+    def data_summary(self) -> dict[str, Any]:
+        """Respondents, categories, cells, segments and periods."""
+        totals = self.y.sum(axis=0)
+        return {"rows": int(totals.sum()), "respondents": int(totals.sum()), "cells": int(self.y.shape[0]),
+                **{c: int(v) for c, v in zip(CATEGORIES, totals, strict=True)},
+                "segments": self.segments, "periods": [int(p) for p in self.periods]}
+
+    def _effects(self, name: str, sd_name: str, dims: str, idx: np.ndarray) -> Any:
+        """Zero-sum effects, centred when every group has :data:`CENTERED_MIN_RESPONDENTS` answers."""
+        n = int(idx.max()) + 1
+        if n == 1:
+            return pt.zeros((2, 1))
+        sd = prior(sd_name, self.priors[sd_name])
+        respondents = np.bincount(idx, weights=self.y.sum(axis=1), minlength=n)
+        if respondents.min() >= CENTERED_MIN_RESPONDENTS:
+            return pm.ZeroSumNormal(name, sigma=sd, dims=("category", dims))
+        z = pm.ZeroSumNormal(f"{name}_z", sigma=1.0, dims=("category", dims))
+        return pm.Deterministic(name, sd * z, dims=("category", dims))
+
+    def build(self) -> pm.Model:
+        """The PyMC model (see the module docstring for the equations)."""
+        coords = {"segment": self.segments, "period": self.periods, "category": ["passive", "promoter"]}
+        with pm.Model(coords=coords) as model:
+            base = prior("nps_base", self.priors["nps_base"], dims="category")
+            u = self._effects("nps_segment_effect", "nps_segment_sd", "segment", self.seg_idx)
+            v = self._effects("nps_period_effect", "nps_period_sd", "period", self.per_idx)
+            kappa = prior("nps_concentration", self.priors["nps_concentration"])
+            logits = base[:, None] + u[:, self.seg_idx] + v[:, self.per_idx]
+            full = pt.concatenate([pt.zeros((1, self.y.shape[0])), logits], axis=0).T
+            pi = pm.math.softmax(full, axis=1)
+            pm.DirichletMultinomial("nps_answers", n=self.y.sum(axis=1), a=kappa * pi, observed=self.y)
+            typical = pm.math.softmax(pt.concatenate([pt.zeros(1), base]))
+            pm.Deterministic("nps_overall", typical[2] - typical[0])
+            seg_logits = pt.concatenate([pt.zeros((1, len(self.segments))), base[:, None] + u], axis=0).T
+            seg_pi = pm.math.softmax(seg_logits, axis=1)
+            pm.Deterministic("nps_segment", seg_pi[:, 2] - seg_pi[:, 0], dims="segment")
+        return model
+
+    def fit(self, method: str = "mcmc", draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int = 0,
+            progress: bool = False) -> az.InferenceData:
+        """Fit, then add each cell's NPS draws ``nps_cell`` (segment × period) from its conjugate conditional."""
+        idata = super().fit(method=method, draws=draws, tune=tune, chains=chains, seed=seed, progress=progress)
+        post = idata.posterior
+        base = post["nps_base"].values  # chain, draw, 2
+        logits = np.broadcast_to(base[..., None], (*base.shape, self.y.shape[0])).copy()
+        if "nps_segment_effect" in post:
+            logits += post["nps_segment_effect"].values[..., self.seg_idx]
+        if "nps_period_effect" in post:
+            logits += post["nps_period_effect"].values[..., self.per_idx]
+        full = np.concatenate([np.zeros((*base.shape[:2], 1, self.y.shape[0])), logits], axis=2)
+        pi = np.exp(full - full.max(axis=2, keepdims=True))
+        pi /= pi.sum(axis=2, keepdims=True)
+        alpha = post["nps_concentration"].values[..., None, None] * np.moveaxis(pi, 2, 3) + self.y
+        cell = dirichlet_nps_draws(alpha, np.random.default_rng(np.random.SeedSequence(seed).generate_state(1)[0]))
+        grid = np.full((*base.shape[:2], len(self.segments), len(self.periods)), np.nan)
+        grid[..., self.seg_idx, self.per_idx] = cell
+        idata.posterior["nps_cell"] = xr.DataArray(
+            grid, dims=("chain", "draw", "segment", "period"),
+            coords={"chain": post.chain, "draw": post.draw, "segment": self.segments, "period": self.periods})
+        return idata
+
+    def summary_var_names(self, idata: az.InferenceData | None = None) -> list[str]:
+        """Parameters for ``summary.csv`` and the forest plot (cell NPS goes to its own table)."""
+        post = (idata or self.idata).posterior
+        names = ["nps_overall", "nps_segment", "nps_base", "nps_concentration",
+                 "nps_segment_sd", "nps_period_sd"]
+        return [n for n in names if n in post]
+
+    def cell_table(self, idata: az.InferenceData | None = None, prob: float = 0.9) -> pl.DataFrame:
+        """Per (segment, period): counts, raw NPS with its 95 % Wald interval, posterior mean and interval."""
+        post = (idata or self.idata).posterior["nps_cell"]
+        rows = []
+        for i, rec in enumerate(self.counts.iter_rows(named=True)):
+            draws = post.values[..., self.seg_idx[i], self.per_idx[i]]
+            lo, hi = equal_tailed(draws, prob)
+            n, p, d = rec["respondents"], rec["promoters"], rec["detractors"]
+            wlo, whi = nps_wald_interval(p, d, n)
+            rows.append({**rec, "nps": (p - d) / n, "wald_low_95": wlo, "wald_high_95": whi,
+                         "posterior_mean": float(draws.mean()), f"posterior_low_{100 * prob:.0f}": lo,
+                         f"posterior_high_{100 * prob:.0f}": hi})
+        return pl.DataFrame(rows)
+
+    def effect_lines(self, idata: az.InferenceData | None = None, prob: float = 0.9) -> list[str]:
+        """One line per segment: its NPS in points with the interval."""
+        post = (idata or self.idata).posterior
+        level = f"{100 * prob:.0f} %"
+        lines = []
+        overall = 100 * post["nps_overall"].values
+        lo, hi = equal_tailed(overall, prob)
+        lines.append(f"typical NPS {np.median(overall):+.1f} points ({level} interval {lo:+.1f} to {hi:+.1f})")
+        for s in self.segments:
+            v = 100 * post["nps_segment"].sel(segment=s).values
+            lo, hi = equal_tailed(v, prob)
+            lines.append(f"segment {s}: NPS {np.median(v):+.1f} points ({level} interval {lo:+.1f} to {hi:+.1f})")
+        return lines
