@@ -149,3 +149,109 @@ def cross_sell(
     model = CrossSellModel(cells, overrides)
     _fit_and_report(model, out, method=method, draws=draws, tune=tune, chains=chains, seed=seed,
                     title="Cross-selling (Poisson)")
+
+
+@fit_app.command("nps")
+@cli_errors
+def nps(
+    panel: Path = typer.Argument(..., help=PANEL_HELP),
+    out: Path = typer.Option(..., "--out", help=OUT_HELP),
+    segment_col: str | None = typer.Option(None, "--segment-col", help=SEGMENT_HELP),
+    priors: Path | None = typer.Option(None, "--priors", help=PRIORS_HELP),
+    method: str = typer.Option("mcmc", "--method", help=METHOD_HELP),
+    draws: int = typer.Option(1000, "--draws", help="Posterior draws per chain."),
+    tune: int = typer.Option(1000, "--tune", help="Tuning steps per chain (mcmc)."),
+    chains: int = typer.Option(4, "--chains", help="Chains."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice of the fit."),
+) -> None:
+    """Net Promoter Score by segment and period with Bayesian intervals (Dirichlet-multinomial, pooled).
+
+    Also writes nps_by_segment_period.csv: counts, raw NPS with its 95 % Wald interval,
+    and the pooled posterior mean with its 90 % interval per cell.
+    """
+    from tenure.io import write_table
+    from tenure.models.nps import NPSModel
+    from tenure.models.panel import read_panel
+
+    _check_out(out)
+    _check_method(method)
+    overrides = _load_priors(priors)
+    with console.status("reading the panel"):
+        model = NPSModel.from_panel(read_panel(panel, segment_col=segment_col, optional=("nps",)), overrides)
+    _fit_and_report(model, out, method=method, draws=draws, tune=tune, chains=chains, seed=seed,
+                    title="Net Promoter Score (Dirichlet-multinomial)")
+    path = write_table(model.cell_table(), out / "nps_by_segment_period.csv", fmt="csv")
+    console.print(f"wrote {path}", highlight=False)
+
+
+@fit_app.command("trim")
+@cli_errors
+def trim(
+    panel: Path = typer.Argument(..., help=PANEL_HELP),
+    out: Path = typer.Option(..., "--out", help=OUT_HELP),
+    segment_col: str | None = typer.Option(None, "--segment-col", help=SEGMENT_HELP),
+    weights: str = typer.Option("1,1,1,1", "--weights",
+                                help="Weights of overall, recommend, repurchase, advantage (TRI*M-style)."),
+    derived: str = typer.Option("rest", "--derived",
+                                help="Derived importance: 'rest' (item vs index of the other items) or 'index'."),
+    draws: int = typer.Option(1000, "--draws", help="Bayesian-bootstrap draws per chain."),
+    chains: int = typer.Option(4, "--chains", help="Chains of draws."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+) -> None:
+    """TRI*M-style index (0-100) with its typology and, with importance_* columns, its grid.
+
+    Writes posterior.nc (Bayesian-bootstrap draws), summary.csv, forest.png,
+    trim_index.csv (by segment and period) and, with importance columns, grid.csv and grid.png.
+    """
+    from tenure.io import prepare_out_dir, write_atomic, write_table
+    from tenure.models import trim as tm
+    from tenure.models.base import save_fit
+    from tenure.models.effects import equal_tailed
+    from tenure.models.panel import IMPORTANCE_COLUMNS, TRIM_COLUMNS, read_panel
+    from tenure.simulations.metrics import trim_band
+
+    _check_out(out)
+    w = tm.parse_weights(weights)
+    if derived not in tm.DERIVED_METHODS:
+        raise InputError(f"--derived: unknown method {derived!r}; use one of {', '.join(tm.DERIVED_METHODS)}")
+    if draws < 1 or chains < 1:
+        raise InputError("--draws and --chains must be at least 1")
+    with console.status("reading the panel"):
+        data = read_panel(panel, segment_col=segment_col, optional=(*TRIM_COLUMNS, *IMPORTANCE_COLUMNS))
+        resp = tm.respondents(data, w)
+        grid = tm.grid_table(data, resp, w, derived)
+    idata = tm.bootstrap_posterior(resp, draws=draws, chains=chains, seed=seed)
+    idata.attrs["tenure_model"] = "trim"
+    idata.attrs["tenure_weights"] = json.dumps(dict(zip(("overall", "recommend", "repurchase", "advantage"),
+                                                        w.tolist(), strict=True)))
+    idata.attrs["tenure_data_summary"] = json.dumps({"respondents": resp.height, "rows": data.height})
+    console.print(_results_table(idata, ["trim_index"], "TRI*M-style index (Bayesian bootstrap)"))
+    post = idata.posterior
+    for s in post["segment"].values:
+        v = post["trim_index"].sel(segment=s).values
+        lo, hi = equal_tailed(v)
+        shares = post["typology_share"].sel(segment=s).mean(("chain", "draw")).values
+        mix = ", ".join(f"{t} {100 * x:.0f} %" for t, x in zip(tm.TYPES, shares, strict=True))
+        console.print(f"  • {s}: index {np.median(v):.1f} ({trim_band(float(np.median(v)))}; 90 % interval "
+                      f"{lo:.1f}–{hi:.1f}); {mix}", highlight=False)
+    if grid is not None:
+        for row in grid.iter_rows(named=True):
+            console.print(f"  • {row['item']}: {row['quadrant']} (stated {row['stated_importance']:.2f}, "
+                          f"derived {row['derived_importance']:.2f})", highlight=False)
+    target = prepare_out_dir(out)
+    paths = save_fit(idata, target, var_names=["trim_index"], title="TRI*M-style index")
+    paths["index"] = write_table(tm.index_table(resp), target / "trim_index.csv", fmt="csv")
+    typ = post["typology_share"].mean(("chain", "draw"))
+    paths["typology"] = write_table(
+        _typology_table(typ.values, list(post["segment"].values), list(tm.TYPES)), target / "typology.csv", fmt="csv")
+    if grid is not None:
+        paths["grid"] = write_table(grid, target / "grid.csv", fmt="csv")
+        paths["grid_plot"] = write_atomic(target / "grid.png", lambda p: tm.plot_grid(grid, p))
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
+def _typology_table(shares: np.ndarray, segments: list[str], types: list[str]) -> Any:
+    """Typology shares as a table: one row per segment, one column per type."""
+    import polars as pl
+
+    return pl.DataFrame({"segment": segments, **{t: shares[:, j] for j, t in enumerate(types)}})

@@ -1,0 +1,166 @@
+"""The TRI*M-style index, its typology and its grid, from the survey items of a panel.
+
+*TRI*M-style*, not TRI*M: the vendor's weights are not public. The index is
+100 · Σ_k w_k (x_k − 1)/4 / Σ w_k over the four 1–5 items (overall rating,
+recommend, repurchase, competitive advantage), equal weights by default, so
+all-top answers give 100 and all-bottom answers 0
+(:func:`tenure.simulations.metrics.trim_index`). Bands: below 40 endangered,
+40–70 open to competitors, 70+ bound.
+
+Uncertainty is the Bayesian bootstrap (Rubin 1981): the respondents' weights are
+Dirichlet(1, …, 1), so the weights of the distinct answer patterns are
+Dirichlet(pattern counts), exactly (the Dirichlet aggregation property). The index
+and typology shares of a segment are then weighted means over at most 5⁴ = 625
+patterns, however many respondents there are.
+
+Typology (satisfaction × loyalty): satisfied = overall rating ≥ 4; loyal = mean of
+recommend and repurchase ≥ 4. Apostles (both), mercenaries (satisfied, not loyal),
+hostages (loyal, not satisfied), terrorists (neither).
+
+Grid: stated importance (mean of ``importance_<item>``, any positive scale)
+against derived importance (correlation of the item with the index of the *other*
+three items, so that an item is not correlated with itself; ``"index"`` uses the
+full index as in the classic description). An item is high on an axis when at or
+above the mean of the four items: motivators (high stated, high derived), hygiene
+factors (high, low), hidden opportunities (low, high), potential savings (low, low).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import arviz as az
+import numpy as np
+import polars as pl
+from tenure.models.panel import IMPORTANCE_COLUMNS, TRIM_COLUMNS
+from tenure.simulations.metrics import TRIM_ITEMS, trim_band, trim_index
+
+from tenure.errors import InputError
+
+TYPES = ("apostles", "mercenaries", "hostages", "terrorists")
+DERIVED_METHODS = ("rest", "index")
+
+
+def parse_weights(text: str | Sequence[float] | None) -> np.ndarray:
+    """Four non-negative weights with a positive sum, from ``"1,1,1,1"`` or a sequence."""
+    if text is None:
+        return np.ones(len(TRIM_ITEMS))
+    try:
+        w = np.array([float(x) for x in (text.split(",") if isinstance(text, str) else text)])
+    except ValueError as exc:
+        raise InputError(f"--weights: expected four numbers like 1,1,1,1, got {text!r}") from exc
+    if w.shape != (len(TRIM_ITEMS),) or np.any(w < 0) or w.sum() <= 0:
+        raise InputError(f"--weights: need four non-negative numbers with a positive sum "
+                         f"({', '.join(TRIM_ITEMS)}), got {text!r}")
+    return w
+
+
+def respondents(panel: pl.DataFrame, weights: Sequence[float] | None = None) -> pl.DataFrame:
+    """Rows that answered all four items, with their index, satisfaction, loyalty and type."""
+    missing = [c for c in TRIM_COLUMNS if c not in panel.columns]
+    if missing:
+        raise InputError(f"panel: column {missing[0]!r} is needed for the TRI*M-style index")
+    answered = panel.filter(pl.all_horizontal([pl.col(c).is_not_null() for c in TRIM_COLUMNS]))
+    if answered.height == 0:
+        raise InputError("panel: no row answers all four TRI*M items")
+    w = parse_weights(weights)
+    items = answered.select(TRIM_COLUMNS).to_numpy().astype(float)
+    satisfied = items[:, 0] >= 4
+    loyal = (items[:, 1] + items[:, 2]) / 2.0 >= 4
+    kind = np.select([satisfied & loyal, satisfied & ~loyal, ~satisfied & loyal], list(TYPES[:3]), TYPES[3])
+    return answered.with_columns(index=pl.Series(trim_index(items, w)), type=pl.Series(kind))
+
+
+def index_table(resp: pl.DataFrame) -> pl.DataFrame:
+    """Index by segment and period: respondents, mean index and its band."""
+    out = (resp.group_by("segment", "period").agg(respondents=pl.len(), index=pl.col("index").mean())
+           .sort("segment", "period"))
+    return out.with_columns(band=pl.col("index").map_elements(trim_band, return_dtype=pl.String))
+
+
+def bootstrap_posterior(resp: pl.DataFrame, draws: int = 1000, chains: int = 4, seed: int = 0) -> az.InferenceData:
+    """Bayesian-bootstrap draws of the index and typology shares, per segment and over all.
+
+    Variables: ``trim_index`` (segment; ``"all"`` last) and ``typology_share``
+    (segment × type). Draws are independent, so R-hat ≈ 1 and ESS ≈ draws.
+    """
+    rng = np.random.default_rng(seed)
+    patterns = resp.group_by("segment", *TRIM_COLUMNS).agg(n=pl.len(), index=pl.col("index").first(),
+                                                           type=pl.col("type").first())
+    segments = sorted(patterns["segment"].unique().to_list())
+    groups = [(s, patterns.filter(pl.col("segment") == s)) for s in segments]
+    if len(segments) > 1:
+        groups.append(("all", patterns))
+    names = [g[0] for g in groups]
+    index = np.empty((chains, draws, len(groups)))
+    shares = np.empty((chains, draws, len(groups), len(TYPES)))
+    for j, (_, g) in enumerate(groups):
+        gam = rng.standard_gamma(g["n"].to_numpy().astype(float), size=(chains, draws, g.height))
+        w = gam / gam.sum(axis=-1, keepdims=True)
+        index[..., j] = w @ g["index"].to_numpy()
+        onehot = (g["type"].to_numpy()[:, None] == np.array(TYPES)[None, :]).astype(float)
+        shares[..., j, :] = w @ onehot
+    return az.from_dict(posterior={"trim_index": index, "typology_share": shares},
+                        coords={"segment": names, "type": list(TYPES)},
+                        dims={"trim_index": ["segment"], "typology_share": ["segment", "type"]})
+
+
+def derived_importance(resp: pl.DataFrame, weights: Sequence[float] | None = None,
+                       method: str = "rest") -> np.ndarray:
+    """Correlation of each item with the index of the other items (``"rest"``) or the full index."""
+    if method not in DERIVED_METHODS:
+        raise InputError(f"--derived: unknown method {method!r}; use one of {', '.join(DERIVED_METHODS)}")
+    w = parse_weights(weights)
+    items = resp.select(TRIM_COLUMNS).to_numpy().astype(float)
+    out = np.empty(len(TRIM_ITEMS))
+    for k in range(len(TRIM_ITEMS)):
+        wk = w.copy()
+        if method == "rest":
+            wk[k] = 0.0
+        target = items @ wk if wk.sum() > 0 else np.zeros(len(items))
+        sx, st = items[:, k].std(), target.std()
+        out[k] = np.nan if sx == 0 or st == 0 else np.corrcoef(items[:, k], target)[0, 1]
+    return out
+
+
+def grid_table(panel: pl.DataFrame, resp: pl.DataFrame, weights: Sequence[float] | None = None,
+               method: str = "rest") -> pl.DataFrame | None:
+    """Stated against derived importance with each item's quadrant; ``None`` without importance columns."""
+    present = [c for c in IMPORTANCE_COLUMNS if c in panel.columns]
+    if not present:
+        return None
+    if len(present) < len(IMPORTANCE_COLUMNS):
+        absent = next(c for c in IMPORTANCE_COLUMNS if c not in panel.columns)
+        raise InputError(f"panel: column {absent!r} is missing; the grid needs all four importance items")
+    stated = panel.select([pl.col(c).mean() for c in IMPORTANCE_COLUMNS]).to_numpy().ravel().astype(float)
+    if np.any(np.isnan(stated)):
+        col = IMPORTANCE_COLUMNS[int(np.argmax(np.isnan(stated)))]
+        raise InputError(f"panel: column {col!r} has no answers")
+    derived = derived_importance(resp, weights, method)
+    hi_s, hi_d = stated >= stated.mean(), derived >= np.nanmean(derived)
+    quadrant = np.select([hi_s & hi_d, hi_s & ~hi_d, ~hi_s & hi_d],
+                         ["motivator", "hygiene factor", "hidden opportunity"], "potential saving")
+    return pl.DataFrame({"item": list(TRIM_ITEMS), "stated_importance": stated, "derived_importance": derived,
+                         "quadrant": quadrant})
+
+
+def plot_grid(grid: pl.DataFrame, path: Any) -> None:
+    """Scatter of stated against derived importance, split at the item means."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    x, y = grid["derived_importance"].to_numpy(), grid["stated_importance"].to_numpy()
+    ax.scatter(x, y)
+    for item, xi, yi in zip(grid["item"], x, y, strict=True):
+        ax.annotate(item, (xi, yi), textcoords="offset points", xytext=(4, 4))
+    ax.axvline(np.nanmean(x), color="grey", lw=0.8)
+    ax.axhline(np.mean(y), color="grey", lw=0.8)
+    ax.set_xlabel("derived importance (correlation with the index)")
+    ax.set_ylabel("stated importance")
+    ax.set_title("TRI*M-style grid")
+    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
