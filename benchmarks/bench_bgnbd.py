@@ -86,7 +86,7 @@ def lifetimes_mle() -> dict:
 
 
 def simulate_weekly(n: int, seed: int, truth: dict[str, float]) -> dict[str, np.ndarray]:
-    """BG/NBD customers first buying in one of 52 weeks, observed to week 52, recency in whole weeks."""
+    """BG/NBD customers first buying in one of 52 weeks, observed to week 52; recency in whole weeks."""
     rng = np.random.default_rng(seed)
     T = rng.integers(1, 53, n).astype(float)
     lam = rng.gamma(truth["r"], 1.0 / truth["alpha"], n)
@@ -105,7 +105,7 @@ def simulate_weekly(n: int, seed: int, truth: dict[str, float]) -> dict[str, np.
         drop = rng.random(hit.size) < p[hit]  # dropout after the purchase
         active[idx[~bought]] = False
         active[hit[drop]] = False
-    return {"frequency": x, "recency": np.floor(t_last), "T": T}
+    return {"frequency": x, "recency": np.ceil(t_last), "T": T}
 
 
 def tenure_million(n: int, draws: int, chains: int) -> dict:

@@ -21,7 +21,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.special import betaln
 from scipy import special
 from tenure.models.base import BayesianModel, prior
-from tenure.models.clv_data import check_time_unit, compress_summary, validate_summary
+from tenure.models.clv_data import check_time_unit, compress_summary, nuts_options, validate_summary
 from tenure.models.clv_predict import Prediction, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
@@ -99,7 +99,6 @@ class BGBBModel(BayesianModel):
     named_parameters: ClassVar[tuple[str, ...]] = ("alpha", "beta", "gamma", "delta")
     default_priors: ClassVar[dict[str, dict[str, Any]]] = {"alpha": FLAT, "beta": FLAT, "gamma": FLAT,
                                                            "delta": FLAT}
-    sampler_options: ClassVar[dict[str, Any]] = {"low_rank_modified_mass_matrix": True}
 
     def __init__(
         self, data: pl.DataFrame, *, time_unit: str = "years",
@@ -110,6 +109,7 @@ class BGBBModel(BayesianModel):
         summary = validate_summary(data, where=where, discrete=True)
         self.data = compress_summary(summary.select("frequency", "recency", "T", "count"))
         self.n_customers = int(self.data["count"].sum())
+        self.sampler_options = nuts_options(self.data.height)
 
     @property
     def var_names(self) -> list[str]:

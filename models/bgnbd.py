@@ -37,7 +37,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.special import betaln
 from scipy import special
 from tenure.models.base import BayesianModel, prior
-from tenure.models.clv_data import check_time_unit, compress_summary, convert_periods, validate_summary
+from tenure.models.clv_data import check_time_unit, compress_summary, convert_periods, nuts_options, validate_summary
 from tenure.models.clv_predict import Prediction, curve_summary, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
@@ -132,8 +132,6 @@ class BGNBDModel(BayesianModel):
         "r": FLAT, "alpha": FLAT, "a": FLAT, "b": FLAT,
         "purchase_coefficient": COEF, "dropout_coefficient_a": COEF, "dropout_coefficient_b": COEF,
     }
-    # r and alpha are strongly correlated a posteriori; a low-rank mass matrix triples the ESS per draw.
-    sampler_options: ClassVar[dict[str, Any]] = {"low_rank_modified_mass_matrix": True}
 
     def __init__(
         self,
@@ -155,6 +153,7 @@ class BGNBDModel(BayesianModel):
                                 for c in covs}
         self.data = compress_summary(summary.select("frequency", "recency", "T", *covs, "count"))
         self.n_customers = int(self.data["count"].sum())
+        self.sampler_options = nuts_options(self.data.height)
 
     @property
     def var_names(self) -> list[str]:

@@ -18,7 +18,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from tenure.models.base import BayesianModel, prior
 from tenure.models.bgnbd import BGNBDModel, bgnbd_conditional_purchases
-from tenure.models.clv_data import compress_summary, convert_periods, validate_summary
+from tenure.models.clv_data import compress_summary, convert_periods, nuts_options, validate_summary
 from tenure.models.clv_predict import Prediction, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
@@ -67,7 +67,6 @@ class GammaGammaModel(BayesianModel):
     name: ClassVar[str] = "gamma-gamma"
     named_parameters: ClassVar[tuple[str, ...]] = ("p", "q", "v")
     default_priors: ClassVar[dict[str, dict[str, Any]]] = {"p": FLAT, "q": FLAT, "v": FLAT}
-    sampler_options: ClassVar[dict[str, Any]] = {"low_rank_modified_mass_matrix": True}
 
     def __init__(
         self, data: pl.DataFrame, *, priors: Mapping[str, Mapping[str, Any]] | None = None, where: str = "summary"
@@ -79,6 +78,7 @@ class GammaGammaModel(BayesianModel):
             raise InputError(f"{where}: column 'frequency': no repeat buyers (frequency > 0) to fit spend on")
         self.data = compress_summary(repeat.select("frequency", "monetary_value", "count"))
         self.n_customers = int(self.data["count"].sum())
+        self.sampler_options = nuts_options(self.data.height)
 
     @property
     def var_names(self) -> list[str]:

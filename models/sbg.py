@@ -33,6 +33,7 @@ from tenure.models.clv_data import (
     check_time_unit,
     cohort_to_durations,
     compress_summary,
+    nuts_options,
     validate_cohort_table,
     validate_durations,
 )
@@ -114,7 +115,6 @@ class SBGModel(BayesianModel):
     default_priors: ClassVar[dict[str, dict[str, Any]]] = {
         "alpha": FLAT, "beta": FLAT, "churn_coefficient": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
     }
-    sampler_options: ClassVar[dict[str, Any]] = {"low_rank_modified_mass_matrix": True}
 
     def __init__(
         self,
@@ -144,6 +144,7 @@ class SBGModel(BayesianModel):
         self.data = compress_summary(records.select("cohort", "periods", "churned", *self.covariates, "count"))
         self.cohorts = sorted(self.data["cohort"].unique().to_list())
         self.n_customers = int(self.data["count"].sum())
+        self.sampler_options = nuts_options(self.data.height)
 
     @property
     def var_names(self) -> list[str]:
