@@ -106,26 +106,35 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
         """Rows, customers, products added, cells, segments, missing-score handling and sds."""
         return {**self.cells.summary(), "covariate_sd": self.covariate_sds(), "likelihood": self.likelihood}
 
-    def build(self) -> pm.Model:
-        """The PyMC model (see the module docstring for the equation)."""
+    def coords(self) -> dict[str, list[str]]:
+        """Model coordinates: the segments."""
+        return {"segment": list(self.cells.segments)}
+
+    def linear_predictor(self) -> Any:
+        """Create the priors (inside a model context) and return the log-rate of products added per cell."""
         c = self.cells
         seg_events = np.bincount(c.segment, weights=c.events, minlength=len(c.segments))
         sds = self.covariate_sds()
         p = self.priors
         ct, ce = c.trust - SCORE_CENTRE, c.enthusiasm - SCORE_CENTRE
-        with pm.Model(coords={"segment": list(c.segments)}) as model:
-            b_t = prior("xsell_trust", p["xsell_trust"])
-            b_e = prior("xsell_enthusiasm", p["xsell_enthusiasm"])
-            b_te = prior("xsell_trust_x_enthusiasm", p["xsell_trust_x_enthusiasm"])
-            b_p = prior("xsell_products", p["xsell_products"])
-            alpha, marginal = pooled_intercepts("xsell_segment", "xsell_intercept", p["xsell_intercept"],
-                                                p["xsell_segment_sd"], c.segment, len(c.segments), seg_events,
-                                                "segment", self.parametrization)
-            self.marginalised = [marginal] if marginal else []
-            eta = alpha + b_t * ct + b_e * ce + b_te * ct * ce + b_p * (c.products - 1.0)
-            pm.Deterministic("xsell_trust_per_sd", b_t * sds["trust"])
-            pm.Deterministic("xsell_enthusiasm_per_sd", b_e * sds["enthusiasm"])
-            pm.Deterministic("xsell_trust_x_enthusiasm_per_sd", b_te * sds["trust"] * sds["enthusiasm"])
+        b_t = prior("xsell_trust", p["xsell_trust"])
+        b_e = prior("xsell_enthusiasm", p["xsell_enthusiasm"])
+        b_te = prior("xsell_trust_x_enthusiasm", p["xsell_trust_x_enthusiasm"])
+        b_p = prior("xsell_products", p["xsell_products"])
+        alpha, marginal = pooled_intercepts("xsell_segment", "xsell_intercept", p["xsell_intercept"],
+                                            p["xsell_segment_sd"], c.segment, len(c.segments), seg_events,
+                                            "segment", self.parametrization)
+        self.marginalised = [marginal] if marginal else []
+        pm.Deterministic("xsell_trust_per_sd", b_t * sds["trust"])
+        pm.Deterministic("xsell_enthusiasm_per_sd", b_e * sds["enthusiasm"])
+        pm.Deterministic("xsell_trust_x_enthusiasm_per_sd", b_te * sds["trust"] * sds["enthusiasm"])
+        return alpha + b_t * ct + b_e * ce + b_te * ct * ce + b_p * (c.products - 1.0)
+
+    def build(self) -> pm.Model:
+        """The PyMC model (see the module docstring for the equation)."""
+        c = self.cells
+        with pm.Model(coords=self.coords()) as model:
+            eta = self.linear_predictor()
             if self.likelihood == "cells":
                 pm.CustomDist("xsell_events", c.exposure, c.log_factorial, eta, logp=poisson_cells_logp,
                               observed=c.events)

@@ -126,30 +126,43 @@ class RetentionModel(MarginalisedMeansFit, BayesianModel):
         """Rows, customers, events, cells, segments, bands, missing-score handling and score sds."""
         return {**self.cells.summary(), "score_sd": self.covariate_sds(), "likelihood": self.likelihood}
 
-    def build(self) -> pm.Model:
-        """The PyMC model (see the module docstring for the equation)."""
+    def coords(self) -> dict[str, list[str]]:
+        """Model coordinates: segments and the tenure bands after the first that hold rows."""
         c = self.cells
-        present = np.unique(c.band)
-        later = present[present > 0]
         labels = tenure_band_labels(c.bands)
+        return {"segment": list(c.segments), "tenure_band": [labels[b] for b in self._later_bands()]}
+
+    def _later_bands(self) -> np.ndarray:
+        present = np.unique(self.cells.band)
+        return present[present > 0]
+
+    def linear_predictor(self) -> Any:
+        """Create the priors (inside a model context) and return the log-odds of churn per cell."""
+        c = self.cells
+        later = self._later_bands()
         band_pos = np.zeros(len(c.bands), dtype=np.int64)
         band_pos[later] = np.arange(1, later.size + 1)
-        coords = {"segment": list(c.segments), "tenure_band": [labels[b] for b in later]}
         seg_events = np.bincount(c.segment, weights=c.events, minlength=len(c.segments))
         sds = self.covariate_sds()
         p = self.priors
-        with pm.Model(coords=coords) as model:
-            slopes = {k: prior(f"churn_{k}", p[f"churn_{k}"]) for k in self.covariates}
-            alpha, marginal = pooled_intercepts("churn_segment", "churn_intercept", p["churn_intercept"],
-                                                p["churn_segment_sd"], c.segment, len(c.segments), seg_events,
-                                                "segment", self.parametrization)
-            self.marginalised = [marginal] if marginal else []
-            eta = alpha + sum(slopes[k] * (getattr(c, k) - SCORE_CENTRE) for k in self.covariates)
-            if later.size:
-                tenure = prior("churn_tenure", p["churn_tenure"], dims="tenure_band")
-                eta = eta + pt.concatenate([pt.zeros(1), tenure])[band_pos[c.band]]
-            for k in self.covariates:
-                pm.Deterministic(f"churn_{k}_per_sd", slopes[k] * sds[k])
+        slopes = {k: prior(f"churn_{k}", p[f"churn_{k}"]) for k in self.covariates}
+        alpha, marginal = pooled_intercepts("churn_segment", "churn_intercept", p["churn_intercept"],
+                                            p["churn_segment_sd"], c.segment, len(c.segments), seg_events,
+                                            "segment", self.parametrization)
+        self.marginalised = [marginal] if marginal else []
+        eta = alpha + sum(slopes[k] * (getattr(c, k) - SCORE_CENTRE) for k in self.covariates)
+        if later.size:
+            tenure = prior("churn_tenure", p["churn_tenure"], dims="tenure_band")
+            eta = eta + pt.concatenate([pt.zeros(1), tenure])[band_pos[c.band]]
+        for k in self.covariates:
+            pm.Deterministic(f"churn_{k}_per_sd", slopes[k] * sds[k])
+        return eta
+
+    def build(self) -> pm.Model:
+        """The PyMC model (see the module docstring for the equation)."""
+        c = self.cells
+        with pm.Model(coords=self.coords()) as model:
+            eta = self.linear_predictor()
             if self.likelihood == "cells":
                 pm.CustomDist("churn_events", c.at_risk, eta, logp=binomial_kernel_logp, observed=c.events)
             else:
