@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from tenure.commands import _cluster
 from tenure.commands._common import cli_errors, console, err_console
 from tenure.errors import InputError
 from tenure.io import TABLE_FORMATS, prepare_out_dir
@@ -29,6 +30,7 @@ def check_run_options(customers: int | None, periods: int | None, seed: int | No
 
 @cli_errors
 def simulate(
+    ctx: typer.Context,
     scenario: str = typer.Argument(
         None, help="A built-in scenario name (see `tenure scenario list`) or a scenario TOML file. Default: 'default'."
     ),
@@ -50,6 +52,11 @@ def simulate(
         None, "--threads", help="Numba threads (default: all cores). Results do not depend on it."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table."),
+    cluster: str = _cluster.CLUSTER,
+    shards: int = _cluster.SHARDS,
+    checkpoint_every: int = _cluster.CHECKPOINT_EVERY,
+    checkpoint_dir: Path = _cluster.CHECKPOINT_DIR,
+    resume: Path = _cluster.RESUME,
 ) -> None:
     """Simulate a customer population month by month and summarise it.
 
@@ -66,10 +73,14 @@ def simulate(
         raise InputError(f"--panel-sample: must be a share in [0, 1], got {panel_sample}")
     if threads is not None and threads < 1:
         raise InputError(f"--threads: must be at least 1, got {threads}")
+    scale = _cluster.scale_options(ctx)
     sc = load_scenario(scenario, check_run_options(customers, periods, seed) or None)
     if out is not None:
         out = prepare_out_dir(out)
-    result = run_with_progress(sc, panel_sample, customer_summary, threads, quiet)
+    if scale.active:
+        result = scale.run(sc, panel_sample, customer_summary, threads, quiet)
+    else:
+        result = run_with_progress(sc, panel_sample, customer_summary, threads, quiet)
     if not quiet:
         console.print(summary_table(result))
     if out is not None:
