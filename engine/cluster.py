@@ -299,9 +299,10 @@ RestoreSpec = Callable[[int], tuple[str | None, list[tuple[list[Addition], np.nd
 
 class _Shards(Protocol):
     recoveries: int
-    workers_used: set[str]
 
     def call_all(self, method: str, args: Callable[[int], tuple]) -> list[Any]: ...
+
+    def worker_count(self) -> int: ...
 
     def close(self) -> None: ...
 
@@ -313,7 +314,9 @@ class _InProcessShards:
         self.n_shards, self.template, self.restore = n_shards, template, restore
         self.shards: dict[int, ResidentShard] = {}
         self.recoveries = 0
-        self.workers_used = {"in-process"}
+
+    def worker_count(self) -> int:
+        return 1
 
     def call_all(self, method: str, args: Callable[[int], tuple]) -> list[Any]:
         out = []
@@ -343,10 +346,12 @@ class _DaskShards:
         self.placement: dict[int, str] = {}
         self.incarnation = [0] * n_shards
         self.recoveries = 0
-        self.workers_used: set[str] = set()
 
     def _live_workers(self) -> list[str]:
         return sorted(self.client.scheduler_info()["workers"])
+
+    def worker_count(self) -> int:
+        return len(self._live_workers())
 
     def _submit(self, k: int, method: str, args: tuple, after: Any = None) -> Any:
         return self.client.submit(
@@ -364,7 +369,6 @@ class _DaskShards:
         load = Counter(w for j, w in self.placement.items() if j != k and w in live)
         target = min(live, key=lambda w: (load[w], w))
         self.placement[k] = target
-        self.workers_used.add(target)
         self.incarnation[k] += 1
         checkpoint, replay = self.restore(k)
         opened = self.client.submit(
@@ -663,7 +667,7 @@ class DistributedSimulator(Simulator):
             "customer_periods_per_second": st.customer_periods / st.elapsed if st.elapsed > 0 else float("nan"),
             "state_bytes": sum(part[3] for part in parts),
             "cluster": _describe(self.client),
-            "workers": len(shards.workers_used),
+            "workers": shards.worker_count(),
             "recoveries": shards.recoveries,
             "checkpoint_seconds": checkpoint_seconds,
             "shard_step_seconds": shard_seconds.tolist(),
@@ -718,7 +722,8 @@ def parse_cluster(spec: str) -> tuple[str, int | str]:
     raise InputError(f"--cluster: expected local:N or tcp://HOST:PORT, got {spec!r}")
 
 
-def _require_dask() -> Any:
+def require_dask() -> Any:
+    """Import and return ``distributed``, or raise :class:`InputError` naming the ``cluster`` extra."""
     try:
         import distributed
     except ImportError:
@@ -761,7 +766,7 @@ def connect(cluster: Any) -> Iterator[Any]:
         yield cluster
         return
     kind, value = parse_cluster(cluster)
-    distributed = _require_dask()
+    distributed = require_dask()
     if kind == "local":
         warm_kernels()
         with distributed.LocalCluster(
