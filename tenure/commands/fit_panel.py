@@ -255,3 +255,36 @@ def _typology_table(shares: np.ndarray, segments: list[str], types: list[str]) -
     import polars as pl
 
     return pl.DataFrame({"segment": segments, **{t: shares[:, j] for j, t in enumerate(types)}})
+
+
+@fit_app.command("joint")
+@cli_errors
+def joint(
+    panel: Path = typer.Argument(..., help=PANEL_HELP),
+    out: Path = typer.Option(..., "--out", help=OUT_HELP),
+    segment_col: str | None = typer.Option(None, "--segment-col", help=SEGMENT_HELP),
+    priors: Path | None = typer.Option(None, "--priors", help=PRIORS_HELP),
+    method: str = typer.Option("mcmc", "--method", help=METHOD_HELP),
+    draws: int = typer.Option(1000, "--draws", help="Posterior draws per chain."),
+    tune: int = typer.Option(1000, "--tune", help="Tuning steps per chain (mcmc)."),
+    chains: int = typer.Option(4, "--chains", help="Chains."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice of the fit."),
+    missing: str = typer.Option("carry", "--missing", help=MISSING_HELP),
+    max_customers: int = typer.Option(20_000, "--max-customers",
+                                      help="Refuse larger panels: two effects per customer."),
+) -> None:
+    """Retention and cross-selling together, with correlated customer effects (small panels).
+
+    attachment_corr > 0: the customers who stay longer than their scores predict also buy more.
+    """
+    from tenure.models.joint import JointModel
+    from tenure.models.panel import read_panel
+
+    _check_out(out)
+    _check_method(method)
+    overrides = _load_priors(priors)
+    with console.status("reading and compressing the panel"):
+        model = JointModel(read_panel(panel, segment_col=segment_col, optional=()), overrides, missing,
+                           max_customers=max_customers)
+    _fit_and_report(model, out, method=method, draws=draws, tune=tune, chains=chains, seed=seed,
+                    title="Joint retention and cross-selling")
