@@ -46,7 +46,6 @@ LIBRARY = (
     "loyalty-programme", "service-recovery", "employee-engagement",
     "trust-crisis", "acquisition-only", "weak-retention",
 )
-SHOCK_START, SHOCK_END = 6, 8  # trust-crisis.toml: months of the incident spike
 
 
 def scaled(name: str, retention_factor: float = 1.0):
@@ -136,9 +135,12 @@ def test_same_seed_same_base():
 
 def test_trust_crisis_raises_churn_and_lowers_nps_during_and_after_the_shock():
     base, crisis = run("default").periods, run("trust-crisis").periods
-    before = (0, SHOCK_START - 1)
-    during = (SHOCK_START, SHOCK_END)
-    after = (SHOCK_END + 1, SHOCK_END + 12)  # the year after the crisis: trust rebuilds slowly
+    (shock,) = load_scenario("trust-crisis")["shocks"]
+    start, end = shock["start"], shock["end"]
+    assert end + 12 < PERIODS  # the tests below need a year after the crisis
+    before = (0, start - 1)
+    during = (start, end)
+    after = (end + 1, end + 12)  # the year after the crisis: trust rebuilds slowly
     # Before the shock the two runs are the same market on the same random numbers: equal exactly.
     assert window(crisis, *before).equals(window(base, *before))
     # Measured at this size: churn 1.38 % -> 2.53 % during, 1.34 % -> 1.52 % in the year after (about
@@ -149,8 +151,8 @@ def test_trust_crisis_raises_churn_and_lowers_nps_during_and_after_the_shock():
     assert z(nps(window(base, *during)), nps(window(crisis, *during))) > 6
     assert z(nps(window(base, *after)), nps(window(crisis, *after))) > 6
     # the damage is trust: lower in every month from the shock on
-    tr_b = window(base, SHOCK_START)["mean_trust"].to_numpy()
-    tr_c = window(crisis, SHOCK_START)["mean_trust"].to_numpy()
+    tr_b = window(base, start)["mean_trust"].to_numpy()
+    tr_c = window(crisis, start)["mean_trust"].to_numpy()
     assert (tr_c < tr_b).all()
 
 
