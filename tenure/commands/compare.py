@@ -132,7 +132,8 @@ def print_report(result: Any) -> None:
     v.add_row("marginal cost ratio (acquire / retain)", _fmt(m["marginal_cost_ratio"], 2))
     v.add_row("average cost ratio (acquire / keep for a lifetime)", _fmt(m["average_cost_ratio"], 2))
     verdict = "holds" if m["five_times_rule_holds"] else "does not hold"
-    v.add_row("the 'five times' rule", f"{verdict} in this market (average-cost ratio {_fmt(m['average_cost_ratio'], 2)})")
+    ratio = _fmt(m["average_cost_ratio"], 2)
+    v.add_row("the 'five times' rule", f"{verdict} in this market (average-cost ratio {ratio})")
     returns = ", ".join(f"{k} {_fmt(val['mean'], 2)}" for k, val in m["return_on_lever"].items())
     v.add_row("return per unit of extra spend", f"acquisition {_fmt(m['return_on_acquisition']['mean'], 2)}; "
               f"retention {_fmt(m['return_on_retention']['mean'], 2)} ({returns})")
