@@ -57,6 +57,7 @@ import re
 import threading
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -769,9 +770,13 @@ def connect(cluster: Any) -> Iterator[Any]:
     distributed = require_dask()
     if kind == "local":
         warm_kernels()
-        with distributed.LocalCluster(
-            n_workers=int(value), threads_per_worker=1, processes=True, dashboard_address=None, env=WORKER_ENV,
-        ) as local, distributed.Client(local) as client:
+        with warnings.catch_warnings():
+            # without a dashboard the scheduler still serves its health routes, on any free port
+            warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+            local = distributed.LocalCluster(
+                n_workers=int(value), threads_per_worker=1, processes=True, dashboard_address=None, env=WORKER_ENV,
+            )
+        with local, distributed.Client(local) as client:
             client.register_plugin(_NumbaFollowsWorkerEnv(), name="tenure-numba-env")
             yield client
         return

@@ -5,7 +5,7 @@ slice of the initial base and, each period, a contiguous slice of the newly
 acquired ids. Its arrays grow by amortised doubling-like steps (25 %), one
 array at a time, so the peak memory of a growth is one array's worth.
 
-Bytes per customer: 38 for the core state, plus 12 when per-customer summaries
+Bytes per customer: 39 for the core state, plus 12 when per-customer summaries
 are tracked and 4 when a panel sample is drawn.
 """
 
