@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from tenure import __version__
+from tenure.commands import calibrate as _calibrate
 from tenure.commands import compare as _compare
 from tenure.commands import fit_clv as _fit_clv  # noqa: F401  (registers its fit sub-commands)
 from tenure.commands import fit_panel as _fit_panel  # noqa: F401  (registers its fit sub-commands)
@@ -40,6 +41,7 @@ def _root(
     """Statistics of customer relationships."""
 
 
+app.command("calibrate")(_calibrate.calibrate_cmd)
 app.command("compare")(_compare.compare_cmd)
 app.command("simulate")(_simulate.simulate)
 app.add_typer(_scenario.scenario_app, name="scenario")
