@@ -464,3 +464,121 @@ def closed_form_comparison(ev: Evaluator, best: dict[str, Any], current: dict[st
         "average_cost_ratio_at_closed_form_optimum": opt.average_cost_ratio,
     })
     return out
+
+
+# -- decisions under calibration uncertainty ----------------------------------------------------
+
+
+@dataclass
+class UncertaintyResult:
+    """`tenure compare --uncertainty`: every allocation across calibrated markets and seeds."""
+
+    runs: pl.DataFrame  # one row per allocation, market and seed (customer equity at the market's full size)
+    points: pl.DataFrame  # one row per allocation: distribution, P(beats current), expected loss
+    best: dict[str, Any]
+    current: dict[str, Any]
+    settings: dict[str, Any]
+
+
+def compare_uncertainty(
+    markets: Sequence[Scenario],
+    total_budget: float | None = None,
+    levers: Sequence[str] = LEVERS,
+    base_mix: dict[str, float] | None = None,
+    acquisition_steps: int = 5,
+    seeds: int = 1,
+    sample_customers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> UncertaintyResult:
+    """Evaluate every allocation in every calibrated market, on common random numbers.
+
+    Within a market and seed every allocation is a fork of one initial base, so the
+    differences between allocations are their effect, not noise; the spread across
+    markets is the calibration uncertainty. Per allocation: the distribution of
+    customer equity over (market, seed), the probability that it beats the current
+    allocation in the same (market, seed), and its expected loss E[max_b CE_b − CE_a]
+    (the equity given up, on average, by choosing it; Berger 1985, the Bayes choice
+    minimises it).
+
+    ``sample_customers`` simulates each market with that many initial customers,
+    scaling market size and budgets with it (the dynamics depend on spend per
+    customer and per prospect), and scales equity back to the market's size.
+    """
+    if not markets:
+        raise InputError("--uncertainty: no calibrated markets")
+    first = markets[0]
+    cur = current_budgets(first)
+    total = sum(cur.values()) if total_budget is None else float(total_budget)
+    if not math.isfinite(total) or total <= 0:
+        raise InputError(f"--budget: must be a positive amount per period, got {total_budget}")
+    if acquisition_steps < 2:
+        raise InputError(f"--acquisition-steps: at least 2, got {acquisition_steps}")
+    if seeds < 1:
+        raise InputError(f"--seeds: at least 1, got {seeds}")
+    full = int(first["run"]["customers"])
+    n = full if sample_customers is None else int(sample_customers)
+    if n < 100:
+        raise InputError(f"--sample-customers: at least 100, got {sample_customers}")
+    factor = n / full
+    mix0 = base_mix or _mix_of(cur)
+    mixes = retention_mixes(mix0, levers)
+    shares = np.linspace(0.0, 1.0, acquisition_steps)
+    grid = [Allocation(float(a), name, m) for a in shares for name, m in mixes]
+    current_alloc = Allocation(cur["acquisition"] / sum(cur.values()) if sum(cur.values()) else 0.0, "current",
+                               tuple(mix0.get(k, 0.0) for k in LEVERS))
+    seed0 = int(first["run"]["seed"])
+    rows = []
+    for m, sc in enumerate(markets):
+        if n != full:
+            from tenure.simulations.calibrate import scale_market
+
+            sc = scale_market(sc, n)
+        ev = Evaluator(sc, [seed0 + k for k in range(seeds)], total * factor, progress)
+        for label, allocs in (("grid", grid), ("current", [current_alloc])):
+            df = ev.evaluate(allocs, label)
+            rows.append(df.with_columns(pl.lit(m).alias("market"),
+                                        (pl.col("customer_equity") / factor).alias("customer_equity"),
+                                        (pl.col("profit") / factor).alias("profit"),
+                                        (pl.col("customers_end") / factor).alias("customers_end")))
+    runs = pl.concat(rows, how="diagonal")
+    points = uncertainty_points(runs)
+    best = points.sort("expected_loss").row(0, named=True)
+    best_alloc = next(a for a in grid if a.acquisition_share == best["acquisition_share"] and a.mix_name == best["mix"])
+    best["budgets"] = best_alloc.budgets(total)
+    cur_runs = runs.filter(pl.col("stage") == "current")
+    current = {"acquisition_share": current_alloc.acquisition_share, "mix": "current",
+               "customer_equity": float(cur_runs["customer_equity"].mean()),
+               "customer_equity_q05": float(cur_runs["customer_equity"].quantile(0.05, "linear")),
+               "customer_equity_q95": float(cur_runs["customer_equity"].quantile(0.95, "linear")),
+               "budgets": current_alloc.budgets(total)}
+    settings = {
+        "scenario": first.name, "markets": len(markets), "seeds": [seed0 + k for k in range(seeds)],
+        "customers": full, "sample_customers": n, "periods": first["run"]["periods"],
+        "total_budget_per_period": total, "levers_swept": list(levers), "acquisition_steps": acquisition_steps,
+        "retention_mixes": {name: dict(zip(LEVERS, mx, strict=True)) for name, mx in mixes},
+        "allocations": len(grid),
+    }
+    return UncertaintyResult(runs, points, best, current, settings)
+
+
+def uncertainty_points(runs: pl.DataFrame) -> pl.DataFrame:
+    """Per allocation: equity distribution, P(beats current) and expected loss, paired by (market, seed)."""
+    keys = ["market", "seed"]
+    grid = runs.filter(pl.col("stage") == "grid").select(
+        ["acquisition_share", "mix", *keys, "customer_equity", "customers_end", "churn_rate"])
+    cur = runs.filter(pl.col("stage") == "current").select([*keys, pl.col("customer_equity").alias("_current")])
+    top = grid.group_by(keys).agg(pl.col("customer_equity").max().alias("_top"))
+    d = grid.join(cur, on=keys).join(top, on=keys).with_columns(
+        gain=pl.col("customer_equity") - pl.col("_current"), loss=pl.col("_top") - pl.col("customer_equity"))
+    ce = pl.col("customer_equity")
+    return d.group_by(["acquisition_share", "mix"], maintain_order=True).agg(
+        ce.mean().alias("customer_equity"), ce.quantile(0.05, "linear").alias("customer_equity_q05"),
+        ce.quantile(0.95, "linear").alias("customer_equity_q95"),
+        pl.col("gain").mean().alias("gain_vs_current"),
+        pl.col("gain").quantile(0.05, "linear").alias("gain_vs_current_q05"),
+        pl.col("gain").quantile(0.95, "linear").alias("gain_vs_current_q95"),
+        (pl.col("gain") > 0).mean().alias("p_beats_current"),
+        pl.col("loss").mean().alias("expected_loss"),
+        (pl.col("loss") == 0).mean().alias("p_best"),
+        pl.col("customers_end").mean().alias("customers_end"), pl.col("churn_rate").mean().alias("churn_rate"),
+    ).sort(["acquisition_share", "mix"])

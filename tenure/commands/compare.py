@@ -36,9 +36,13 @@ def compare_cmd(
         "'service=0.5,loyalty=0.5'. Default: the scenario's budgets.",
     ),
     acquisition_steps: int = typer.Option(
-        7, "--acquisition-steps", help="Acquisition shares on the coarse grid, evenly from 0 to 1."
+        None, "--acquisition-steps", help="Acquisition shares on the coarse grid, evenly from 0 to 1 "
+        "(default 7; 5 with --uncertainty)."
     ),
-    seeds: int = typer.Option(3, "--seeds", help="Seeds per allocation, shared by every allocation."),
+    seeds: int = typer.Option(
+        None, "--seeds", help="Seeds per allocation, shared by every allocation (default 3; 1 per market with "
+        "--uncertainty)."
+    ),
     customers: int = typer.Option(None, "--customers", "-n", help="Initial customer base (overrides run.customers)."),
     periods: int = typer.Option(None, "--periods", "-t", help="Months simulated per run (overrides run.periods)."),
     seed: int = typer.Option(None, "--seed", "-s", help="First seed (overrides run.seed)."),
@@ -49,6 +53,16 @@ def compare_cmd(
         None, "--out", "-o", help="Folder for compare.parquet, compare.json and compare.png."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no tables."),
+    uncertainty: bool = typer.Option(
+        False, "--uncertainty", help="SCENARIO is a market file from `tenure calibrate`: evaluate every allocation "
+        "in each calibrated market (its .draws.csv) and report P(beats current) and the expected loss."
+    ),
+    markets: int = typer.Option(None, "--markets", help="With --uncertainty: use the first N calibrated markets "
+                                "(default: all)."),
+    sample_customers: int = typer.Option(
+        None, "--sample-customers", help="With --uncertainty: simulate each market with this many customers, "
+        "market size and budgets scaled alike, equity scaled back (default: the market's own size)."
+    ),
 ) -> None:
     """Compare ways of splitting a budget between acquisition and retention, with uncertainty.
 
@@ -62,6 +76,13 @@ def compare_cmd(
     from tenure.simulations.compare import compare, parse_levers, parse_mix
     from tenure.simulations.scenario import load_scenario
 
+    if uncertainty:
+        return _compare_uncertainty(scenario, budget, levers, mix, acquisition_steps, seeds, customers, periods,
+                                    seed, out, quiet, markets, sample_customers)
+    if markets is not None or sample_customers is not None:
+        raise InputError("--markets and --sample-customers need --uncertainty")
+    acquisition_steps = 7 if acquisition_steps is None else acquisition_steps
+    seeds = 3 if seeds is None else seeds
     if budget is not None and (not math.isfinite(budget) or budget < 0):
         raise InputError(f"--budget: must be a non-negative amount per period, got {budget}")
     lever_list = parse_levers(levers)
@@ -209,5 +230,140 @@ def plot_compare(result: Any, path: Path) -> None:
     ax.set_title(f"tenure compare: {result.settings['scenario']}, budget "
                  f"{result.settings['total_budget_per_period']:,.0f} per month")
     ax.legend(fontsize="small", ncol=2)
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+
+
+UNCERTAINTY_JSON_VERSION = 1
+
+
+def _compare_uncertainty(scenario: str | None, budget: float | None, levers: str | None, mix: str | None,
+                         acquisition_steps: int | None, seeds: int | None, customers: int | None,
+                         periods: int | None, seed: int | None, out: Path | None, quiet: bool,
+                         markets: int | None, sample_customers: int | None) -> None:
+    """`tenure compare MARKET --uncertainty`: validate everything, then sweep the calibrated markets."""
+    import time
+
+    from tenure.simulations.calibrate import load_markets
+    from tenure.simulations.compare import compare_uncertainty, parse_levers, parse_mix
+
+    if scenario is None:
+        raise InputError("--uncertainty: give the market file written by `tenure calibrate`")
+    if customers is not None:
+        raise InputError("--customers: with --uncertainty use --sample-customers (the markets keep their size)")
+    if budget is not None and (not math.isfinite(budget) or budget <= 0):
+        raise InputError(f"--budget: must be a positive amount per period, got {budget}")
+    lever_list = parse_levers(levers)
+    base_mix = parse_mix(mix) if mix else None
+    steps = 5 if acquisition_steps is None else acquisition_steps
+    n_seeds = 1 if seeds is None else seeds
+    if steps < 2:
+        raise InputError(f"--acquisition-steps: at least 2, got {steps}")
+    if n_seeds < 1:
+        raise InputError(f"--seeds: at least 1, got {n_seeds}")
+    if markets is not None and markets < 2:
+        raise InputError(f"--markets: at least 2, got {markets}")
+    if sample_customers is not None and sample_customers < 100:
+        raise InputError(f"--sample-customers: at least 100, got {sample_customers}")
+    _, scenarios, _ = load_markets(Path(scenario))
+    run_over = check_run_options(None, periods, seed)
+    if run_over:
+        scenarios = [sc.with_overrides(run_over) for sc in scenarios]
+    scenarios = scenarios[:markets] if markets else scenarios
+    if out is not None:
+        out = prepare_out_dir(out)
+    args = (scenarios, budget, lever_list, base_mix, steps, n_seeds, sample_customers)
+    t0 = time.perf_counter()
+    if not quiet and sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("simulating allocations × markets"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err_console, transient=True) as bar:
+            task = bar.add_task("runs", total=None)
+            result = compare_uncertainty(*args, progress=lambda k: bar.advance(task, k))
+    else:
+        result = compare_uncertainty(*args)
+    result.settings["seconds"] = time.perf_counter() - t0
+    result.settings["market_file"] = str(scenario)
+    if not quiet:
+        print_uncertainty(result)
+    if out is not None:
+        paths = write_uncertainty(result, out)
+        if not quiet:
+            console.print(f"wrote {', '.join(p.name for p in paths)} to [bold]{out}[/]")
+
+
+def print_uncertainty(result: Any) -> None:
+    """Allocations by expected loss, with the equity band, P(beats current) and the verdict."""
+    s = result.settings
+    t = Table(title=f"allocations by expected loss ({s['markets']} calibrated markets × {len(s['seeds'])} seeds, "
+              "90 % bands)")
+    for col in ("acquisition", "retention mix", "customer equity", "gain vs current", "P(beats current)",
+                "expected loss", "P(best)"):
+        t.add_column(col, justify="left" if col == "retention mix" else "right")
+    for r in result.points.sort("expected_loss").head(12).iter_rows(named=True):
+        t.add_row(f"{100 * r['acquisition_share']:.0f} %", r["mix"],
+                  f"{_fmt(r['customer_equity'] / 1e6, 2)} M ({_fmt(r['customer_equity_q05'] / 1e6, 2)}–"
+                  f"{_fmt(r['customer_equity_q95'] / 1e6, 2)})",
+                  f"{_fmt(r['gain_vs_current'] / 1e6, 2)} M ({_fmt(r['gain_vs_current_q05'] / 1e6, 2)} to "
+                  f"{_fmt(r['gain_vs_current_q95'] / 1e6, 2)})",
+                  f"{100 * r['p_beats_current']:.0f} %", f"{_fmt(r['expected_loss'] / 1e6, 2)} M",
+                  f"{100 * r['p_best']:.0f} %")
+    console.print(t)
+    b, c = result.best, result.current
+    console.print(
+        f"best choice (least expected loss): {100 * b['acquisition_share']:.0f} % to acquisition, {b['mix']} mix; "
+        f"with {100 * b['p_beats_current']:.0f} % probability it raises customer equity over the current split "
+        f"({100 * c['acquisition_share']:.0f} % to acquisition), by {_fmt(b['gain_vs_current'] / 1e6, 2)} M on "
+        f"average (90 %: {_fmt(b['gain_vs_current_q05'] / 1e6, 2)} to {_fmt(b['gain_vs_current_q95'] / 1e6, 2)} M); "
+        f"expected loss of choosing it {_fmt(b['expected_loss'] / 1e6, 3)} M", highlight=False)
+    console.print(f"{s['markets'] * len(s['seeds']) * (s['allocations'] + 1)} evaluations at "
+                  f"{s['sample_customers']:,} customers × {s['periods']} months each in {s.get('seconds', 0):.0f} s",
+                  highlight=False)
+
+
+def write_uncertainty(result: Any, out: Path) -> list[Path]:
+    """uncertainty.parquet (one row per allocation, market, seed), uncertainty.json, uncertainty.png; atomic."""
+    from tenure.io import write_atomic, write_json, write_table
+
+    paths = [write_table(result.runs, out / "uncertainty", "parquet")]
+    doc = {"schema_version": UNCERTAINTY_JSON_VERSION, "settings": result.settings, "best": result.best,
+           "current": result.current, "points": result.points.to_dicts()}
+    paths.append(write_json(_finite(doc), out / "uncertainty.json"))
+    paths.append(write_atomic(out / "uncertainty.png", lambda p: plot_uncertainty(result, p)))
+    return paths
+
+
+def plot_uncertainty(result: Any, path: Path) -> None:
+    """Equity over the acquisition share per mix with 90 % bands across markets; P(beats current) below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import polars as pl
+
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True, height_ratios=[2, 1],
+                                  constrained_layout=True)
+    for i, mix in enumerate(result.points["mix"].unique(maintain_order=True)):
+        d = result.points.filter(pl.col("mix") == mix).sort("acquisition_share")
+        x = 100 * d["acquisition_share"].to_numpy()
+        ax.plot(x, d["customer_equity"] / 1e6, marker="o", ms=3, color=f"C{i}", label=mix)
+        ax.fill_between(x, d["customer_equity_q05"] / 1e6, d["customer_equity_q95"] / 1e6, color=f"C{i}",
+                        alpha=0.12)
+        ax2.plot(x, 100 * d["p_beats_current"], marker="o", ms=3, color=f"C{i}")
+    b, c = result.best, result.current
+    ax.scatter([100 * b["acquisition_share"]], [b["customer_equity"] / 1e6], s=160, marker="*", color="black",
+               zorder=5, label=f"least expected loss: {100 * b['acquisition_share']:.0f} %, {b['mix']}")
+    ax.errorbar([100 * c["acquisition_share"]], [c["customer_equity"] / 1e6],
+                yerr=[[(c["customer_equity"] - c["customer_equity_q05"]) / 1e6],
+                      [(c["customer_equity_q95"] - c["customer_equity"]) / 1e6]],
+                fmt="s", color="grey", capsize=4, zorder=5, label="current split")
+    ax.set_ylabel("customer equity (millions)")
+    ax.set_title(f"tenure compare --uncertainty: {result.settings['markets']} calibrated markets, 90 % bands")
+    ax.legend(fontsize="small", ncol=2)
+    ax2.axhline(50, color="grey", lw=0.8, ls="--")
+    ax2.set_ylabel("P(beats current) (%)")
+    ax2.set_xlabel("share of the budget going to acquisition (%)")
+    ax2.set_ylim(0, 100)
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
