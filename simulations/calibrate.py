@@ -58,7 +58,6 @@ PARAMS: tuple[Param, ...] = (
           "churn level: a logit shift of every customer's hazard (the base churn intercept)"),
     Param("churn.trust", 0.30, -15.0, 15.0, "retention", "churn sensitivity to latent trust"),
     Param("churn.enthusiasm", 0.30, -15.0, 15.0, "retention", "churn sensitivity to latent enthusiasm"),
-    Param("churn.satisfaction", 0.30, -15.0, 15.0, "retention", "churn sensitivity to latent satisfaction"),
     Param("cross_sell.intercept", 0.10, -15.0, 5.0, "cross_sell", "cross-selling base rate (log)"),
     Param("cross_sell.trust", 0.30, -15.0, 15.0, "cross_sell", "cross-selling sensitivity to trust"),
     Param("cross_sell.enthusiasm", 0.30, -15.0, 15.0, "cross_sell", "cross-selling sensitivity to enthusiasm"),
