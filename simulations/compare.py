@@ -24,6 +24,7 @@ multiple from the last months' retention and profit per customer.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -181,14 +182,41 @@ def run_metrics(result: SimulationResult, discount_rate: float) -> dict[str, flo
     }
 
 
+_TASK_BASES: dict[tuple[str, int], Simulator] = {}  # per process: the initial bases of the runs it was given
+
+
+def _run_task(spec: tuple[Scenario, str, dict[str, float], int]) -> dict[str, float]:
+    """One (allocation, seed) run where it is scheduled: a fork of the seed's base, built once per process.
+
+    The base depends only on the scenario and the seed, and every draw is keyed by
+    customer id and period, so the metrics equal those of the in-process
+    :class:`Evaluator` bit for bit, whichever worker runs the task.
+    """
+    scenario, digest, budgets, seed = spec
+    key = (digest, int(seed))
+    if key not in _TASK_BASES:
+        if len(_TASK_BASES) >= 8:  # bound a long-lived worker's memory
+            _TASK_BASES.pop(next(iter(_TASK_BASES)))
+        sc = scenario.with_overrides({"run": {"seed": int(seed)}})
+        _TASK_BASES[key] = Simulator(sc, track_customers=False)
+    res = _TASK_BASES[key].fork(budgets).run()
+    return run_metrics(res, scenario["market"]["monthly_discount_rate"])
+
+
 @dataclass
 class Evaluator:
-    """Runs allocations on common random numbers: one initial base per seed, forked per allocation."""
+    """Runs allocations on common random numbers: one initial base per seed, forked per allocation.
+
+    With ``cluster`` (a ``distributed.Client``), the runs of each :meth:`evaluate` call
+    are independent Dask tasks (:func:`tenure.engine.cluster.run_many`); each worker
+    builds a seed's base once and forks it, so results are the same as in-process.
+    """
 
     scenario: Scenario
     seeds: Sequence[int]
     total_budget: float
     progress: Callable[[int], None] | None = None
+    cluster: Any = None
     _bases: dict[int, Simulator] = field(default_factory=dict)
     _memo: dict[tuple, dict[str, float]] = field(default_factory=dict)
 
@@ -198,9 +226,13 @@ class Evaluator:
             self._bases[seed] = Simulator(sc, track_customers=False)
         return self._bases[seed]
 
+    @staticmethod
+    def _key(budgets: dict[str, float], seed: int) -> tuple:
+        return tuple(round(budgets[k], 6) for k in sorted(budgets)), int(seed)
+
     def run(self, budgets: dict[str, float], seed: int) -> dict[str, float]:
         """Metrics of one run; identical (budgets, seed) pairs are simulated once."""
-        key = (tuple(round(budgets[k], 6) for k in sorted(budgets)), int(seed))
+        key = self._key(budgets, seed)
         if key not in self._memo:
             res = self.base(seed).fork(budgets).run()
             self._memo[key] = run_metrics(res, self.scenario["market"]["monthly_discount_rate"])
@@ -208,8 +240,27 @@ class Evaluator:
             self.progress(1)
         return self._memo[key]
 
+    def prefetch(self, pairs: Sequence[tuple[dict[str, float], int]]) -> None:
+        """With a cluster, run the (budgets, seed) pairs not yet known as parallel tasks; else nothing."""
+        if self.cluster is None:
+            return
+        from tenure.engine.cluster import run_many
+
+        todo: dict[tuple, tuple[dict[str, float], int]] = {}
+        for budgets, seed in pairs:
+            key = self._key(budgets, seed)
+            if key not in self._memo:
+                todo.setdefault(key, (budgets, int(seed)))
+        if not todo:
+            return
+        digest = hashlib.sha256(self.scenario.to_toml().encode()).hexdigest()[:16]
+        specs = [(self.scenario, digest, b, s) for b, s in todo.values()]
+        for key, metrics in zip(todo, run_many(_run_task, specs, self.cluster), strict=True):
+            self._memo[key] = metrics
+
     def evaluate(self, allocations: Sequence[Allocation], stage: str) -> pl.DataFrame:
         """One row per allocation and seed."""
+        self.prefetch([(alloc.budgets(self.total_budget), seed) for alloc in allocations for seed in self.seeds])
         rows = []
         for alloc in allocations:
             budgets = alloc.budgets(self.total_budget)
@@ -258,6 +309,7 @@ def compare(
     closed_form: bool = False,
     marginal_step: float = 0.1,
     progress: Callable[[int], None] | None = None,
+    cluster: Any = None,
 ) -> CompareResult:
     """Sweep budget allocations and find the one with the highest mean customer equity.
 
@@ -282,6 +334,8 @@ def compare(
         Relative step of the marginal analysis (one more ``marginal_step`` × budget).
     progress
         Called with 1 after every simulation run.
+    cluster
+        A ``distributed.Client``: run each stage's simulations as parallel Dask tasks (same results).
     """
     cur = current_budgets(scenario)
     total = sum(cur.values()) if total_budget is None else float(total_budget)
@@ -295,7 +349,7 @@ def compare(
         raise InputError(f"--seeds: at least 1, got {seeds}")
     mix0 = base_mix or _mix_of(cur)
     seed0 = int(scenario["run"]["seed"])
-    ev = Evaluator(scenario, [seed0 + k for k in range(seeds)], total, progress)
+    ev = Evaluator(scenario, [seed0 + k for k in range(seeds)], total, progress, cluster)
     mixes = retention_mixes(mix0, levers)
     shares = np.linspace(0.0, 1.0, acquisition_steps)
     coarse = [Allocation(float(a), name, m) for a in shares for name, m in mixes]
@@ -363,20 +417,24 @@ def marginal_analysis(ev: Evaluator, alloc: Allocation, step: float) -> dict[str
             return {"mean": fill, "q05": fill, "q95": fill}
         return {"mean": float(arr.mean()), "q05": float(np.quantile(arr, 0.05)), "q95": float(np.quantile(arr, 0.95))}
 
-    acq = _paired(ev, base, {**base, "acquisition": base["acquisition"] + delta})
+    mix_total = sum(base[k] for k in LEVERS)
+    weights = {k: (base[k] / mix_total if mix_total > 0 else 1.0 / len(LEVERS)) for k in LEVERS}
+    bumps = [{**base, "acquisition": base["acquisition"] + delta},
+             {**base, **{k: base[k] + delta * weights[k] for k in LEVERS}},
+             *({**base, lever: base[lever] + delta} for lever in LEVERS)]
+    ev.prefetch([(b, s) for b in (base, *bumps) for s in ev.seeds])
+    acq = _paired(ev, base, bumps[0])
     extra = delta * periods
     out["marginal_cost_to_acquire"] = summary(
         [extra / (b["acquired"] - a["acquired"]) if b["acquired"] > a["acquired"] else math.inf for a, b in acq])
-    mix_total = sum(base[k] for k in LEVERS)
-    weights = {k: (base[k] / mix_total if mix_total > 0 else 1.0 / len(LEVERS)) for k in LEVERS}
-    ret = _paired(ev, base, {**base, **{k: base[k] + delta * weights[k] for k in LEVERS}})
+    ret = _paired(ev, base, bumps[1])
     out["marginal_cost_to_retain"] = summary(
         [extra / (a["churned"] - b["churned"]) if a["churned"] > b["churned"] else math.inf for a, b in ret])
     out["return_on_acquisition"] = summary([(b["customer_equity"] - a["customer_equity"]) / extra for a, b in acq])
     out["return_on_retention"] = summary([(b["customer_equity"] - a["customer_equity"]) / extra for a, b in ret])
     levers = {}
-    for lever in LEVERS:
-        pairs = _paired(ev, base, {**base, lever: base[lever] + delta})
+    for lever, bumped in zip(LEVERS, bumps[2:], strict=True):
+        pairs = _paired(ev, base, bumped)
         levers[lever] = summary([(b["customer_equity"] - a["customer_equity"]) / extra for a, b in pairs])
     out["return_on_lever"] = levers
     mca, mcr = out["marginal_cost_to_acquire"]["mean"], out["marginal_cost_to_retain"]["mean"]
@@ -489,6 +547,7 @@ def compare_uncertainty(
     seeds: int = 1,
     sample_customers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    cluster: Any = None,
 ) -> UncertaintyResult:
     """Evaluate every allocation in every calibrated market, on common random numbers.
 
@@ -533,7 +592,7 @@ def compare_uncertainty(
             from tenure.simulations.calibrate import scale_market
 
             sc = scale_market(sc, n)
-        ev = Evaluator(sc, [seed0 + k for k in range(seeds)], total * factor, progress)
+        ev = Evaluator(sc, [seed0 + k for k in range(seeds)], total * factor, progress, cluster)
         for label, allocs in (("grid", grid), ("current", [current_alloc])):
             df = ev.evaluate(allocs, label)
             rows.append(df.with_columns(pl.lit(m).alias("market"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -57,6 +58,11 @@ def compare_cmd(
         False, "--uncertainty", help="SCENARIO is a market file from `tenure calibrate`: evaluate every allocation "
         "in each calibrated market (its .draws.csv) and report P(beats current) and the expected loss."
     ),
+    cluster: str = typer.Option(
+        None, "--cluster", metavar="local:N | tcp://HOST:PORT", help="Run the simulations as parallel Dask tasks: "
+        "local:N starts N worker processes here, tcp://HOST:PORT uses a running scheduler. Results do not depend on "
+        "it. Needs the cluster extra.",
+    ),
     markets: int = typer.Option(None, "--markets", help="With --uncertainty: use the first N calibrated markets "
                                 "(default: all)."),
     sample_customers: int = typer.Option(
@@ -78,7 +84,7 @@ def compare_cmd(
 
     if uncertainty:
         return _compare_uncertainty(scenario, budget, levers, mix, acquisition_steps, seeds, customers, periods,
-                                    seed, out, quiet, markets, sample_customers)
+                                    seed, out, quiet, markets, sample_customers, cluster)
     if markets is not None or sample_customers is not None:
         raise InputError("--markets and --sample-customers need --uncertainty")
     acquisition_steps = 7 if acquisition_steps is None else acquisition_steps
@@ -94,25 +100,45 @@ def compare_cmd(
         raise InputError(f"--seeds: at least 1, got {seeds}")
     if budget == 0:
         raise InputError("--budget: the total budget is zero: there is nothing to allocate")
+    _check_cluster(cluster)
     if out is not None:
         out = prepare_out_dir(out)
     show = not quiet and sys.stderr.isatty()
+    stack = contextlib.ExitStack()
+    client = stack.enter_context(_connect(cluster)) if cluster else None
     if show:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("simulating allocations"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
                       TimeElapsedColumn(), console=err_console, transient=True) as bar:
             task = bar.add_task("runs", total=None)
-            result = compare(sc, budget, lever_list, base_mix, acquisition_steps, seeds, closed_form,
-                             progress=lambda k: bar.advance(task, k))
+            with stack:
+                result = compare(sc, budget, lever_list, base_mix, acquisition_steps, seeds, closed_form,
+                                 progress=lambda k: bar.advance(task, k), cluster=client)
     else:
-        result = compare(sc, budget, lever_list, base_mix, acquisition_steps, seeds, closed_form)
+        with stack:
+            result = compare(sc, budget, lever_list, base_mix, acquisition_steps, seeds, closed_form, cluster=client)
     if not quiet:
         print_report(result)
     if out is not None:
         paths = write_compare(result, out)
         if not quiet:
             console.print(f"wrote {', '.join(p.name for p in paths)} to [bold]{out}[/]")
+
+
+def _check_cluster(cluster: str | None) -> None:
+    """Validate --cluster before anything runs or is written (exit 2 naming the option or the extra)."""
+    if cluster is not None:
+        from tenure.engine.cluster import parse_cluster, require_dask
+
+        parse_cluster(cluster)
+        require_dask()
+
+
+def _connect(cluster: str) -> Any:
+    from tenure.engine.cluster import connect
+
+    return connect(cluster)
 
 
 def _fmt(x: float, digits: int = 0) -> str:
@@ -240,7 +266,7 @@ UNCERTAINTY_JSON_VERSION = 1
 def _compare_uncertainty(scenario: str | None, budget: float | None, levers: str | None, mix: str | None,
                          acquisition_steps: int | None, seeds: int | None, customers: int | None,
                          periods: int | None, seed: int | None, out: Path | None, quiet: bool,
-                         markets: int | None, sample_customers: int | None) -> None:
+                         markets: int | None, sample_customers: int | None, cluster: str | None = None) -> None:
     """`tenure compare MARKET --uncertainty`: validate everything, then sweep the calibrated markets."""
     import time
 
@@ -270,9 +296,12 @@ def _compare_uncertainty(scenario: str | None, budget: float | None, levers: str
     if run_over:
         scenarios = [sc.with_overrides(run_over) for sc in scenarios]
     scenarios = scenarios[:markets] if markets else scenarios
+    _check_cluster(cluster)
     if out is not None:
         out = prepare_out_dir(out)
     args = (scenarios, budget, lever_list, base_mix, steps, n_seeds, sample_customers)
+    stack = contextlib.ExitStack()
+    client = stack.enter_context(_connect(cluster)) if cluster else None
     t0 = time.perf_counter()
     if not quiet and sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -280,9 +309,11 @@ def _compare_uncertainty(scenario: str | None, budget: float | None, levers: str
         with Progress(TextColumn("simulating allocations × markets"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err_console, transient=True) as bar:
             task = bar.add_task("runs", total=None)
-            result = compare_uncertainty(*args, progress=lambda k: bar.advance(task, k))
+            with stack:
+                result = compare_uncertainty(*args, progress=lambda k: bar.advance(task, k), cluster=client)
     else:
-        result = compare_uncertainty(*args)
+        with stack:
+            result = compare_uncertainty(*args, cluster=client)
     result.settings["seconds"] = time.perf_counter() - t0
     result.settings["market_file"] = str(scenario)
     if not quiet:

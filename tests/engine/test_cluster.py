@@ -244,3 +244,25 @@ def test_parse_cluster():
     for bad in ("local", "local:x", "10.0.0.5:8786", "http://a:1"):
         with pytest.raises(InputError):
             parse_cluster(bad)
+
+
+def test_compare_on_a_cluster_equals_in_process(client2):
+    """`tenure compare --cluster`: every (allocation, seed) run is a task; the answer is the in-process one."""
+    import json
+
+    from tenure.simulations.compare import compare
+
+    sc = load_scenario("default", run={"customers": 4000, "periods": 12, "seed": 3})
+    here = compare(sc, 10_400, acquisition_steps=3, seeds=2)
+    there = compare(sc, 10_400, acquisition_steps=3, seeds=2, cluster=client2)
+    assert there.runs.equals(here.runs)
+    assert json.dumps(there.marginal, sort_keys=True) == json.dumps(here.marginal, sort_keys=True)
+    assert there.best["acquisition_share"] == here.best["acquisition_share"]
+
+
+@pytest.mark.parametrize("spec", ["local:0", "udp://x"])
+def test_compare_bad_cluster_exits_2_and_writes_nothing(tmp_path, spec):
+    result = runner.invoke(app, ["compare", "-n", "1000", "-t", "3", "--cluster", spec, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert "--cluster" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
