@@ -80,3 +80,34 @@ def test_scenario_show_round_trips(tmp_path):
     assert res2.exit_code == 0, res2.output
     res3 = runner.invoke(app, ["scenario", "list"])
     assert "default" in res3.output
+
+
+def test_replications_are_the_plain_runs_of_their_seeds(tmp_path):
+    """Replication k is exactly `tenure simulate --seed S+k`; the summary's interval brackets its mean."""
+    from tenure.api import simulate
+
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["simulate", "-n", "3000", "-t", "5", "-s", "40", "-r", "3", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    reps = pl.read_parquet(out / "replications.parquet")
+    assert reps["seed"].unique().sort().to_list() == [40, 41, 42] and reps.height == 15
+    plain = simulate(customers=3000, periods=5, seed=41, track_customers=False).periods
+    assert reps.filter(pl.col("seed") == 41).drop("seed", "acquired").equals(plain)
+    summary = pl.read_parquet(out / "replications_summary.parquet")
+    assert summary.height == 5
+    assert (summary["churn_rate_q05"] <= summary["churn_rate"]).all()
+    assert (summary["churn_rate"] <= summary["churn_rate_q95"]).all()
+    meta = json.loads((out / "replications.json").read_text())
+    assert meta["seeds"] == [40, 41, 42] and len(meta["per_seed"]) == 3
+    assert meta["totals"]["churned"]["mean"] == pytest.approx(reps["churned"].sum() / 3)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["-r", "1"], "--replications: at least 2"),
+    (["-r", "3", "--panel-sample", "0.1"], "drop --panel-sample"),
+    (["-r", "3", "--shards", "2"], "drop --shards"),
+])
+def test_bad_replication_options_exit_2_and_write_nothing(tmp_path, args, needle):
+    result = runner.invoke(app, ["simulate", "-n", "1000", "-t", "2", *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and needle in result.output, result.output
+    assert not (tmp_path / "o").exists()

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tenure.commands import _cluster
+from tenure.commands import _cluster, _replications
 from tenure.commands._common import cli_errors, console, err_console
 from tenure.errors import InputError
 from tenure.io import TABLE_FORMATS, prepare_out_dir
@@ -57,6 +57,7 @@ def simulate(
     checkpoint_every: int = _cluster.CHECKPOINT_EVERY,
     checkpoint_dir: Path = _cluster.CHECKPOINT_DIR,
     resume: Path = _cluster.RESUME,
+    replications: int = _replications.REPLICATIONS,
 ) -> None:
     """Simulate a customer population month by month and summarise it.
 
@@ -73,10 +74,13 @@ def simulate(
         raise InputError(f"--panel-sample: must be a share in [0, 1], got {panel_sample}")
     if threads is not None and threads < 1:
         raise InputError(f"--threads: must be at least 1, got {threads}")
+    _replications.check(replications, ctx)
     scale = _cluster.scale_options(ctx)
     sc = load_scenario(scenario, check_run_options(customers, periods, seed) or None)
     if out is not None:
         out = prepare_out_dir(out)
+    if replications is not None:
+        return _replications.run(sc, replications, cluster, out, fmt, quiet)
     if scale.active:
         result = scale.run(sc, panel_sample, customer_summary, threads, quiet)
     else:

@@ -266,3 +266,11 @@ def test_compare_bad_cluster_exits_2_and_writes_nothing(tmp_path, spec):
     assert result.exit_code == 2, result.output
     assert "--cluster" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_replications_on_a_cluster_equal_in_process(client2):
+    """`tenure simulate --replications R --cluster`: one task per seed, the in-process tables exactly."""
+    from tenure.simulations.replications import replicate
+
+    sc = scenario(seed=5, customers=5000, periods=6)
+    assert replicate(sc, 3, client2).equals(replicate(sc, 3))
