@@ -262,3 +262,22 @@ def test_shock_ending_before_it_starts(tmp_path):
         load_scenario(f)
     res = CliRunner().invoke(app, ["scenario", "validate", str(f)])
     assert res.exit_code == 2 and "shocks[0].end" in res.output
+
+
+def test_weak_retention_moves_the_optimum_toward_acquisition():
+    """The compare optimum on the same grid: retention pays in the default market, not in the weak one.
+
+    Both markets scaled to 5 000 customers (budgets and market size alike), 24 months, 5 acquisition
+    shares × (current, equal mix), 2 seeds on common random numbers. Seen: default 0.25, weak 1.0 of
+    the budget to acquisition (at 10 000 customers and 36 months: 0.375 and 1.0). The assertion asks
+    for a move of at least two coarse grid steps (0.5), so one step of noise in either market does not
+    decide it.
+    """
+    from tenure.simulations.calibrate import scale_market
+    from tenure.simulations.compare import compare
+
+    best = {}
+    for name in ("default", "weak-retention"):
+        sc = scale_market(load_scenario(name, {"run": {"periods": 24}}), 5_000)
+        best[name] = compare(sc, acquisition_steps=5, seeds=2, levers=()).best["acquisition_share"]
+    assert best["weak-retention"] - best["default"] >= 0.5, best
