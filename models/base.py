@@ -290,7 +290,8 @@ def laplace_approximation(
     keep = {rv.name for rv in model.free_RVs} | {d.name for d in model.deterministics}
     idata = az.from_dict(
         posterior={n: np.asarray(v).reshape((chains, draws, *np.shape(v[0])))
-                   for n, v in draws_by_name.items() if n in keep}
+                   for n, v in draws_by_name.items() if n in keep},
+        **_coords_and_dims(model, keep),
     )
     idata.attrs["tenure_map"] = json.dumps(
         {rv.name: np.asarray(point[rv.name]).tolist() for rv in model.free_RVs if rv.name in point}
@@ -348,7 +349,17 @@ def fit_advi(
         name: post[name].values.reshape((chains, draws, *post[name].shape[2:]))
         for name in post.data_vars
     }
-    return az.from_dict(posterior=reshaped)
+    return az.from_dict(posterior=reshaped, **_coords_and_dims(model, set(reshaped)))
+
+
+def _coords_and_dims(model: pm.Model, names: set[str]) -> dict[str, Any]:
+    """The model's named dimensions for ``az.from_dict``, so that MAP and ADVI draws keep labels like
+    ``churn_segment[price-driven]`` as NUTS draws do (without them ArviZ numbers the entries)."""
+    dims = {n: list(d) for n, d in model.named_vars_to_dims.items() if n in names and all(d)}
+    used = {d for ds in dims.values() for d in ds}
+    coords = {k: list(v) for k, v in model.coords.items() if k in used and v is not None}
+    dims = {n: ds for n, ds in dims.items() if all(d in coords for d in ds)}
+    return {"coords": coords, "dims": dims}
 
 
 SUMMARY_COLUMNS = ("parameter", "mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk")

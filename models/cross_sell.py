@@ -29,7 +29,7 @@ import pymc as pm
 from tenure.models.base import BayesianModel, prior
 from tenure.models.effects import ratio_line
 from tenure.models.panel import CountCells, count_cells, covariate_sd
-from tenure.models.pooling import MarginalisedMeansFit, poisson_cells_logp, pooled_intercepts
+from tenure.models.pooling import POOLED_TARGET_ACCEPT, MarginalisedMeansFit, poisson_cells_logp, pooled_intercepts
 
 SCORE_CENTRE = 3.0
 LIKELIHOODS = ("cells", "rows")
@@ -51,6 +51,7 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
         Segment intercepts: ``"auto"``, ``"centered"`` or ``"noncentered"``.
     """
 
+    sampler_options: ClassVar[dict[str, Any]] = {"target_accept": POOLED_TARGET_ACCEPT}
     name: ClassVar[str] = "cross_sell"
     named_parameters: ClassVar[tuple[str, ...]] = (
         "xsell_intercept", "xsell_trust", "xsell_enthusiasm", "xsell_trust_x_enthusiasm",

@@ -135,7 +135,11 @@ class JointModel(MarginalisedMeansFit, BayesianModel):
         lines = [*self.retention.effect_lines(idata, prob), *self.cross_sell.effect_lines(idata, prob)[:3]]
         corr = idata.posterior["attachment_corr"].values
         lo, hi = equal_tailed(corr, prob)
-        lines.append(f"customers who stay longer than their scores predict also buy "
-                     f"{'more' if np.median(corr) > 0 else 'less'}: correlation {np.median(corr):+.2f} "
-                     f"({100 * prob:.0f} % interval {lo:+.2f} to {hi:+.2f})")
+        interval = f"correlation {np.median(corr):+.2f} ({100 * prob:.0f} % interval {lo:+.2f} to {hi:+.2f})"
+        if lo < 0 < hi:
+            lines.append(f"whether customers who stay longer than their scores predict also buy more: {interval}: "
+                         "the data do not settle the direction")
+        else:
+            lines.append(f"customers who stay longer than their scores predict also buy "
+                         f"{'more' if lo > 0 else 'less'}: {interval}")
         return lines

@@ -38,7 +38,7 @@ from tenure.models.panel import (
     hazard_cells,
     tenure_band_labels,
 )
-from tenure.models.pooling import MarginalisedMeansFit, binomial_kernel_logp, pooled_intercepts
+from tenure.models.pooling import POOLED_TARGET_ACCEPT, MarginalisedMeansFit, binomial_kernel_logp, pooled_intercepts
 
 #: Midpoint of the 1–5 scale; scores enter the model as (score − 3).
 SCORE_CENTRE = 3.0
@@ -69,6 +69,7 @@ class RetentionModel(MarginalisedMeansFit, BayesianModel):
     >>> idata = model.fit(method="mcmc", draws=1000, chains=4)  # doctest: +SKIP
     """
 
+    sampler_options: ClassVar[dict[str, Any]] = {"target_accept": POOLED_TARGET_ACCEPT}
     name: ClassVar[str] = "retention"
     named_parameters: ClassVar[tuple[str, ...]] = (
         "churn_intercept", "churn_trust", "churn_enthusiasm", "churn_satisfaction",

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tenure.commands._common import cli_errors, console
@@ -54,8 +55,11 @@ def _results_table(idata: Any, var_names: list[str], title: str) -> Table:
 
     summary = summary_table(idata, var_names)
     table = Table(title=title, title_justify="left")
-    for col in ("parameter", "mean", "sd", "90 % interval", "R-hat", "ESS bulk"):
-        table.add_column(col, justify="left" if col == "parameter" else "right")
+    # Parameter names are never shortened (a narrow terminal wraps the interval column instead).
+    table.add_column("parameter", justify="left", no_wrap=True,
+                     min_width=max(len(p) for p in summary["parameter"].to_list()))
+    for col in ("mean", "sd", "90 % interval", "R-hat", "ESS bulk"):
+        table.add_column(col, justify="right")
     post = idata.posterior
     flat = {}
     for name in var_names:
@@ -67,7 +71,8 @@ def _results_table(idata: Any, var_names: list[str], title: str) -> Table:
             flat[lab] = values[:, j]
     for row in summary.iter_rows(named=True):
         lo, hi = equal_tailed(flat[row["parameter"]]) if row["parameter"] in flat else (np.nan, np.nan)
-        table.add_row(row["parameter"], f"{row['mean']:.4g}", f"{row['sd']:.3g}", f"{lo:.4g} to {hi:.4g}",
+        # Escape: a label like churn_segment[price-driven] would otherwise be read as Rich markup and vanish.
+        table.add_row(escape(row["parameter"]), f"{row['mean']:.4g}", f"{row['sd']:.3g}", f"{lo:.4g} to {hi:.4g}",
                       f"{row['r_hat']:.3f}" if np.isfinite(row["r_hat"]) else "–",
                       f"{row['ess_bulk']:.0f}" if np.isfinite(row["ess_bulk"]) else "–")
     return table

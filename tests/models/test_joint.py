@@ -52,3 +52,20 @@ def test_recovers_attachment_correlation_and_effects(tmp_path: Path) -> None:
         value = 0.6 if name == "attachment_corr" else getattr(truth, name)
         lo, hi = np.quantile(post[name].values, [0.05, 0.95])
         assert lo < value < hi, (name, lo, value, hi)
+
+
+def test_attachment_line_does_not_claim_a_direction_the_interval_does_not_support() -> None:
+    import arviz as az
+
+    df, _ = simulate_panel(200, 6, seed=2)
+    model = JointModel(read_panel(df))
+    rng = np.random.default_rng(0)
+    base = {name: rng.normal(0.0, 0.1, (1, 400)) for name in ("churn_trust", "churn_enthusiasm",
+                                                             "churn_satisfaction", "xsell_trust",
+                                                             "xsell_enthusiasm", "xsell_trust_x_enthusiasm",
+                                                             "xsell_products")}
+    wide = az.from_dict(posterior={**base, "attachment_corr": rng.normal(0.1, 0.4, (1, 400))})
+    assert model.effect_lines(wide)[-1].endswith("the data do not settle the direction")
+    clear = az.from_dict(posterior={**base, "attachment_corr": rng.normal(0.5, 0.05, (1, 400))})
+    assert model.effect_lines(clear)[-1].startswith("customers who stay longer than their scores predict also "
+                                                    "buy more: correlation +0.50")
