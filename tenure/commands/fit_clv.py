@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import typer
 from rich.table import Table
 
-from tenure.commands._common import cli_errors, console
+from tenure.commands._common import cli_errors, console, err_console
 from tenure.commands.fit import fit_app
 from tenure.errors import InputError
 
@@ -221,7 +222,20 @@ def gamma_gamma(
     overrides = _load_priors(priors)
     summary = _read_summary(data, time_unit=time_unit, customer_col=customer_col, date_col=date_col,
                             amount_col=amount_col, observation_end=observation_end)
-    model = GammaGammaModel(summary, priors=overrides, where=str(data))
+    where = str(data)
+    if "customer_id" in summary.columns and "monetary_value" in summary.columns:
+        # Summarised from a transaction log: a repeat buyer whose repeat purchases all cost 0 has no spend for
+        # the Gamma-Gamma model (its support is positive); leave such customers out and say so, rather than
+        # stop on a summary row the user never wrote.
+        zero = summary.filter((pl.col("frequency") > 0) & (pl.col("monetary_value") <= 0))
+        if zero.height:
+            ids = ", ".join(str(c) for c in zero["customer_id"].head(3).to_list())
+            err_console.print(f"note: {zero.height} repeat buyer(s) with zero mean spend left out "
+                              f"(customer {ids}{', ...' if zero.height > 3 else ''}): Gamma-Gamma needs positive "
+                              "spend")
+            summary = summary.filter(~((pl.col("frequency") > 0) & (pl.col("monetary_value") <= 0)))
+        where = f"{data} (summarised by customer)"
+    model = GammaGammaModel(summary, priors=overrides, where=where)
     _fit_and_report(model, out, method=method, draws=draws, tune=tune, chains=chains, seed=seed,
                     title="Gamma-Gamma spend")
 

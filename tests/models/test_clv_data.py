@@ -164,3 +164,24 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, command, content, ex
     assert message in " ".join(result.output.split())
     assert len(result.output.strip().splitlines()) <= 3  # one message, wrapped by the terminal at most
     assert not out.exists()
+
+
+def test_gamma_gamma_from_a_log_leaves_out_zero_spend_repeat_buyers(tmp_path):
+    """CDNOW's log has such a customer; the command names it, fits the others, and counts them."""
+    rng = np.random.default_rng(3)
+    rows = ["customer_id,date,amount"]
+    for c in range(1, 61):
+        for k in range(1 + c % 4):
+            rows.append(f"{c},2020-01-{1 + 7 * k:02d},{0.0 if c == 7 else round(rng.gamma(6.0, 5.0), 2)}")
+    data = tmp_path / "log.csv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(fit_app, ["gamma-gamma", str(data), "--out", str(out), "--method", "map"])
+    assert result.exit_code == 0, result.output
+    assert "1 repeat buyer(s) with zero mean spend left out (customer 7)" in " ".join(result.output.split())
+    import json
+
+    import arviz as az
+
+    attrs = az.from_netcdf(out / "posterior.nc").attrs
+    assert json.loads(attrs["tenure_data_summary"])["repeat_buyers"] == 44  # 45 repeat buyers less customer 7
