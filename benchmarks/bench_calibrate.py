@@ -52,7 +52,11 @@ def bench_calibrate(customers: int, periods: int, markets: int, check: int) -> d
     return {"what": "calibrate", "panel_rows": panel.height, "panel_customers": target.n_customers,
             "periods": periods, "markets": markets, "check_markets": check, "simulation_runs": cal.runs,
             "read_and_bootstrap_seconds": round(t_target, 1), "solve_seconds": round(t_solve, 1),
-            "total_seconds": round(total, 1), "iterations": cal.iterations}
+            "total_seconds": round(total, 1), "iterations": cal.iterations,
+            "cross_sell": {p.key: {"truth": float(t), "estimate": round(float(e), 3), "sd": round(float(s), 3)}
+                           for p, t, e, s in zip(cal.params, C.base_values(truth, cal.params), cal.estimate,
+                                                 cal.draws.std(axis=0, ddof=1), strict=True)
+                           if p.key.startswith("cross_sell")}}
 
 
 def bench_compare(markets: int, customers: int, sample: int, periods: int) -> dict:

@@ -7,18 +7,20 @@ Monfort & Renault 1993; Smith 1993) the same *auxiliary* statistics are computed
 the observed panel and on panels the engine simulates, and the engine parameters θ are
 chosen so that the two agree:
 
-    θ̂ = argmin_θ (â − a(θ))ᵀ W (â − a(θ)),   W = diag(1 / Var â).
+    θ̂ = argmin_θ (â − a(θ))ᵀ W (â − a(θ)),   W = the inverse of Cov â shrunk half-way to its diagonal.
 
 The auxiliary vector a is the retention and cross-selling regressions of ``tenure
 fit`` (maximum likelihood on the exact cell compression: segment intercepts, tenure
-bands, scores centred at 3) plus the churn and cross-selling rates, the mean and
-spread of the survey answers and NPS. The simulated panels use common random numbers
-(one seed for every candidate θ), so a(θ) is smooth enough for a Gauss–Newton solve
-with a finite-difference Jacobian, updated by Broyden's rule between solves.
+bands, scores centred at 3) plus the churn and cross-selling rates, the cross-selling
+rate by carried trust and by carried enthusiasm answer, the mean and spread of the
+survey answers and NPS. The simulated panels use common random numbers (one seed for
+every candidate θ), so a(θ) is smooth enough for a Gauss–Newton solve with a
+finite-difference Jacobian, updated by Broyden's rule between solves; at the solution
+the Jacobian is recomputed by central differences and one more step is taken.
 
 Uncertainty: a bootstrap of customers (Poisson weights, so within-customer dependence
 is kept) gives replicates â_b; each is mapped through the local linear inverse
-G = (JᵀWJ)⁻¹JᵀW of the solve, θ_b = θ̂ + √(1 + 1/S)·G(â_b − â), where S is the ratio
+G = (JᵀWJ)⁻¹JᵀW at the solution, θ_b = θ̂ + √(1 + 1/S)·G(â_b − â), where S is the ratio
 of simulated to observed customers (the simulation noise of a(θ̂), Gouriéroux et al.
 1993). Each θ_b is one calibrated market. docs/calibration.md gives the method, the
 parameters and the assumptions.
@@ -70,10 +72,17 @@ PARAMS: tuple[Param, ...] = (
 RETENTION_STATS = ("churn_intercept", "churn_trust", "churn_enthusiasm", "churn_satisfaction", "churn_rate")
 CROSS_SELL_STATS = ("xsell_intercept", "xsell_trust", "xsell_enthusiasm", "xsell_trust_x_enthusiasm",
                     "cross_sell_rate")
+#: Log cross-selling rate among rows whose carried trust (enthusiasm) answer is v: the shape of the rate
+#: over the answers, where the trust gating of enthusiasm shows. Panel only (a fit folder has no cells).
+LEVEL_STATS = tuple(f"xsell_rate_{c}_{v}" for c in ("trust", "enthusiasm") for v in range(1, 6))
 ANSWER_STATS = tuple(f"answer_{k}_{s}" for k in SCORE_COLUMNS for s in ("mean", "sd"))
 NPS_STATS = ("nps_answer_mean", "nps")
 #: A targeted statistic further than this many standard errors from the calibrated market misses.
 MISS_Z = 4.0
+#: Weight of the diagonal in the shrunk covariance of the statistics whose inverse weights the objective.
+SHRINK = 0.5
+#: Central-difference steps of the Jacobian at the solution, in units of ``Param.step``.
+FINAL_STEP = 2.0
 #: A check statistic further than this many predictive standard deviations misses.
 CHECK_Z = 3.5
 CENTRE = 3.0
@@ -278,7 +287,7 @@ def _weighted_answers(values: np.ndarray, w: np.ndarray) -> tuple[float, float]:
 def statistics(pa: PanelArrays, weights: np.ndarray | None = None, groups: Sequence[str] | None = None
                ) -> dict[str, float]:
     """The auxiliary statistics of a panel; ``weights`` per customer (a bootstrap replicate)."""
-    groups = groups or ("retention", "cross_sell", "answers", *(("nps",) if pa.has_nps else ()))
+    groups = groups or ("retention", "cross_sell", "cross_sell_levels", "answers", *(("nps",) if pa.has_nps else ()))
     w = np.ones(pa.cust.size) if weights is None else weights[pa.cust]
     out: dict[str, float] = {}
     n_seg = len(pa.segments)
@@ -292,6 +301,13 @@ def statistics(pa: PanelArrays, weights: np.ndarray | None = None, groups: Seque
         exposure = np.bincount(pa.xs_cell[ok], w[ok], minlength=len(pa.xs_keys))
         events = np.bincount(pa.xs_cell[ok], w[ok] * pa.cross[ok], minlength=len(pa.xs_keys))
         out.update(fit_cross_sell(pa.xs_keys, exposure, events, n_seg))
+    if "cross_sell_levels" in groups:
+        for c in ("trust", "enthusiasm"):
+            s = pa.carried[c]
+            exposure = np.bincount(np.maximum(s, 0), w, minlength=6)
+            events = np.bincount(np.maximum(s, 0), w * pa.cross, minlength=6)
+            for v in range(1, 6):
+                out[f"xsell_rate_{c}_{v}"] = float(math.log(max(events[v], 0.5) / max(exposure[v], 1.0)))
     if "answers" in groups:
         for c in SCORE_COLUMNS:
             out[f"answer_{c}_mean"], out[f"answer_{c}_sd"] = _weighted_answers(pa.answers[c], w)
@@ -326,6 +342,25 @@ class Target:
         var = self.replicates.var(axis=0, ddof=1)
         return np.maximum(var, 1e-10 + 1e-6 * self.values ** 2)
 
+    @property
+    def weight(self) -> np.ndarray:
+        """W: the inverse of the replicates' covariance, shrunk half-way to its diagonal.
+
+        The statistics are strongly correlated (the cross-selling intercept, its rate and the rates
+        by answer level all measure the rate's level), so a diagonal W counts the level many times
+        and drowns the differences between levels that separate the cross-selling parameters.
+        Shrinking (Ledoit & Wolf 2004) keeps the inverse stable with 50 replicates.
+        """
+        sd = np.sqrt(self.variance)
+        corr = np.eye(sd.size)
+        if self.replicates.shape[0] > 2:
+            cov = np.atleast_2d(np.cov(self.replicates, rowvar=False))
+            s = np.sqrt(np.diag(cov))
+            ok = s > 0  # a statistic that never varies (a constant answer) gets no correlations
+            corr[np.ix_(ok, ok)] = cov[np.ix_(ok, ok)] / np.outer(s[ok], s[ok])
+        corr = (1.0 - SHRINK) * corr + SHRINK * np.eye(sd.size)
+        return np.linalg.inv(corr) / np.outer(sd, sd)
+
 
 def target_from_panel(df: pl.DataFrame, source: str, scenario: Scenario, draws: int, seed: int) -> Target:
     """Statistics of a validated panel and a Poisson bootstrap of its customers."""
@@ -335,7 +370,7 @@ def target_from_panel(df: pl.DataFrame, source: str, scenario: Scenario, draws: 
     pa = panel_arrays(df, segments)
     if (pa.hz_cell >= 0).sum() == 0:
         raise InputError(f"{source}: no rows with survey answers to carry forward: nothing to calibrate on")
-    groups = ("retention", "cross_sell", "answers", *(("nps",) if pa.has_nps else ()))
+    groups = ("retention", "cross_sell", "cross_sell_levels", "answers", *(("nps",) if pa.has_nps else ()))
     obs = statistics(pa, groups=groups)
     rng = np.random.default_rng(seed)
     reps = np.array([list(statistics(pa, rng.poisson(1.0, pa.n_customers).astype(float), groups).values())
@@ -521,8 +556,9 @@ class Calibration:
         q05, q95 = np.quantile(self.draws, [0.05, 0.95], axis=0)
         return {
             "method": "indirect inference (Gauss-Newton, Broyden-updated finite-difference Jacobian, common "
-                      "random numbers); uncertainty by a Poisson bootstrap of customers mapped through the "
-                      "local linear inverse",
+                      "random numbers, shrunk-covariance weights); uncertainty by a Poisson bootstrap of "
+                      "customers mapped through the local linear inverse (central-difference Jacobian at the "
+                      "solution)",
             "source": self.target.source,
             "panel_customers": self.target.n_customers,
             "panel_periods": self.target.periods,
@@ -568,12 +604,21 @@ def calibrate(
     ratio = sim.customers / max(target.n_customers, 1)
     steps = np.array([p.step for p in params])
     lo, hi = np.array([p.lo for p in params]), np.array([p.hi for p in params])
-    w = 1.0 / target.variance
+    w = target.weight
     theta0 = base_values(base, params)
 
     def stats_at(theta: np.ndarray) -> np.ndarray:
         s = sim.statistics(params, theta, target.groups)
         return np.array([s[n] for n in target.names])
+
+    def objective(r: np.ndarray) -> float:
+        return float(r @ w @ r)
+
+    def gn_step(jac: np.ndarray, resid: np.ndarray) -> np.ndarray:
+        jw = jac.T @ w
+        h = jw @ jac
+        step = np.linalg.solve(h + 1e-6 * np.diag(np.diag(h)) + 1e-12 * np.eye(len(params)), jw @ resid)
+        return np.clip(step, -4 * steps, 4 * steps)
 
     say(f"simulating panels of {sim.customers:,} initial customers × {target.periods} periods")
     a0 = stats_at(theta0)
@@ -585,18 +630,14 @@ def calibrate(
         jac[:, j] = (stats_at(th) - a0) / (th[j] - theta0[j])
     theta, a = theta0, a0
     resid = target.values - a
-    history = [float(resid @ (w * resid))]
+    history = [objective(resid)]
     converged = False
     it = 0
     for it in range(1, max_iterations + 1):
-        jw = jac.T * w
-        h = jw @ jac
-        step = np.linalg.solve(h + 1e-6 * np.diag(np.diag(h)) + 1e-12 * np.eye(len(params)), jw @ resid)
-        step = np.clip(step, -4 * steps, 4 * steps)
-        new = np.clip(theta + step, lo, hi)
+        new = np.clip(theta + gn_step(jac, resid), lo, hi)
         a_new = stats_at(new)
         r_new = target.values - a_new
-        q_new = float(r_new @ (w * r_new))
+        q_new = objective(r_new)
         dtheta, da = new - theta, a_new - a
         if dtheta @ dtheta > 0:  # Broyden's rank-one update keeps J close to the local slope
             scaled = dtheta / steps ** 2
@@ -610,6 +651,23 @@ def calibrate(
         if np.all(np.abs(dtheta) < 0.05 * steps):
             converged = True
             break
+    # The Jacobian at the solution by central differences: Broyden's J is only an approximation
+    # along the path, and forward differences of a few steps are dominated by the simulation's
+    # discreteness in the weakly identified directions. Then one more Gauss-Newton step with it.
+    h_fd = FINAL_STEP * steps
+    jac = np.empty((len(target.names), len(params)))
+    for j in range(len(params)):
+        say(f"Jacobian at the solution {j + 1}/{len(params)}: {params[j].key}")
+        up, down = theta.copy(), theta.copy()
+        up[j], down[j] = min(theta[j] + h_fd[j], hi[j]), max(theta[j] - h_fd[j], lo[j])
+        jac[:, j] = (stats_at(up) - stats_at(down)) / (up[j] - down[j])
+    new = np.clip(theta + gn_step(jac, resid), lo, hi)
+    a_new = stats_at(new)
+    q_new = objective(target.values - a_new)
+    say(f"final step: objective {history[-1]:.1f} → {q_new:.1f}")
+    if q_new <= history[-1]:
+        theta, a, resid = new, a_new, target.values - a_new
+        history.append(q_new)
     se = np.sqrt(target.variance * (1.0 + 1.0 / ratio))
     z = (target.values - a) / se
     misses = [f"{n} (panel {o:.4g}, calibrated market {s:.4g}, z = {zz:+.1f})"
@@ -617,7 +675,7 @@ def calibrate(
     if misses:
         raise InputError(f"{target.source}: the engine cannot reproduce this panel; statistics that miss: "
                          + "; ".join(misses))
-    jw = jac.T * w
+    jw = jac.T @ w
     gmap = np.linalg.solve(jw @ jac + 1e-12 * np.eye(len(params)), jw)
     dev = target.replicates - target.values
     draws = theta + math.sqrt(1.0 + 1.0 / ratio) * dev @ gmap.T
