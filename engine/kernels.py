@@ -566,80 +566,101 @@ def _step_block(  # pragma: no cover - compiled
     acc[A_VALUE_FX] = val_sum
     acc[A_HAZARD_FX] = haz_sum
 
-    # second pass: survey answers, panel rows and per-customer tracking, for the few who need them
-    has_panel = panel_slot.shape[0] > 0
+    # per-customer tracking: margin, purchase count and month of the last purchase
+    if track:
+        rv = revenue[lo:hi]
+        pu = purchases[lo:hi]
+        lp = last_purchase[lo:hi]
+        for j in range(m):
+            rv[j] += (np.int64(flags[j]) & 1) * (np.int64(prd[j]) - np.int64(xs_b[j])) * np.int64(c_margin[j])
+        for j in range(m):
+            pu[j] += np.int16(xs_b[j] > 0)
+        for j in range(m):
+            lp[j] = np.int16(period) if xs_b[j] > 0 else lp[j]
+
+    # survey answers of this month's respondents (about survey.rate of the live), gathered into a
+    # compact list so that their random words, too, come from a vectorised loop
+    rsp = np.empty(m, dtype=np.int64)
+    n_rsp = 0
     for j in range(m):
-        f = flags[j]
-        if f == 0:
-            continue
-        i = lo + j
-        slot = panel_slot[i] if has_panel else -1
-        if (f & 2) == 0 and slot < 0 and not track:
-            continue
-        xs = np.int64(xs_b[j])
-        prod = np.int64(prd[j]) - xs  # products held at the start of the period
-        rev = prod * np.int64(c_margin[j])
-        churned = (f >> 2) & 1
-        if track:
-            revenue[i] += rev
-            if xs > 0:
-                purchases[i] += 1
-                last_purchase[i] = period
-        if (f & 2) == 0 and slot < 0:
-            continue
-        trv = np.float64(tr_s[j])
-        env = np.float64(en_s[j])
-        satv = np.float64(sat_s[j])
-        valv = np.float64(val_s[j])
-        if f & 2:
+        rsp[n_rsp] = j  # branch-free compaction: the slot is overwritten unless j is a respondent
+        n_rsp += (np.int64(flags[j]) >> 1) & 1
+    ans = np.empty((8, n_rsp), dtype=np.int64)  # NPS, TRI*M overall/recommend/repurchase/advantage, T, E, S
+    if n_rsp > 0:
+        rid = np.empty(n_rsp, dtype=np.int64)
+        for k in range(n_rsp):
+            rid[k] = cid[rsp[k]]
+        RW = np.empty((8, n_rsp), dtype=np.uint32)
+        for k in range(n_rsp):
+            RW[0, k], RW[1, k], RW[2, k], RW[3, k] = draw4(rid[k], period, PURPOSE_SURVEY_A, k0, k1)
+            RW[4, k], RW[5, k], RW[6, k], RW[7, k] = draw4(rid[k], period, PURPOSE_SURVEY_B, k0, k1)
+        noise = g[G_ITEM_NOISE]
+        nps_noise = g[G_NPS_NOISE]
+        for k in range(n_rsp):
+            j = rsp[k]
+            trv = np.float64(tr_s[j])
+            env = np.float64(en_s[j])
+            satv = np.float64(sat_s[j])
+            valv = np.float64(val_s[j])
             nps_latent = min(max(nps_int + nps_sat * satv + nps_trust * trv + nps_enth * env, 0.0), 10.0)
             sat01 = min(max(0.5 + 0.5 * satv, 0.0), 1.0)
-            q0, q1, q2, q3 = draw4(cid[j], period, PURPOSE_SURVEY_A, k0, k1)
-            r0, r1, r2, r3 = draw4(cid[j], period, PURPOSE_SURVEY_B, k0, k1)
-            noise = g[G_ITEM_NOISE]
-            nps_ans = np.int64(min(max(math.floor(nps_latent + g[G_NPS_NOISE] * ntab[q0 >> 20] + 0.5), 0.0), 10.0))
-            t_overall = _item(sat01, ntab[q1 >> 20], noise)
-            t_recommend = _item(nps_latent / 10.0, ntab[q2 >> 20], noise)
-            t_repurchase = _item((trv + sat01) * 0.5, ntab[q3 >> 20], noise)
-            t_advantage = _item(min(max(0.5 + valv, 0.0), 1.0), ntab[r0 >> 20], noise)
-            tr_item = _item(trv, ntab[r1 >> 20], noise)
-            en_item = _item(env, ntab[r2 >> 20], noise)
-            sat_item = _item(sat01, ntab[r3 >> 20], noise)
-            acc[A_SURVEYED] += 1
-            acc[A_SURVEY_PROMOTERS] += nps_ans >= 9
-            acc[A_SURVEY_DETRACTORS] += nps_ans <= 6
-            acc[A_NPS_SUM] += nps_ans
-            acc[A_TRIM0] += t_overall
-            acc[A_TRIM0 + 1] += t_recommend
-            acc[A_TRIM0 + 2] += t_repurchase
-            acc[A_TRIM0 + 3] += t_advantage
-            acc[A_TRUST_ITEM] += tr_item
-            acc[A_ENTH_ITEM] += en_item
-            acc[A_SAT_ITEM] += sat_item
-            satisfied = t_overall >= 4
-            loyal = t_recommend + t_repurchase >= 8
-            acc[A_APOSTLES] += satisfied and loyal
-            acc[A_MERCENARIES] += satisfied and not loyal
-            acc[A_HOSTAGES] += loyal and not satisfied
-            acc[A_TERRORISTS] += not satisfied and not loyal
-            if slot >= 0:
-                panel_out[slot, 5] = tr_item
-                panel_out[slot, 6] = en_item
-                panel_out[slot, 7] = sat_item
-                panel_out[slot, 8] = nps_ans
-                panel_out[slot, 9] = t_overall
-                panel_out[slot, 10] = t_recommend
-                panel_out[slot, 11] = t_repurchase
-                panel_out[slot, 12] = t_advantage
-        elif slot >= 0:
-            for c in range(5, 13):
-                panel_out[slot, c] = -1
-        if slot >= 0:
-            panel_out[slot, 0] = 1
-            panel_out[slot, 1] = churned
-            panel_out[slot, 2] = prod
-            panel_out[slot, 3] = xs
-            panel_out[slot, 4] = rev
+            ans[0, k] = np.int64(min(max(math.floor(nps_latent + nps_noise * ntab[RW[0, k] >> 20] + 0.5), 0.0), 10.0))
+            ans[1, k] = _item(sat01, ntab[RW[1, k] >> 20], noise)
+            ans[2, k] = _item(nps_latent / 10.0, ntab[RW[2, k] >> 20], noise)
+            ans[3, k] = _item((trv + sat01) * 0.5, ntab[RW[3, k] >> 20], noise)
+            ans[4, k] = _item(min(max(0.5 + valv, 0.0), 1.0), ntab[RW[4, k] >> 20], noise)
+            ans[5, k] = _item(trv, ntab[RW[5, k] >> 20], noise)
+            ans[6, k] = _item(env, ntab[RW[6, k] >> 20], noise)
+            ans[7, k] = _item(sat01, ntab[RW[7, k] >> 20], noise)
+    for k in range(n_rsp):
+        nps_ans = ans[0, k]
+        t_overall = ans[1, k]
+        t_recommend = ans[2, k]
+        t_repurchase = ans[3, k]
+        acc[A_SURVEY_PROMOTERS] += nps_ans >= 9
+        acc[A_SURVEY_DETRACTORS] += nps_ans <= 6
+        acc[A_NPS_SUM] += nps_ans
+        acc[A_TRIM0] += t_overall
+        acc[A_TRIM0 + 1] += t_recommend
+        acc[A_TRIM0 + 2] += t_repurchase
+        acc[A_TRIM0 + 3] += ans[4, k]
+        acc[A_TRUST_ITEM] += ans[5, k]
+        acc[A_ENTH_ITEM] += ans[6, k]
+        acc[A_SAT_ITEM] += ans[7, k]
+        satisfied = t_overall >= 4
+        loyal = t_recommend + t_repurchase >= 8
+        acc[A_APOSTLES] += satisfied and loyal
+        acc[A_MERCENARIES] += satisfied and not loyal
+        acc[A_HOSTAGES] += loyal and not satisfied
+        acc[A_TERRORISTS] += not satisfied and not loyal
+    acc[A_SURVEYED] = n_rsp
+
+    # panel rows of the sampled customers alive at the start of the month
+    if panel_slot.shape[0] > 0:
+        ps = panel_slot[lo:hi]
+        k = 0  # respondents seen so far: the index of j's answers in ``ans`` when j answered
+        for j in range(m):
+            f = np.int64(flags[j])
+            slot = ps[j]
+            if slot >= 0 and f != 0:
+                if f & 2:
+                    panel_out[slot, 5] = ans[5, k]
+                    panel_out[slot, 6] = ans[6, k]
+                    panel_out[slot, 7] = ans[7, k]
+                    for c in range(4):
+                        panel_out[slot, 8 + c] = ans[c, k]
+                    panel_out[slot, 12] = ans[4, k]
+                else:
+                    for c in range(5, 13):
+                        panel_out[slot, c] = -1
+                xs = np.int64(xs_b[j])
+                prod = np.int64(prd[j]) - xs
+                panel_out[slot, 0] = 1
+                panel_out[slot, 1] = (f >> 2) & 1
+                panel_out[slot, 2] = prod
+                panel_out[slot, 3] = xs
+                panel_out[slot, 4] = prod * np.int64(c_margin[j])
+            k += (f >> 1) & 1
     for c in range(N_A):
         acc_out[c] = acc[c]
 
