@@ -517,12 +517,23 @@ def _merge_over(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> d
 
 
 def simulator_for(target: Target, base: Scenario, multiplier: float, seed: int) -> PanelSimulator:
-    """Size the simulated market so that its panel holds about ``multiplier`` × the target's customers."""
+    """Size the simulated market so that its panel holds about ``multiplier`` × the target's customers.
+
+    From fit folders the target counts customers with at least one survey answer, so the pilot
+    counts those too.
+    """
     pilot_n = 5_000
+    from_fits = target.panel is None
     pilot = Simulator(scale_market(base, pilot_n).with_overrides({"run": {"periods": target.periods}}),
-                      track_customers=False)
-    pilot.run()
-    ever_ratio = pilot.next_id / pilot_n
+                      panel_fraction=1.0 if from_fits else 0.0, track_customers=False)
+    res = pilot.run()
+    if from_fits:
+        # A fit's data summary counts the customers with at least one answer (the rows it could use),
+        # not every customer of the panel: size the simulation on the same count.
+        seen = res.panel.filter(pl.col("trust").is_not_null())["customer_id"].n_unique()
+    else:
+        seen = pilot.next_id
+    ever_ratio = max(seen, 1) / pilot_n
     customers = max(math.ceil(multiplier * target.n_customers / ever_ratio), 500)
     return PanelSimulator(scale_market(base, customers), target.periods, customers, target.segments, seed)
 
