@@ -17,15 +17,33 @@ import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import arviz as az
 import numpy as np
-import pymc as pm
 
 from tenure.errors import InputError
 
+if TYPE_CHECKING:
+    import pymc as pm
+
 FIT_METHODS = ("mcmc", "map", "advi")
+
+_PYMC_DISTRIBUTIONS = frozenset({
+    "Beta", "Cauchy", "Exponential", "Flat", "Gamma", "HalfCauchy", "HalfFlat", "HalfNormal", "HalfStudentT",
+    "InverseGamma", "Laplace", "LogNormal", "Normal", "StudentT", "TruncatedNormal", "Uniform", "Weibull",
+})
+"""Distribution names known to exist in PyMC, checked without importing it (PyMC takes seconds to import)."""
+
+
+def _is_pymc_distribution(name: Any) -> bool:
+    if not isinstance(name, str):
+        return False
+    if name in _PYMC_DISTRIBUTIONS:
+        return True
+    import pymc as pm
+
+    return hasattr(pm, name)
 
 
 def load_priors(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -69,13 +87,15 @@ def merge_priors(
         else:
             merged[key].update(spec)
         dist = merged[key].get("dist")
-        if not isinstance(dist, str) or not hasattr(pm, dist):
+        if not _is_pymc_distribution(dist):
             raise InputError(f"{where}: parameter {key!r}: unknown distribution {dist!r}")
     return merged
 
 
 def prior(name: str, spec: Mapping[str, Any], **kwargs: Any) -> Any:
     """Create the PyMC random variable ``name`` from a prior spec (inside a model context)."""
+    import pymc as pm
+
     params = {k: v for k, v in spec.items() if k != "dist"}
     try:
         return getattr(pm, spec["dist"])(name, **params, **kwargs)
@@ -148,8 +168,7 @@ class BayesianModel:
         if draws < 1 or chains < 1 or tune < 0:
             raise InputError("--draws and --chains must be at least 1, tune at least 0")
         if method == "mcmc":
-            idata = sample_nutpie(self.model, draws=draws, tune=tune, chains=chains, seed=seed,
-                                  progress=progress, **self.sampler_options)
+            idata = self._sample_mcmc(draws=draws, tune=tune, chains=chains, seed=seed, progress=progress)
         elif method == "map":
             idata = laplace_approximation(self.model, draws=draws, chains=chains, seed=seed)
         else:
@@ -160,6 +179,11 @@ class BayesianModel:
         idata.attrs["tenure_data_summary"] = json.dumps(self.data_summary(), default=_jsonable)
         self.idata = idata
         return idata
+
+    def _sample_mcmc(self, *, draws: int, tune: int, chains: int, seed: int, progress: bool) -> az.InferenceData:
+        """NUTS on :attr:`model` with nutpie; a family may override it with a faster sampler of the same density."""
+        return sample_nutpie(self.model, draws=draws, tune=tune, chains=chains, seed=seed,
+                             progress=progress, **self.sampler_options)
 
 
 def _jsonable(o: Any) -> Any:
@@ -258,6 +282,8 @@ def compile_nutpie_pytensor(model: pm.Model, jitter: float = 1.0) -> Any:
 
 def find_map(model: pm.Model, seed: int = 0) -> dict[str, np.ndarray]:
     """The posterior mode (with flat priors, the maximum-likelihood estimate)."""
+    import pymc as pm
+
     with model:
         return pm.find_MAP(progressbar=False, seed=seed, maxeval=50_000)
 
@@ -341,6 +367,8 @@ def fit_advi(
     model: pm.Model, *, draws: int, chains: int, seed: int, progress: bool
 ) -> az.InferenceData:
     """Mean-field ADVI, then ``chains × draws`` draws from the approximation."""
+    import pymc as pm
+
     with model:
         approx = pm.fit(n=30_000, method="advi", random_seed=seed, progressbar=progress)
         idata = approx.sample(draws * chains, random_seed=seed)

@@ -28,19 +28,21 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
-import pymc as pm
-import pytensor.tensor as pt
-from pytensor.tensor.special import betaln
 from scipy import special
 from tenure.models.base import BayesianModel, prior
 from tenure.models.clv_data import check_time_unit, compress_summary, convert_periods, nuts_options, validate_summary
 from tenure.models.clv_predict import Prediction, curve_summary, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
+
+if TYPE_CHECKING:  # PyMC and PyTensor are imported only to build the model: the default fit samples without them
+    import arviz as az
+    import pymc as pm
+    import pytensor.tensor as pt
 
 FLAT = {"dist": "HalfFlat"}
 COEF = {"dist": "Normal", "mu": 0.0, "sigma": 1.0}
@@ -60,6 +62,9 @@ def bgnbd_logp(r: Any, alpha: Any, a: Any, b: Any, x: Any, t_x: Any, T: Any) -> 
     ``betaln`` per row and no subtraction of nearly equal terms. Any argument may be per
     row (covariates) or scalar.
     """
+    import pytensor.tensor as pt
+    from pytensor.tensor.special import betaln
+
     x_pos = pt.maximum(x, 1.0)  # keeps the x = 0 branch finite so that its zero-weighted gradient is not NaN
     first = (pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha) + betaln(a, b + x) - betaln(a, b)
              - (r + x) * pt.log(alpha + T))
@@ -87,6 +92,9 @@ class _CompressedRFM:
 
     def total_logp(self, r: Any, alpha: Any, a: Any, b: Any) -> pt.TensorVariable:
         """Σ count · log L over all rows, equal to ``(count * bgnbd_logp(...)).sum()``."""
+        import pytensor.tensor as pt
+        from pytensor.tensor.special import betaln
+
         ux = pt.as_tensor(self.ux)
         by_x = pt.gammaln(r + ux) - pt.gammaln(r) + r * pt.log(alpha) + betaln(a, b + ux) - betaln(a, b)
         log_T = pt.log(alpha + pt.as_tensor(self.uT))
@@ -154,6 +162,8 @@ class BGNBDModel(BayesianModel):
         self.data = compress_summary(summary.select("frequency", "recency", "T", *covs, "count"))
         self.n_customers = int(self.data["count"].sum())
         self.sampler_options = nuts_options(self.data.height)
+        self.fast_sampler = True
+        """Sample with the closed-form Numba density when the model allows it (see :meth:`fast_path_data`)."""
 
     @property
     def var_names(self) -> list[str]:
@@ -173,6 +183,9 @@ class BGNBDModel(BayesianModel):
 
     def build(self) -> pm.Model:
         """The PyMC model: priors, then a ``pm.Potential`` holding the weighted log-likelihood."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
         coords = {"purchase_covariate": list(self.purchase_covariates),
                   "dropout_covariate": list(self.dropout_covariates)}
         x = self.data["frequency"].to_numpy()
@@ -200,6 +213,39 @@ class BGNBDModel(BayesianModel):
                 b_i = b * pt.exp(pt.dot(z, gb))
             pm.Potential("log_likelihood", pt.dot(w, bgnbd_logp(r, alpha_i, a_i, b_i, x, t_x, T)))
         return model
+
+    def fast_path_data(self) -> np.ndarray | None:
+        """The packed data of the closed-form sampler, or ``None`` when NUTS must run on the PyMC model.
+
+        The fast path covers the model without covariates whose priors on r, α, a and b are
+        HalfFlat (the default), Gamma, Exponential, HalfNormal or LogNormal with plain
+        numbers; anything else, or ``fast_sampler = False``, samples the PyMC model.
+        """
+        if not self.fast_sampler or self.purchase_covariates or self.dropout_covariates:
+            return None
+        from tenure.models import _bgnbd_fast
+
+        return _bgnbd_fast.pack_data(*(self.data[c].to_numpy() for c in ("frequency", "recency", "T", "count")),
+                                     self.priors)
+
+    def _sample_mcmc(self, *, draws: int, tune: int, chains: int, seed: int, progress: bool) -> az.InferenceData:
+        """NUTS with nutpie on the closed-form Numba log density when possible (no PyMC import), else on PyMC.
+
+        Both sample the same density on the same unconstrained scale; the tests check that
+        the Numba log density and gradient equal PyMC's. ``tenure_sampler`` in the result's
+        attributes records which ran.
+        """
+        buf = self.fast_path_data()
+        if buf is None:
+            idata = super()._sample_mcmc(draws=draws, tune=tune, chains=chains, seed=seed, progress=progress)
+            idata.attrs["tenure_sampler"] = "pymc"
+            return idata
+        from tenure.models import _bgnbd_fast
+
+        idata = _bgnbd_fast.sample(buf, draws=draws, tune=tune, chains=chains, seed=seed, progress=progress,
+                                   **self.sampler_options)
+        idata.attrs["tenure_sampler"] = "numba-closed-form"
+        return idata
 
     def fit(self, *args: Any, **kwargs: Any):
         """Fit as :meth:`BayesianModel.fit` and record the time unit in the result's attributes."""
