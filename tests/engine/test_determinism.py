@@ -11,6 +11,8 @@ from tenure.api import simulate
 
 SCRIPT = """
 import hashlib, sys
+import tenure.engine.state as state
+state.SERIAL_STEP_BELOW = state.SERIAL_BIRTHS_BELOW = 0  # the thread pool for every call, however small
 from tenure.api import simulate
 r = simulate(customers=30_000, periods=8, seed=11, panel_sample=0.05)
 h = hashlib.sha256()
@@ -50,6 +52,16 @@ def test_thread_count_does_not_change_results():
     assert out["1"] == out["2"]
     same_process = simulate(customers=30_000, periods=8, seed=11, panel_sample=0.05)
     assert _digest(same_process) == out["1"]
+
+
+def test_serial_and_parallel_kernels_agree(monkeypatch):
+    """Small shards and births run on one thread (state.SERIAL_*_BELOW); the thread-pool kernels agree."""
+    import tenure.engine.state as state
+
+    serial = _digest(simulate(customers=30_000, periods=8, seed=11, panel_sample=0.05))
+    monkeypatch.setattr(state, "SERIAL_STEP_BELOW", 0)
+    monkeypatch.setattr(state, "SERIAL_BIRTHS_BELOW", 0)
+    assert _digest(simulate(customers=30_000, periods=8, seed=11, panel_sample=0.05)) == serial
 
 
 def test_panel_is_in_the_fitting_format():
