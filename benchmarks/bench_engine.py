@@ -6,6 +6,7 @@ Usage (each mode prints one JSON line; RESULTS.md records them with the machine)
     python benchmarks/bench_engine.py numpy --customers 2000000 --periods 3
     python benchmarks/bench_engine.py memory --customers 100000000 --periods 12
     python benchmarks/bench_engine.py first-run
+    python benchmarks/bench_engine.py small --customers 20000 --periods 36
 
 ``throughput`` runs the default scenario with aggregates only (no customer
 summary, no panel) and reports customer-periods per second over the simulated
@@ -142,6 +143,33 @@ def memory(customers: int, periods: int) -> dict:
     return out
 
 
+def small_runs(customers: int, periods: int, repeats: int = 20) -> dict:
+    """Many small runs, as `tenure compare` and calibration make them: one-thread path against the pool.
+
+    The default market scaled to ``customers`` (budgets and market size alike), forked and run
+    ``repeats`` times; then again with the one-thread thresholds set to 0, so every kernel call wakes
+    Numba's thread pool. Same results either way (tests/engine/test_determinism.py).
+    """
+    import tenure.engine.state as state
+    from tenure.engine.simulator import Simulator
+    from tenure.simulations.calibrate import scale_market
+    from tenure.simulations.scenario import load_scenario
+
+    sc = scale_market(load_scenario(None, {"run": {"periods": periods}}), customers)
+    out = {"mode": "small", "customers": customers, "periods": periods, "repeats": repeats}
+    for label, step_below, births_below in (("one_thread_path", state.SERIAL_STEP_BELOW,
+                                              state.SERIAL_BIRTHS_BELOW), ("thread_pool", 0, 0)):
+        state.SERIAL_STEP_BELOW, state.SERIAL_BIRTHS_BELOW = step_below, births_below
+        base = Simulator(sc, track_customers=False)
+        base.fork(None).run()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            base.fork(None).run()
+        out[f"seconds_per_run_{label}"] = round((time.perf_counter() - t0) / repeats, 4)
+    out["load_average"] = os.getloadavg()[0]
+    return out
+
+
 def first_run() -> dict:
     """`tenure simulate` in fresh processes: empty cache, then warm cache."""
     exe = [sys.executable, "-m", "tenure.cli", "simulate", "--quiet"]
@@ -164,7 +192,7 @@ def first_run() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["throughput", "numpy", "memory", "first-run", "compare"])
+    ap.add_argument("mode", choices=["throughput", "numpy", "memory", "first-run", "compare", "small"])
     ap.add_argument("--customers", type=int, default=10_000_000)
     ap.add_argument("--periods", type=int, default=24)
     ap.add_argument("--threads", type=int, default=None)
@@ -173,6 +201,8 @@ def main() -> None:
         out = throughput(args.customers, args.periods, args.threads)
     elif args.mode == "numpy":
         out = numpy_step_run(args.customers, args.periods)
+    elif args.mode == "small":
+        out = small_runs(args.customers, args.periods)
     elif args.mode == "memory":
         out = memory(args.customers, args.periods)
     elif args.mode == "compare":
