@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -62,12 +63,23 @@ def write_table(df: pl.DataFrame, path: str | os.PathLike[str], fmt: str = "parq
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``obj`` as indented JSON atomically."""
+    """Write ``obj`` as indented JSON atomically; NaN and infinities become null (JSON has neither)."""
 
     def _write(p: Path) -> None:
-        p.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        p.write_text(json.dumps(json_safe(obj), indent=2, sort_keys=False, default=_json_default) + "\n")
 
     return write_atomic(path, _write)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) in nested dicts, lists and tuples replaced by None."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _json_default(o: Any) -> Any:

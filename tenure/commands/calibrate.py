@@ -184,23 +184,13 @@ def write_calibration(result: Any, market: Any, out: Path) -> list[Path]:
 
     draws = draws_path(out)
     paths = [write_table(draws_table(result), draws, "csv")]
-    paths.append(write_json(_finite(result.summary()), out.with_name(out.stem + ".calibration.json")))
+    paths.append(write_json(result.summary(), out.with_name(out.stem + ".calibration.json")))
     if result.check and result.check.get("done"):
         paths.append(write_atomic(out.with_name(out.stem + ".check.png"),
                                   lambda p: plot_check(result.check, p)))
     text = market.to_toml()
     paths.append(write_atomic(out, lambda p: p.write_text(text)))
     return paths
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def plot_check(check: dict[str, Any], path: Path) -> None:

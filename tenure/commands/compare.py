@@ -215,20 +215,9 @@ def write_compare(result: Any, out: Path) -> list[Path]:
         "closed_form": result.closed_form,
         "points": result.points.to_dicts(),
     }
-    paths.append(write_json(_finite(doc), out / "compare.json"))
+    paths.append(write_json(doc, out / "compare.json"))
     paths.append(write_atomic(out / "compare.png", lambda p: plot_compare(result, p)))
     return paths
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN or infinity: write null instead."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def plot_compare(result: Any, path: Path) -> None:
@@ -360,7 +349,7 @@ def write_uncertainty(result: Any, out: Path) -> list[Path]:
     paths = [write_table(result.runs, out / "uncertainty", "parquet")]
     doc = {"schema_version": UNCERTAINTY_JSON_VERSION, "settings": result.settings, "best": result.best,
            "current": result.current, "points": result.points.to_dicts()}
-    paths.append(write_json(_finite(doc), out / "uncertainty.json"))
+    paths.append(write_json(doc, out / "uncertainty.json"))
     paths.append(write_atomic(out / "uncertainty.png", lambda p: plot_uncertainty(result, p)))
     return paths
 
