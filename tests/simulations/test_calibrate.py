@@ -72,6 +72,16 @@ def test_calibrate_writes_market_draws_report_and_check(small):
     assert sc["churn"]["trust"] == pytest.approx(est["churn.trust"])
 
 
+def test_calibration_is_reproducible_for_a_seed(small, tmp_path):
+    """The same panel, scenario and seed give the same market (all but its name) and the same draws."""
+    res = runner.invoke(app, ["calibrate", str(small / "panel.parquet"), "--scenario", str(small / "base.toml"),
+                              "--out", str(tmp_path / "again.toml"), "--markets", "8", "--check-markets", "3", "-q"])
+    assert res.exit_code == 0, res.output
+    again, first = (load_scenario(str(p)).data for p in (tmp_path / "again.toml", small / "market.toml"))
+    assert {k: v for k, v in again.items() if k != "meta"} == {k: v for k, v in first.items() if k != "meta"}
+    assert (tmp_path / "again.draws.csv").read_text() == (small / "market.draws.csv").read_text()
+
+
 def test_compare_uncertainty_cli(small, tmp_path):
     res = runner.invoke(app, ["compare", str(small / "market.toml"), "--uncertainty", "--markets", "3",
                               "--acquisition-steps", "2", "--levers", "service,alarm", "--sample-customers", "1000",
