@@ -685,7 +685,8 @@ def calibrate(
               for n, o, s, zz in zip(target.names, target.values, a, z, strict=True) if abs(zz) > MISS_Z]
     if misses:
         raise InputError(f"{target.source}: the engine cannot reproduce this panel; statistics that miss: "
-                         + "; ".join(misses))
+                         + "; ".join(misses) + " (is --scenario the market the panel comes from, with its spend "
+                         "per customer? `tenure scenario scale` makes a smaller copy of a market)")
     jw = jac.T @ w
     gmap = np.linalg.solve(jw @ jac + 1e-12 * np.eye(len(params)), jw)
     dev = target.replicates - target.values

@@ -111,3 +111,19 @@ def test_bad_replication_options_exit_2_and_write_nothing(tmp_path, args, needle
     result = runner.invoke(app, ["simulate", "-n", "1000", "-t", "2", *args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and needle in result.output, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_scenario_scale_keeps_spend_per_customer(tmp_path):
+    from tenure.api import load_scenario
+
+    result = runner.invoke(app, ["scenario", "scale", "default", "20000"])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "s.toml").write_text(result.output)
+    small, full = load_scenario(str(tmp_path / "s.toml")), load_scenario("default")
+    f = 20_000 / full["run"]["customers"]
+    assert small["run"]["customers"] == 20_000
+    assert small["market"]["size"] == round(full["market"]["size"] * f)
+    assert small["acquisition"]["budget"] == pytest.approx(full["acquisition"]["budget"] * f)
+    assert small["retention"]["service"] == pytest.approx(full["retention"]["service"] * f)
+    bad = runner.invoke(app, ["scenario", "scale", "default", "0"])
+    assert bad.exit_code == 2 and "CUSTOMERS" in bad.output

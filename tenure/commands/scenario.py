@@ -1,4 +1,4 @@
-"""`tenure scenario`: list, show and validate scenarios."""
+"""`tenure scenario`: list, show, validate and scale scenarios."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from rich.table import Table
 
 from tenure.commands._common import cli_errors, console
 
-scenario_app = typer.Typer(help="List, show and validate scenario files.", no_args_is_help=True)
+scenario_app = typer.Typer(help="List, show, validate and scale scenario files.", no_args_is_help=True)
 
 
 @scenario_app.command("list")
@@ -45,3 +45,27 @@ def validate(
 
     sc = load_scenario(scenario)
     console.print(f"[green]ok[/]: {scenario} is a valid scenario ({sc.name}, {len(sc['segments'])} segments)")
+
+
+@scenario_app.command("scale")
+@cli_errors
+def scale(
+    scenario: str = typer.Argument(..., help="A built-in scenario name or a scenario TOML file."),
+    customers: int = typer.Argument(..., help="Initial customers of the scaled market."),
+) -> None:
+    """Print the same market with CUSTOMERS initial customers, as TOML: market size and budgets scale alike.
+
+    `--customers` on simulate and compare changes only the base and keeps the budgets and the
+    market size, so spend per customer changes with it; a scaled market keeps spend per customer
+    and per prospect, and behaves the same up to sampling noise (the market `tenure calibrate`
+    matches a panel against is scaled this way). Example: `tenure scenario scale default 20000 >
+    small.toml`.
+    """
+    from tenure.simulations.calibrate import scale_market
+    from tenure.simulations.scenario import load_scenario
+
+    if customers < 1:
+        from tenure.errors import InputError
+
+        raise InputError(f"CUSTOMERS: must be at least 1, got {customers}")
+    typer.echo(scale_market(load_scenario(scenario), customers).to_toml())
