@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import typer
 from rich.table import Table
 
@@ -148,18 +149,36 @@ def _fmt(x: float, digits: int = 0) -> str:
 def print_report(result: Any) -> None:
     """Tables of the allocations and the verdict."""
     pts = result.points.sort("customer_equity", descending=True)
+    # With the whole budget on acquisition there is no retention budget to mix: every mix is the same
+    # allocation (same runs), so it is listed once.
+    all_acq = pts.filter(pl.col("acquisition_share") >= 1.0)
+    if all_acq.height > 1:
+        pts = pl.concat([pts.filter(pl.col("acquisition_share") < 1.0),
+                         all_acq.head(1).with_columns(pl.lit("(no retention budget)").alias("mix"))])
+        pts = pts.sort("customer_equity", descending=True)
     t = Table(title=f"allocations, best first ({len(result.settings['seeds'])} seeds, 90 % intervals over seeds)")
-    for col in ("acquisition", "retention mix", "customer equity", "customers at end", "NPS", "churn / month",
-                "cost per paid customer", "retention cost per customer-month"):
-        t.add_column(col, justify="right" if col not in ("retention mix",) else "left")
+    # (header, justify, min width, cell); the narrowest terminals drop the last column rather than
+    # truncate numbers (compare.parquet and compare.json have every metric)
+    columns = [
+        ("acq.", "right", 7, lambda r: f"{100 * r['acquisition_share']:.1f} %"),
+        ("mix", "left", 7, lambda r: r["mix"]),
+        ("equity, M (90 %)", "right", 19, lambda r: f"{_fmt(r['customer_equity'] / 1e6, 2)} "
+         f"({_fmt(r['customer_equity_q05'] / 1e6, 2)}–{_fmt(r['customer_equity_q95'] / 1e6, 2)})"),
+        ("customers", "right", 7, lambda r: _fmt(r["customers_end"])),
+        ("NPS", "right", 5, lambda r: f"{100 * r['nps']:+.1f}"),
+        ("churn/mo", "right", 6, lambda r: f"{100 * r['churn_rate']:.2f} %"),
+        ("CAC paid", "right", 6, lambda r: _fmt(r["acquisition_cost_paid"], 2)),
+        ("ret./cust-mo", "right", 5, lambda r: _fmt(r["cost_per_retained_customer"], 2)),
+    ]
+    if console.width < 100:
+        columns = columns[:-2]
+    for header, justify, width, _ in columns:
+        t.add_column(header, justify=justify, min_width=width, no_wrap=header != "mix")
     for r in pts.head(12).iter_rows(named=True):
-        t.add_row(
-            f"{100 * r['acquisition_share']:.1f} %", r["mix"],
-            f"{_fmt(r['customer_equity'] / 1e6, 2)} M ({_fmt(r['customer_equity_q05'] / 1e6, 2)}–"
-            f"{_fmt(r['customer_equity_q95'] / 1e6, 2)})",
-            _fmt(r["customers_end"]), f"{100 * r['nps']:+.1f}", f"{100 * r['churn_rate']:.2f} %",
-            _fmt(r["acquisition_cost_paid"], 2), _fmt(r["cost_per_retained_customer"], 2),
-        )
+        t.add_row(*(cell(r) for *_, cell in columns))
+    t.caption = "acq.: share of the budget to acquisition; mix: retention mix; customers: at the end" + (
+        "; CAC paid: acquisition cost per paid customer; ret./cust-mo: retention spend per customer-month"
+        if len(columns) == 8 else "; costs per customer: in a wider terminal, and in compare.parquet")
     console.print(t)
     b, c, m = result.best, result.current, result.marginal
     gain = b["customer_equity"] - c["customer_equity"]
