@@ -12,22 +12,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import typer
-from rich.table import Table
 
 from tenure.commands._common import cli_errors, console, err_console
-from tenure.commands.fit import fit_app
-from tenure.errors import InputError
+from tenure.commands.fit import (
+    CHAINS_HELP,
+    DRAWS_HELP,
+    SEED_HELP,
+    TUNE_HELP,
+    check_method,
+    check_out,
+    fit_app,
+    load_priors_file,
+    results_table,
+)
 
 OUT_HELP = "Folder for posterior.nc, summary.csv and forest.png (created if missing)."
 PRIORS_HELP = "TOML or JSON file overriding priors, one table per parameter, e.g. r = {dist = 'Gamma', alpha = 1}."
 METHOD_HELP = "mcmc (NUTS with nutpie), map (mode + Laplace approximation; with the flat defaults, the MLE) or advi."
-DRAWS_HELP = "Posterior draws per chain."
-TUNE_HELP = "Tuning steps per chain (mcmc)."
-CHAINS_HELP = "Chains."
-SEED_HELP = "Seed of every random choice of the fit."
 SUMMARY_DATA_HELP = (
     "CSV or Parquet file: an RFM summary (frequency, recency, T, optional monetary_value and count) or a "
     "transaction log (customer_id, date, optional amount) turned into one with --time-unit."
@@ -38,26 +41,14 @@ AMOUNT_COL_HELP = "Amount column of a transaction log (spend per transaction)."
 END_HELP = "Last day of observation of a transaction log (YYYY-MM-DD); default: its last date."
 
 
-def _check_out(out: Path) -> None:
-    """Fail before any work if --out cannot be a folder (nothing is created yet)."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
-
 
 def _check_common(out: Path, method: str, time_unit: str) -> None:
-    from tenure.models.base import FIT_METHODS
     from tenure.models.clv_data import check_time_unit
 
-    _check_out(out)
-    if method not in FIT_METHODS:
-        raise InputError(f"--method: unknown method {method!r}; use one of {', '.join(FIT_METHODS)}")
+    check_out(out)
+    check_method(method)
     check_time_unit(time_unit)
 
-
-def _load_priors(path: Path | None) -> dict[str, dict[str, Any]] | None:
-    from tenure.models.base import load_priors
-
-    return load_priors(path) if path is not None else None
 
 
 def _split(names: str | None) -> list[str]:
@@ -81,28 +72,6 @@ def _read_summary(path: Path, *, time_unit: str, customer_col: str, date_col: st
             observation_end=observation_end, where=str(path))
 
 
-def _results_table(idata: Any, var_names: list[str], title: str) -> Table:
-    """Mean, sd, 90 % interval, R-hat and bulk ESS per scalar parameter."""
-    from tenure.models.base import summary_table
-
-    summary = summary_table(idata, var_names)
-    table = Table(title=title, title_justify="left")
-    for col in ("parameter", "mean", "sd", "90 % interval", "R-hat", "ESS bulk"):
-        table.add_column(col, justify="left" if col == "parameter" else "right")
-    flat: dict[str, np.ndarray] = {}
-    for name in var_names:
-        values = np.asarray(idata.posterior[name].values)
-        values = values.reshape(values.shape[0] * values.shape[1], -1)
-        own = [lab for lab in summary["parameter"].to_list() if lab == name or lab.startswith(name + "[")]
-        for j, lab in enumerate(own):
-            flat[lab] = values[:, j]
-    for row in summary.iter_rows(named=True):
-        lo, hi = np.quantile(flat[row["parameter"]], [0.05, 0.95])
-        table.add_row(row["parameter"], f"{row['mean']:.4g}", f"{row['sd']:.3g}", f"{lo:.4g} to {hi:.4g}",
-                      f"{row['r_hat']:.3f}" if np.isfinite(row["r_hat"]) else "–",
-                      f"{row['ess_bulk']:.0f}" if np.isfinite(row["ess_bulk"]) else "–")
-    return table
-
 
 def _fit_and_report(model: Any, out: Path, *, method: str, draws: int, tune: int, chains: int, seed: int,
                     title: str) -> Any:
@@ -116,7 +85,7 @@ def _fit_and_report(model: Any, out: Path, *, method: str, draws: int, tune: int
                   f"fitting with {method}", highlight=False)
     idata = model.fit(method=method, draws=draws, tune=tune, chains=chains, seed=seed,
                       progress=console.is_terminal)
-    console.print(_results_table(idata, model.var_names, title))
+    console.print(results_table(idata, model.var_names, title))
     for warning in diagnostics_warnings(idata, model.var_names):
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     paths = save_fit(idata, prepare_out_dir(out), var_names=model.var_names, title=title)
@@ -151,7 +120,7 @@ def sbg(
     from tenure.models.sbg import SBGModel
 
     _check_common(out, method, time_unit)
-    overrides = _load_priors(priors)
+    overrides = load_priors_file(priors)
     model = SBGModel(read_table(data), time_unit=time_unit, pooled=not per_cohort,
                      covariates=_split(covariates), priors=overrides, where=str(data))
     _fit_and_report(model, out, method=method, draws=draws, tune=tune, chains=chains, seed=seed,
@@ -188,7 +157,7 @@ def bgnbd(
     from tenure.models.bgnbd import BGNBDModel
 
     _check_common(out, method, time_unit)
-    overrides = _load_priors(priors)
+    overrides = load_priors_file(priors)
     summary = _read_summary(data, time_unit=time_unit, customer_col=customer_col, date_col=date_col,
                             amount_col=amount_col, observation_end=observation_end)
     model = BGNBDModel(summary, time_unit=time_unit, purchase_covariates=_split(purchase_covariates),
@@ -219,7 +188,7 @@ def gamma_gamma(
     from tenure.models.gamma_gamma import GammaGammaModel
 
     _check_common(out, method, time_unit)
-    overrides = _load_priors(priors)
+    overrides = load_priors_file(priors)
     summary = _read_summary(data, time_unit=time_unit, customer_col=customer_col, date_col=date_col,
                             amount_col=amount_col, observation_end=observation_end)
     where = str(data)
@@ -261,7 +230,7 @@ def bgbb(
     from tenure.models.bgbb import BGBBModel
 
     _check_common(out, method, time_unit)
-    overrides = _load_priors(priors)
+    overrides = load_priors_file(priors)
     model = BGBBModel(read_table(data), time_unit=time_unit, priors=overrides, where=str(data))
     _fit_and_report(model, out, method=method, draws=draws, tune=tune, chains=chains, seed=seed,
                     title=f"BG/BB (one opportunity = one {time_unit[:-1]})")

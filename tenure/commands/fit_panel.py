@@ -14,11 +14,19 @@ from typing import Any
 
 import numpy as np
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from tenure.commands._common import cli_errors, console
-from tenure.commands.fit import fit_app
+from tenure.commands.fit import (
+    CHAINS_HELP,
+    DRAWS_HELP,
+    SEED_HELP,
+    TUNE_HELP,
+    check_method,
+    check_out,
+    fit_app,
+    load_priors_file,
+    results_table,
+)
 from tenure.errors import InputError
 
 PANEL_HELP = "Panel file (.csv or .parquet): one row per customer per period; see docs/models-panel.md."
@@ -29,53 +37,8 @@ METHOD_HELP = "mcmc (NUTS with nutpie), map (mode + Laplace approximation) or ad
 MISSING_HELP = "Null survey scores: 'carry' the customer's last answer forward, or 'drop' the row."
 
 
-def _check_out(out: Path) -> None:
-    """Fail before any work if --out cannot be a folder (nothing is created yet)."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
 
 
-def _load_priors(path: Path | None) -> dict[str, dict[str, Any]] | None:
-    from tenure.models.base import load_priors
-
-    return load_priors(path) if path is not None else None
-
-
-def _check_method(method: str) -> None:
-    from tenure.models.base import FIT_METHODS
-
-    if method not in FIT_METHODS:
-        raise InputError(f"--method: unknown method {method!r}; use one of {', '.join(FIT_METHODS)}")
-
-
-def _results_table(idata: Any, var_names: list[str], title: str) -> Table:
-    """Mean, sd, 90 % interval, R-hat and bulk ESS per scalar parameter."""
-    from tenure.models.base import summary_table
-    from tenure.models.effects import equal_tailed
-
-    summary = summary_table(idata, var_names)
-    table = Table(title=title, title_justify="left")
-    # Parameter names are never shortened (a narrow terminal wraps the interval column instead).
-    table.add_column("parameter", justify="left", no_wrap=True,
-                     min_width=max(len(p) for p in summary["parameter"].to_list()))
-    for col in ("mean", "sd", "90 % interval", "R-hat", "ESS bulk"):
-        table.add_column(col, justify="right")
-    post = idata.posterior
-    flat = {}
-    for name in var_names:
-        values = post[name].values
-        values = values.reshape(values.shape[0] * values.shape[1], -1)
-        labels = summary["parameter"].to_list()
-        own = [lab for lab in labels if lab == name or lab.startswith(name + "[")]
-        for j, lab in enumerate(own):
-            flat[lab] = values[:, j]
-    for row in summary.iter_rows(named=True):
-        lo, hi = equal_tailed(flat[row["parameter"]]) if row["parameter"] in flat else (np.nan, np.nan)
-        # Escape: a label like churn_segment[price-driven] would otherwise be read as Rich markup and vanish.
-        table.add_row(escape(row["parameter"]), f"{row['mean']:.4g}", f"{row['sd']:.3g}", f"{lo:.4g} to {hi:.4g}",
-                      f"{row['r_hat']:.3f}" if np.isfinite(row["r_hat"]) else "–",
-                      f"{row['ess_bulk']:.0f}" if np.isfinite(row["ess_bulk"]) else "–")
-    return table
 
 
 def _fit_and_report(model: Any, out: Path, *, method: str, draws: int, tune: int, chains: int, seed: int,
@@ -91,7 +54,7 @@ def _fit_and_report(model: Any, out: Path, *, method: str, draws: int, tune: int
     var_names = model.summary_var_names(idata)
     lines = model.effect_lines(idata)
     idata.attrs["tenure_effects"] = json.dumps(lines)
-    console.print(_results_table(idata, var_names, title))
+    console.print(results_table(idata, var_names, title))
     for line in lines:
         console.print(f"  • {line}", highlight=False)
     for warning in diagnostics_warnings(idata, list(model.named_parameters)):
@@ -108,19 +71,19 @@ def retention(
     segment_col: str | None = typer.Option(None, "--segment-col", help=SEGMENT_HELP),
     priors: Path | None = typer.Option(None, "--priors", help=PRIORS_HELP),
     method: str = typer.Option("mcmc", "--method", help=METHOD_HELP),
-    draws: int = typer.Option(1000, "--draws", help="Posterior draws per chain."),
-    tune: int = typer.Option(1000, "--tune", help="Tuning steps per chain (mcmc)."),
-    chains: int = typer.Option(4, "--chains", help="Chains."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice of the fit."),
+    draws: int = typer.Option(1000, "--draws", help=DRAWS_HELP),
+    tune: int = typer.Option(1000, "--tune", help=TUNE_HELP),
+    chains: int = typer.Option(4, "--chains", help=CHAINS_HELP),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     missing: str = typer.Option("carry", "--missing", help=MISSING_HELP),
 ) -> None:
     """Discrete-time hazard of churn: how trust, enthusiasm and satisfaction move monthly churn odds."""
     from tenure.models.panel import hazard_cells, read_panel
     from tenure.models.retention import RetentionModel
 
-    _check_out(out)
-    _check_method(method)
-    overrides = _load_priors(priors)
+    check_out(out)
+    check_method(method)
+    overrides = load_priors_file(priors)
     with console.status("reading and compressing the panel"):
         cells = hazard_cells(read_panel(panel, segment_col=segment_col, optional=()), missing=missing)
     model = RetentionModel(cells, overrides)
@@ -136,19 +99,19 @@ def cross_sell(
     segment_col: str | None = typer.Option(None, "--segment-col", help=SEGMENT_HELP),
     priors: Path | None = typer.Option(None, "--priors", help=PRIORS_HELP),
     method: str = typer.Option("mcmc", "--method", help=METHOD_HELP),
-    draws: int = typer.Option(1000, "--draws", help="Posterior draws per chain."),
-    tune: int = typer.Option(1000, "--tune", help="Tuning steps per chain (mcmc)."),
-    chains: int = typer.Option(4, "--chains", help="Chains."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice of the fit."),
+    draws: int = typer.Option(1000, "--draws", help=DRAWS_HELP),
+    tune: int = typer.Option(1000, "--tune", help=TUNE_HELP),
+    chains: int = typer.Option(4, "--chains", help=CHAINS_HELP),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     missing: str = typer.Option("carry", "--missing", help=MISSING_HELP),
 ) -> None:
     """Poisson model of products added per period: trust, enthusiasm, their interaction, products held."""
     from tenure.models.cross_sell import CrossSellModel
     from tenure.models.panel import count_cells, read_panel
 
-    _check_out(out)
-    _check_method(method)
-    overrides = _load_priors(priors)
+    check_out(out)
+    check_method(method)
+    overrides = load_priors_file(priors)
     with console.status("reading and compressing the panel"):
         cells = count_cells(read_panel(panel, segment_col=segment_col, optional=()), missing=missing)
     model = CrossSellModel(cells, overrides)
@@ -164,10 +127,10 @@ def nps(
     segment_col: str | None = typer.Option(None, "--segment-col", help=SEGMENT_HELP),
     priors: Path | None = typer.Option(None, "--priors", help=PRIORS_HELP),
     method: str = typer.Option("mcmc", "--method", help=METHOD_HELP),
-    draws: int = typer.Option(1000, "--draws", help="Posterior draws per chain."),
-    tune: int = typer.Option(1000, "--tune", help="Tuning steps per chain (mcmc)."),
-    chains: int = typer.Option(4, "--chains", help="Chains."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice of the fit."),
+    draws: int = typer.Option(1000, "--draws", help=DRAWS_HELP),
+    tune: int = typer.Option(1000, "--tune", help=TUNE_HELP),
+    chains: int = typer.Option(4, "--chains", help=CHAINS_HELP),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
 ) -> None:
     """Net Promoter Score by segment and period with Bayesian intervals (Dirichlet-multinomial, pooled).
 
@@ -178,9 +141,9 @@ def nps(
     from tenure.models.nps import NPSModel
     from tenure.models.panel import read_panel
 
-    _check_out(out)
-    _check_method(method)
-    overrides = _load_priors(priors)
+    check_out(out)
+    check_method(method)
+    overrides = load_priors_file(priors)
     with console.status("reading the panel"):
         model = NPSModel.from_panel(read_panel(panel, segment_col=segment_col, optional=("nps",)), overrides)
     _fit_and_report(model, out, method=method, draws=draws, tune=tune, chains=chains, seed=seed,
@@ -215,7 +178,7 @@ def trim(
     from tenure.models.panel import IMPORTANCE_COLUMNS, TRIM_COLUMNS, read_panel
     from tenure.simulations.metrics import trim_band
 
-    _check_out(out)
+    check_out(out)
     w = tm.parse_weights(weights)
     if derived not in tm.DERIVED_METHODS:
         raise InputError(f"--derived: unknown method {derived!r}; use one of {', '.join(tm.DERIVED_METHODS)}")
@@ -230,7 +193,7 @@ def trim(
     idata.attrs["tenure_weights"] = json.dumps(dict(zip(("overall", "recommend", "repurchase", "advantage"),
                                                         w.tolist(), strict=True)))
     idata.attrs["tenure_data_summary"] = json.dumps({"respondents": resp.height, "rows": data.height})
-    console.print(_results_table(idata, ["trim_index"], "TRI*M-style index (Bayesian bootstrap)"))
+    console.print(results_table(idata, ["trim_index"], "TRI*M-style index (Bayesian bootstrap)"))
     post = idata.posterior
     for s in post["segment"].values:
         v = post["trim_index"].sel(segment=s).values
@@ -270,10 +233,10 @@ def joint(
     segment_col: str | None = typer.Option(None, "--segment-col", help=SEGMENT_HELP),
     priors: Path | None = typer.Option(None, "--priors", help=PRIORS_HELP),
     method: str = typer.Option("mcmc", "--method", help=METHOD_HELP),
-    draws: int = typer.Option(1000, "--draws", help="Posterior draws per chain."),
-    tune: int = typer.Option(1000, "--tune", help="Tuning steps per chain (mcmc)."),
-    chains: int = typer.Option(4, "--chains", help="Chains."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice of the fit."),
+    draws: int = typer.Option(1000, "--draws", help=DRAWS_HELP),
+    tune: int = typer.Option(1000, "--tune", help=TUNE_HELP),
+    chains: int = typer.Option(4, "--chains", help=CHAINS_HELP),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     missing: str = typer.Option("carry", "--missing", help=MISSING_HELP),
     max_customers: int = typer.Option(20_000, "--max-customers",
                                       help="Refuse larger panels: two effects per customer."),
@@ -285,9 +248,9 @@ def joint(
     from tenure.models.joint import JointModel
     from tenure.models.panel import read_panel
 
-    _check_out(out)
-    _check_method(method)
-    overrides = _load_priors(priors)
+    check_out(out)
+    check_method(method)
+    overrides = load_priors_file(priors)
     with console.status("reading and compressing the panel"):
         model = JointModel(read_panel(panel, segment_col=segment_col, optional=()), overrides, missing,
                            max_customers=max_customers)
