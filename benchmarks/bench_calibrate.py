@@ -30,7 +30,8 @@ def bench_calibrate(customers: int, periods: int, markets: int, check: int) -> d
     from tenure.engine.simulator import Simulator
     from tenure.models.panel import read_panel
     from tenure.simulations import calibrate as C
-    from tenure.simulations.scenario import load_scenario
+
+    from tenure.scenario import load_scenario
 
     base = C.scale_market(load_scenario(None), customers).with_overrides({"run": {"periods": periods}})
     truth = base.with_overrides({"churn": {"trust": -3.0}, "market": {"competitor_pull": 0.3},
@@ -63,7 +64,8 @@ def bench_compare(markets: int, customers: int, sample: int, periods: int) -> di
     import numpy as np
     from tenure.engine.simulator import Simulator
     from tenure.simulations.compare import compare_uncertainty
-    from tenure.simulations.scenario import load_scenario
+
+    from tenure.scenario import load_scenario
 
     base = load_scenario(None, {"run": {"customers": customers, "periods": periods}})
     rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ import time
 
 
 def _scenario(customers: int, periods: int):
-    from tenure.simulations.scenario import load_scenario
+    from tenure.scenario import load_scenario
 
     size = max(20 * customers, 2_000_000)
     return load_scenario(None, {"run": {"customers": customers, "periods": periods}, "market": {"size": size}})

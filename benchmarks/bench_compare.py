@@ -35,7 +35,8 @@ def main() -> None:
 
     from tenure.engine.simulator import Simulator
     from tenure.simulations.compare import Allocation, Evaluator, compare, current_budgets, retention_mixes
-    from tenure.simulations.scenario import load_scenario
+
+    from tenure.scenario import load_scenario
 
     sc = load_scenario(None, {"run": {"customers": args.customers, "periods": args.periods}})
     scale = args.customers / 100_000  # the default budgets are sized for 100 000 customers

@@ -34,7 +34,7 @@ import numpy as np
 
 
 def _scenario(customers: int, periods: int):
-    from tenure.simulations.scenario import load_scenario
+    from tenure.scenario import load_scenario
 
     size = max(20 * customers, 2_000_000)
     return load_scenario(None, {"run": {"customers": customers, "periods": periods}, "market": {"size": size}})
@@ -153,7 +153,8 @@ def small_runs(customers: int, periods: int, repeats: int = 20) -> dict:
     import tenure.engine.state as state
     from tenure.engine.simulator import Simulator
     from tenure.simulations.calibrate import scale_market
-    from tenure.simulations.scenario import load_scenario
+
+    from tenure.scenario import load_scenario
 
     sc = scale_market(load_scenario(None, {"run": {"periods": periods}}), customers)
     out = {"mode": "small", "customers": customers, "periods": periods, "repeats": repeats}

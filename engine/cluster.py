@@ -70,10 +70,10 @@ from tenure.engine import kernels as K
 from tenure.engine._cache import configure_cache
 from tenure.engine.simulator import LEVERS, SimulationResult, Simulator
 from tenure.engine.state import Shard
-from tenure.simulations.scenario import Scenario, load_scenario
 
 from tenure.errors import InputError
 from tenure.io import write_atomic
+from tenure.scenario import Scenario, load_scenario
 
 try:
     from distributed import WorkerPlugin

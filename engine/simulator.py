@@ -29,8 +29,9 @@ from scipy.special import betaln
 from tenure.engine import kernels as K
 from tenure.engine.rng import normal_table, seed_key
 from tenure.engine.state import Shard
-from tenure.simulations.metrics import nps_wald_interval, trim_index
-from tenure.simulations.scenario import Scenario
+
+from tenure.metrics import nps_wald_interval, trim_index
+from tenure.scenario import Scenario
 
 CHANNELS = ("initial", "paid", "organic", "referral")
 STAGES = ("new", "satisfied", "devoted", "partner")
@@ -203,7 +204,7 @@ class Simulator:
     Parameters
     ----------
     scenario
-        A validated :class:`~tenure.simulations.scenario.Scenario`.
+        A validated :class:`~tenure.scenario.Scenario`.
     shards
         Number of logical shards (customer-id ranges). Results do not depend on it.
     panel_fraction

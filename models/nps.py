@@ -7,7 +7,7 @@ Single cell, conjugate: θ ~ Dirichlet(a), counts ~ Multinomial(n, θ) gives
 θ | counts ~ Dirichlet(a + counts), whose NPS has mean (a'_P − a'_D)/a'_0 and
 variance [a'_P(a'_0 − a'_P) + a'_D(a'_0 − a'_D) + 2a'_P a'_D] / [a'_0²(a'_0 + 1)]
 (:func:`nps_posterior`). With a = (1, 1, 1) and (D, N, P) = (10, 50, 80): mean
-0.4895, sd 0.0530 (../shared/domain.md §2).
+0.4895, sd 0.0530 (the Dirichlet moments; checked in tests/models/test_nps.py).
 
 Pooled model over segments s and periods t:
 
@@ -35,9 +35,9 @@ import pytensor.tensor as pt
 import xarray as xr
 from tenure.models.base import BayesianModel, prior
 from tenure.models.effects import equal_tailed
-from tenure.simulations.metrics import nps_wald_interval
 
 from tenure.errors import InputError
+from tenure.metrics import nps_wald_interval
 
 CATEGORIES = ("detractors", "passives", "promoters")
 #: A group with this many answers pins its log-odds to about ±0.05: the centred form samples better.

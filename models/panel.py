@@ -18,7 +18,6 @@ is not counted).
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,36 +30,20 @@ from scipy.special import gammaln
 
 from tenure.errors import InputError
 from tenure.io import read_table
-
-#: Columns every panel must have.
-REQUIRED_COLUMNS = (
-    "customer_id", "period", "churned", "trust", "enthusiasm", "satisfaction", "products", "cross_sold",
+from tenure.panel_format import (  # noqa: F401  (the format's names, re-exported for the panel models)
+    ANSWER_COLUMNS,
+    IMPORTANCE_COLUMNS,
+    MISSING_POLICIES,
+    NPS_SCALE,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    SCORE_COLUMNS,
+    SCORE_SCALE,
+    SINGLE_SEGMENT,
+    TENURE_BANDS,
+    TRIM_COLUMNS,
+    tenure_band_labels,
 )
-#: Survey constructs used as covariates, each on a 1–5 scale.
-SCORE_COLUMNS = ("trust", "enthusiasm", "satisfaction")
-#: Scale of the survey constructs and of the TRI*M items.
-SCORE_SCALE = (1, 5)
-#: Scale of the Net Promoter question.
-NPS_SCALE = (0, 10)
-#: Optional TRI*M-style items, each 1–5, in the order of :data:`tenure.simulations.metrics.TRIM_ITEMS`.
-TRIM_COLUMNS = ("trim_overall", "trim_recommend", "trim_repurchase", "trim_advantage")
-#: Optional stated importance of each TRI*M item (any positive numeric scale).
-IMPORTANCE_COLUMNS = ("importance_overall", "importance_recommend", "importance_repurchase", "importance_advantage")
-#: Optional columns the reader knows and validates.
-OPTIONAL_COLUMNS = ("segment", "revenue", "nps", *TRIM_COLUMNS, *IMPORTANCE_COLUMNS)
-#: First period of each tenure band (periods since the customer's first row): 0–2, 3–5, 6–11, 12–23, 24+.
-TENURE_BANDS = (0, 3, 6, 12, 24)
-#: Value of the segment column when the panel has none.
-SINGLE_SEGMENT = "all"
-#: Missing-score policies: carry the last answer forward, or drop rows with a missing score.
-MISSING_POLICIES = ("carry", "drop")
-
-
-def tenure_band_labels(bands: Sequence[int] = TENURE_BANDS) -> list[str]:
-    """Human labels of the tenure bands, e.g. ``["0-2", "3-5", "6-11", "12-23", "24+"]``."""
-    labels = [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(bands)]
-    return [*labels, f"{bands[-1]}+"]
-
 
 # -- reading and validation -----------------------------------------------------------
 

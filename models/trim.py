@@ -4,7 +4,7 @@
 100 · Σ_k w_k (x_k − 1)/4 / Σ w_k over the four 1–5 items (overall rating,
 recommend, repurchase, competitive advantage), equal weights by default, so
 all-top answers give 100 and all-bottom answers 0
-(:func:`tenure.simulations.metrics.trim_index`). Bands: below 40 endangered,
+(:func:`tenure.metrics.trim_index`). Bands: below 40 endangered,
 40–70 open to competitors, 70+ bound.
 
 Uncertainty is the Bayesian bootstrap (Rubin 1981): the respondents' weights are
@@ -34,9 +34,9 @@ import arviz as az
 import numpy as np
 import polars as pl
 from tenure.models.panel import IMPORTANCE_COLUMNS, TRIM_COLUMNS
-from tenure.simulations.metrics import TRIM_ITEMS, trim_band, trim_index
 
 from tenure.errors import InputError
+from tenure.metrics import TRIM_ITEMS, trim_band, trim_index
 
 TYPES = ("apostles", "mercenaries", "hostages", "terrorists")
 DERIVED_METHODS = ("rest", "index")

@@ -38,9 +38,9 @@ import numpy as np
 import polars as pl
 from tenure.engine.simulator import LEVERS, Simulator
 from tenure.models.panel import SCORE_COLUMNS, TENURE_BANDS, prepare_scores
-from tenure.simulations.scenario import Scenario, field_help
 
 from tenure.errors import InputError
+from tenure.scenario import Scenario, field_help
 
 
 @dataclass(frozen=True)
@@ -785,9 +785,8 @@ def draws_table(cal: Calibration) -> pl.DataFrame:
 
 def load_markets(market: Path) -> tuple[Scenario, list[Scenario], pl.DataFrame]:
     """The calibrated market and one scenario per draw; exit-2 errors for missing or broken draws."""
-    from tenure.simulations.scenario import load_scenario
-
     from tenure.io import read_table
+    from tenure.scenario import load_scenario
 
     sc = load_scenario(str(market))
     path = draws_path(Path(market))

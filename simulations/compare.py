@@ -34,9 +34,9 @@ import numpy as np
 import polars as pl
 from tenure.engine.simulator import LEVERS, SimulationResult, Simulator, paid_acquisition_rate
 from tenure.simulations import economics as econ
-from tenure.simulations.scenario import Scenario
 
 from tenure.errors import InputError
+from tenure.scenario import Scenario
 
 METRICS = (
     "customer_equity",

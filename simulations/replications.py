@@ -13,9 +13,9 @@ from typing import Any
 
 import polars as pl
 from tenure.engine.simulator import Simulator
-from tenure.simulations.scenario import Scenario
 
 from tenure.errors import InputError
+from tenure.scenario import Scenario
 
 #: Per-period columns summarised over replications (mean, 5 % and 95 % quantiles).
 SUMMARY_COLUMNS = ("active_end", "acquired", "churned", "churn_rate", "nps", "trim_index", "mean_trust",

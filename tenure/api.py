@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tenure.simulations.scenario import Scenario
-from tenure.simulations.scenario import load_scenario as _load
+from tenure.scenario import Scenario
+from tenure.scenario import load_scenario as _load
 
 
 def load_scenario(spec: str | Path | None = None, **overrides: dict[str, Any]) -> Scenario:

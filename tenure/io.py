@@ -8,9 +8,12 @@ into place (``os.replace`` is atomic on POSIX and Windows).
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
+import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,10 +39,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates the file readable by its owner only; a result gets the normal permissions
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], Any]) -> Path:
@@ -127,10 +140,92 @@ def read_table(path: str | os.PathLike[str]) -> pl.DataFrame:
     return df
 
 
-def prepare_out_dir(path: str | os.PathLike[str]) -> Path:
-    """Check that ``path`` can hold outputs (a folder or nothing yet) and create it."""
+def check_out_dir(path: str | os.PathLike[str]) -> Path:
+    """Fail before any work if ``path`` cannot be a run folder (a folder, or nothing yet)."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    parent = out.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out {out}: cannot write under {parent}: not a folder")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"--out {out}: cannot write to {parent}")
+    return out
+
+
+MANIFEST = "manifest.json"
+_STAGING = ".staging-"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def run_folder(path: str | os.PathLike[str], command: str, **meta: Any) -> Iterator[Path]:
+    """Stage a run's outputs and put them in place only when the run has finished.
+
+    Yields a staging folder beside ``path`` to write into. On success a
+    ``manifest.json`` (command, tenure version, ``meta`` such as the seed, every
+    file with its size and SHA-256, finish time) is added and the staging folder
+    replaces ``path``: afterwards ``path`` holds exactly this run, and files of an
+    earlier run that this one did not write are gone. On any exception (an input
+    error, an interrupt) the staging folder is removed and ``path`` is untouched.
+    A staging folder left by a killed run is removed by the next run in that place.
+    """
+    from tenure import __version__
+
+    out = check_out_dir(path)
+    parent = out.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    for stale in parent.glob(f".{out.name}{_STAGING}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{_STAGING}", dir=parent))
+    os.chmod(staging, 0o777 & ~_umask())
+    try:
+        yield staging
+        files = sorted(p for p in staging.rglob("*") if p.is_file())
+        manifest = {
+            "command": command,
+            "tenure_version": __version__,
+            **meta,
+            "files": {str(p.relative_to(staging)): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files},
+            "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        write_json(manifest, staging / MANIFEST)
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace the folder ``out`` by ``staging``: two renames, the old run deleted only after."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.previous-", dir=out.absolute().parent))
+    old.rmdir()
+    os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare_out_dir(path: str | os.PathLike[str]) -> Path:
+    """Check that ``path`` can hold outputs (a folder or nothing yet) and create it.
+
+    Prefer :func:`run_folder`, which stages a run and replaces the folder as a whole.
+    """
+    out = check_out_dir(path)
     out.mkdir(parents=True, exist_ok=True)
     return out

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tenure.simulations.scenario import SCHEMA, SEGMENT_SCHEMA, SHOCK_SCHEMA, load_scenario
+
+from tenure.scenario import SCHEMA, SEGMENT_SCHEMA, SHOCK_SCHEMA, load_scenario
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "model.md"
 ROW = re.compile(r"^\|\s*`([a-z_]+)\.([a-z_0-9]+)`\s*\|(.*)$")

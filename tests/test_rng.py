@@ -1,4 +1,4 @@
-"""Philox4x32-10 known-answer vectors (Random123, kat_vectors; also ../shared/performance.md)."""
+"""Philox4x32-10 known-answer vectors (Random123, kat_vectors)."""
 
 import numpy as np
 import pytest

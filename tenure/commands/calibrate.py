@@ -70,8 +70,8 @@ def calibrate_cmd(
     cannot reproduce ends with exit code 2, the statistics that miss, and no files.
     """
     from tenure.models.panel import read_panel
+    from tenure.scenario import load_scenario
     from tenure.simulations import calibrate as cal
-    from tenure.simulations.scenario import load_scenario
 
     _check_out(out)
     if markets < 2:

@@ -80,8 +80,8 @@ def compare_cmd(
     marginal costs to acquire and to retain one more customer at the best point,
     and whether the "five times" rule holds in this market.
     """
+    from tenure.scenario import load_scenario
     from tenure.simulations.compare import compare, parse_levers, parse_mix
-    from tenure.simulations.scenario import load_scenario
 
     if uncertainty:
         return _compare_uncertainty(scenario, budget, levers, mix, acquisition_steps, seeds, customers, periods,

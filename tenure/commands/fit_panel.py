@@ -172,11 +172,11 @@ def trim(
     trim_index.csv (by segment and period) and, with importance columns, grid.csv and grid.png.
     """
     from tenure.io import prepare_out_dir, write_atomic, write_table
+    from tenure.metrics import trim_band
     from tenure.models import trim as tm
     from tenure.models.base import save_fit
     from tenure.models.effects import equal_tailed
     from tenure.models.panel import IMPORTANCE_COLUMNS, TRIM_COLUMNS, read_panel
-    from tenure.simulations.metrics import trim_band
 
     check_out(out)
     w = tm.parse_weights(weights)

@@ -14,7 +14,7 @@ scenario_app = typer.Typer(help="List, show, validate and scale scenario files."
 @cli_errors
 def list_scenarios() -> None:
     """List the built-in scenarios with their stories."""
-    from tenure.simulations.scenario import builtin_names, load_scenario
+    from tenure.scenario import builtin_names, load_scenario
 
     t = Table(title="built-in scenarios")
     t.add_column("name", style="bold")
@@ -30,7 +30,7 @@ def show(
     scenario: str = typer.Argument("default", help="A built-in scenario name or a scenario TOML file."),
 ) -> None:
     """Print a scenario as TOML with every default filled in."""
-    from tenure.simulations.scenario import load_scenario
+    from tenure.scenario import load_scenario
 
     typer.echo(load_scenario(scenario).to_toml())
 
@@ -41,7 +41,7 @@ def validate(
     scenario: str = typer.Argument(..., help="A scenario TOML file (or a built-in name)."),
 ) -> None:
     """Check a scenario: unknown keys, wrong types and impossible values exit with code 2."""
-    from tenure.simulations.scenario import load_scenario
+    from tenure.scenario import load_scenario
 
     sc = load_scenario(scenario)
     console.print(f"[green]ok[/]: {scenario} is a valid scenario ({sc.name}, {len(sc['segments'])} segments)")
@@ -61,8 +61,8 @@ def scale(
     matches a panel against is scaled this way). Example: `tenure scenario scale default 20000 >
     small.toml`.
     """
+    from tenure.scenario import load_scenario
     from tenure.simulations.calibrate import scale_market
-    from tenure.simulations.scenario import load_scenario
 
     if customers < 1:
         from tenure.errors import InputError

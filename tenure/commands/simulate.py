@@ -66,7 +66,7 @@ def simulate(
     per second. Outputs (with --out): periods, cohorts, customers, panel tables,
     run.json and trajectories.png.
     """
-    from tenure.simulations.scenario import load_scenario
+    from tenure.scenario import load_scenario
 
     if fmt not in TABLE_FORMATS:
         raise InputError(f"--format: unknown format {fmt!r}; use one of {', '.join(TABLE_FORMATS)}")

@@ -1,7 +1,8 @@
 """Scenarios with the model's feedbacks switched off, for the simulator's known-answer tests."""
 
 import pytest
-from tenure.simulations.scenario import load_scenario
+
+from tenure.scenario import load_scenario
 
 QUIET_CHURN = {
     "satisfaction": 0.0, "trust": 0.0, "enthusiasm": 0.0, "stage": [0.0, 0.0, 0.0, 0.0],

@@ -1,4 +1,4 @@
-"""Scale-out on Dask (issue 6): same results on any cluster, lost workers rebuilt, runs resumed.
+"""Scale-out on Dask: same results on any cluster, lost workers rebuilt, runs resumed.
 
 The reference is the single-process :class:`Simulator`; every comparison is exact (``DataFrame.equals``
 on the periods, cohorts, customers and panel tables), because the engine draws every random number

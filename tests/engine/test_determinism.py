@@ -1,4 +1,4 @@
-"""A seed fixes every result, whatever the number of threads or shards (issue 2)."""
+"""A seed fixes every result, whatever the number of threads or shards."""
 
 import hashlib
 import os

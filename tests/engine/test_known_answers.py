@@ -1,4 +1,4 @@
-"""Analytic special cases the simulator must reproduce (../shared/domain.md §2, issue 2).
+"""Analytic special cases the simulator must reproduce (Fader & Hardie 2007; Bass 1969; Reichheld 2003).
 
 Tolerances: each comparison is of a count against its binomial expectation, with
 4 standard errors; with the seed fixed the test is deterministic, and a wrong
@@ -8,7 +8,8 @@ engine (a hazard off by 1 %, a missing cohort) moves the counts by far more.
 import numpy as np
 from scipy.special import betaln
 from tenure.engine.simulator import Simulator, paid_acquisition_rate
-from tenure.simulations.metrics import nps_wald_interval
+
+from tenure.metrics import nps_wald_interval
 
 
 def _survival(result):
@@ -84,6 +85,6 @@ def test_paid_acquisition_follows_blattberg_deighton(quiet):
 
 
 def test_nps_interval_matches_domain_example():
-    # ../shared/domain.md: n = 1000, 250 promoters, 75 detractors -> (0.1414, 0.2086).
+    # the NPS Wald interval with the covariance term: n = 1000, 250 promoters, 75 detractors -> (0.1414, 0.2086).
     lo, hi = nps_wald_interval(250, 75, 1000)
     assert round(lo, 4) == 0.1414 and round(hi, 4) == 0.2086

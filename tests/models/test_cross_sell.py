@@ -23,7 +23,7 @@ def small_panel() -> pl.DataFrame:
 
 @pytest.mark.parametrize("parametrization", ["centered", "noncentered"])
 def test_compressed_logp_equals_row_level_poisson(small_panel: pl.DataFrame, parametrization: str) -> None:
-    """Σ_cells [Y·η − n·e^η − Σ log y!] is the row-level Poisson log-likelihood (issue 4, Correctness)."""
+    """Σ_cells [Y·η − n·e^η − Σ log y!] is the row-level Poisson log-likelihood."""
     cells = count_cells(small_panel)
     assert cells.exposure.size < small_panel.height
     compressed = CrossSellModel(cells, parametrization=parametrization).model

@@ -10,21 +10,21 @@ import pytest
 from panelgen import simulate_panel
 from tenure.models.nps import NPSModel, dirichlet_nps_draws, nps_counts, nps_posterior
 from tenure.models.panel import read_panel
-from tenure.simulations.metrics import nps_wald_interval
 from typer.testing import CliRunner
 
 import tenure.commands.fit_panel  # noqa: F401  (registers the commands on fit_app)
 from tenure.commands.fit import fit_app
+from tenure.metrics import nps_wald_interval
 
 
 def test_wald_interval_domain_example() -> None:
-    # ../shared/domain.md §2: n = 1000, 250 promoters, 75 detractors -> (0.1414, 0.2086).
+    # the NPS Wald interval with the covariance term: n = 1000, 250 promoters, 75 detractors -> (0.1414, 0.2086).
     lo, hi = nps_wald_interval(250, 75, 1000)
     assert round(lo, 4) == 0.1414 and round(hi, 4) == 0.2086
 
 
 def test_dirichlet_posterior_domain_example_exact() -> None:
-    # ../shared/domain.md §2: prior (1,1,1), (D, N, P) = (10, 50, 80) -> mean 0.4895, sd 0.0530.
+    # Dirichlet-multinomial moments: prior (1,1,1), (D, N, P) = (10, 50, 80) -> mean 0.4895, sd 0.0530.
     # Analytic: a' = (11, 51, 81), a'0 = 143; mean 70/143; var 8256 / (143² · 144).
     mean, sd = nps_posterior((10, 50, 80), (1, 1, 1))
     assert mean == pytest.approx(70 / 143, abs=1e-15)

@@ -26,7 +26,7 @@ def small_panel() -> pl.DataFrame:
 
 @pytest.mark.parametrize("parametrization", ["centered", "noncentered"])
 def test_compressed_logp_equals_row_level_bernoulli(small_panel: pl.DataFrame, parametrization: str) -> None:
-    """The cell likelihood is the Bernoulli sum over rows, not an approximation (issue 4, Correctness)."""
+    """The cell likelihood is the Bernoulli sum over rows, not an approximation."""
     compressed = RetentionModel(hazard_cells(small_panel), parametrization=parametrization).model
     rows = RetentionModel(hazard_rows(small_panel), likelihood="rows", parametrization=parametrization).model
     assert hazard_cells(small_panel).at_risk.size < small_panel.height
@@ -75,7 +75,7 @@ def test_recovers_known_coefficients() -> None:
 
 
 def test_effect_line_reads_like_the_issue_example() -> None:
-    # Issue 4: "one point more trust lowers the monthly odds of churning by 18 %, 90 % interval 12–24 %".
+    # The sentence's shape: "one point more trust lowers the monthly odds of churning by 18 %, 90 % interval 12–24 %".
     draws = np.log(np.linspace(0.75, 0.89, 101))
     assert ratio_line(draws, "one point more trust", "the monthly odds of churning") == (
         "one point more trust lowers the monthly odds of churning by 18 % (90 % interval 12–24 %)")

@@ -29,7 +29,7 @@ def _panel(items: list[list[int]], **extra: list) -> pl.DataFrame:
 
 
 def test_index_scaling_all_top_100_all_bottom_0_and_weights() -> None:
-    # ../shared/domain.md §2: all-top answers give 100, all-bottom 0.
+    # the TRI*M-style scaling (docs/models-panel.md): all-top answers give 100, all-bottom 0.
     resp = tm.respondents(_panel([[5, 5, 5, 5], [1, 1, 1, 1], [5, 1, 1, 1]]))
     assert resp["index"].to_list() == [100.0, 0.0, 25.0]
     # Weight only the first item: (5,1,1,1) -> 100.

@@ -9,10 +9,10 @@ from tenure.engine.simulator import Simulator
 from tenure.models.panel import read_panel
 from tenure.simulations import calibrate as C
 from tenure.simulations.compare import compare_uncertainty
-from tenure.simulations.scenario import load_scenario
 from typer.testing import CliRunner
 
 from tenure.cli import app
+from tenure.scenario import load_scenario
 
 runner = CliRunner()
 # A market away from the default in the calibrated parameters that decide allocations.

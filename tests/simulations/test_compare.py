@@ -7,11 +7,11 @@ import polars as pl
 import pytest
 from tenure.engine.simulator import LEVERS
 from tenure.simulations.compare import Allocation, compare, parse_levers, parse_mix, retention_mixes
-from tenure.simulations.scenario import load_scenario
 from typer.testing import CliRunner
 
 from tenure.cli import app
 from tenure.errors import InputError
+from tenure.scenario import load_scenario
 
 runner = CliRunner()
 SMALL = {"run": {"customers": 4_000, "periods": 12}, "market": {"size": 80_000}}

@@ -1,4 +1,4 @@
-"""Closed-form economics against the published numbers (../shared/domain.md §2, docs/economics.md).
+"""Closed-form economics against the published numbers (docs/economics.md cites each source).
 
 Tolerances: a published figure rounded to its last digit is matched within half a unit
 of that digit, unless rounding of the paper's own inputs explains a larger gap; then

@@ -9,8 +9,8 @@ between two runs far less noisy than two independent runs would be.
 The noise bounds below are nevertheless argued as if the runs were independent (the conservative
 case): a churn rate over C customer-periods has the binomial standard error sqrt(p(1 - p) / C); a
 count of cross-sales or repairs has the Poisson standard error sqrt(n); the NPS of n respondents
-has SE = sqrt(Var(x) / n) with Var(x) = p_P + p_D - NPS^2 <= 1, so at most 1 / sqrt(n) (Reichheld 2003;
-../shared/domain.md §2); a mean of latent values has its sample standard error. The standard error
+has SE = sqrt(Var(x) / n) with Var(x) = p_P + p_D - NPS^2 <= 1, so at most 1 / sqrt(n) (Reichheld 2003);
+a mean of latent values has its sample standard error. The standard error
 of a difference is the root of the sum of the two squares.
 
 How much smaller the noise of a difference is on common random numbers was measured once, over
@@ -31,12 +31,12 @@ import math
 
 import polars as pl
 import pytest
-from tenure.simulations.scenario import builtin_names, load_scenario
 from typer.testing import CliRunner
 
 import tenure
 from tenure.cli import app
 from tenure.errors import InputError
+from tenure.scenario import builtin_names, load_scenario
 
 CUSTOMERS = 50_000
 PERIODS = 24

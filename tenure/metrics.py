@@ -1,7 +1,8 @@
 """Descriptive survey metrics shared by the engine, the models and the reports.
 
 Pure NumPy, no sampling: the Net Promoter Score with its Wald interval and the
-TRI*M-style index and typology. Definitions follow ../shared/domain.md §2.
+TRI*M-style index and typology. Definitions follow Reichheld (2003) for
+the NPS and docs/model.md for the TRI*M-style index.
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ TOP_KEYS = {"base"}
 
 def builtin_names() -> list[str]:
     """Names of the scenarios shipped with tenure."""
-    files = resources.files("tenure.simulations.scenarios")
+    files = resources.files("tenure.scenarios")
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".toml"))
 
 
@@ -215,7 +215,7 @@ def _read_toml(text: str, where: str) -> dict[str, Any]:
 
 
 def _builtin_raw(name: str) -> dict[str, Any]:
-    files = resources.files("tenure.simulations.scenarios")
+    files = resources.files("tenure.scenarios")
     f = files / f"{name}.toml"
     if not f.is_file():
         raise InputError(f"unknown scenario {name!r}; built-in scenarios: {', '.join(builtin_names())}")
