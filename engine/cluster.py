@@ -126,7 +126,7 @@ def save_shard(path: str | os.PathLike[str], shard: Shard, stage: int, panel_chu
         np.concatenate([c[2] for c in panel_chunks]) if panel_chunks else np.zeros(0, np.uint8)
     )
     arrays["panel.values"] = (
-        np.concatenate([c[3] for c in panel_chunks]) if panel_chunks else np.zeros((0, 13), np.int64)
+        np.concatenate([c[3] for c in panel_chunks]) if panel_chunks else np.zeros((0, K.N_PANEL), np.int64)
     )
     arrays["meta"] = np.array(json.dumps(meta))
 

@@ -25,23 +25,20 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.special import betaln
 from tenure.engine import kernels as K
 from tenure.engine.rng import normal_table, seed_key
 from tenure.engine.state import Shard
 
+from tenure import metrics
+from tenure.curves import response_rate, saturating, sbg_survival
 from tenure.metrics import nps_wald_interval, trim_index
+from tenure.panel_format import ANSWER_COLUMNS, ENGINE_PANEL_INDEX
 from tenure.scenario import Scenario
 
 CHANNELS = ("initial", "paid", "organic", "referral")
 STAGES = ("new", "satisfied", "devoted", "partner")
 LEVERS = ("service", "loyalty", "engagement", "alarm", "employee")
 _DRIVER_PURPOSE_ACQUISITION = 1
-
-
-def _saturating(spend_per_customer: float, k: float) -> float:
-    """Share of a lever's maximum effect reached: 1 − exp(−k · spend), diminishing returns."""
-    return 1.0 - math.exp(-k * max(spend_per_customer, 0.0))
 
 
 def global_vector(sc: Scenario, panel_fraction: float) -> np.ndarray:
@@ -87,6 +84,12 @@ def global_vector(sc: Scenario, panel_fraction: float) -> np.ndarray:
     g[K.G_REF_TRUST_BONUS] = sc["acquisition"]["referral_trust_bonus"]
     g[K.G_REF_ENTH_BONUS] = sc["acquisition"]["referral_enthusiasm_bonus"]
     g[K.G_PANEL_FRACTION] = panel_fraction
+    g[K.G_NPS_LATENT_PROMOTER] = sv["nps_latent_promoter"]
+    g[K.G_NPS_LATENT_DETRACTOR] = sv["nps_latent_detractor"]
+    g[K.G_PROMOTER_MIN] = metrics.PROMOTER_MIN
+    g[K.G_DETRACTOR_MAX] = metrics.DETRACTOR_MAX
+    g[K.G_TYPOLOGY_SATISFIED] = metrics.TYPOLOGY_SATISFIED_MIN
+    g[K.G_TYPOLOGY_LOYAL] = metrics.TYPOLOGY_LOYAL_MIN
     return g
 
 
@@ -109,6 +112,9 @@ def segment_matrix(sc: Scenario) -> np.ndarray:
         s[i, K.S_INIT_TRUST] = seg["initial_trust"]
         s[i, K.S_INIT_ENTH] = seg["initial_enthusiasm"]
         s[i, K.S_INIT_SAT] = seg["initial_satisfaction"]
+        s[i, K.S_INIT_TRUST_SD] = seg["initial_trust_sd"]
+        s[i, K.S_INIT_ENTH_SD] = seg["initial_enthusiasm_sd"]
+        s[i, K.S_INIT_SAT_SD] = seg["initial_satisfaction_sd"]
         s[i, K.S_INIT_PRODUCTS] = seg["initial_products"]
         mix = np.cumsum(seg["initial_stage_mix"])
         mix[-1] = 1.0
@@ -131,7 +137,7 @@ def age_cdfs(sc: Scenario) -> np.ndarray:
     for seg in sc["segments"]:
         a, b = seg["churn_alpha"], seg["churn_beta"]
         if seg["churn_heterogeneity"] == "beta":
-            surv = np.exp(betaln(a, b + ages) - betaln(a, b))
+            surv = sbg_survival(a, b, ages)
         else:
             surv = (1.0 - a / (a + b)) ** ages
         cdf = np.cumsum(surv) / surv.sum()
@@ -159,25 +165,25 @@ def lever_effects(sc: Scenario, active: int, budgets: dict[str, float] | None = 
     n = max(active, 1)
     spc = {k: ret[k] / n for k in LEVERS}
     emp = lev["employee_engagement_base"] + (lev["employee_engagement_max"] - lev["employee_engagement_base"]) * (
-        _saturating(spc["employee"], lev["employee_k"])
+        saturating(spc["employee"], lev["employee_k"])
     )
-    quality = lev["service_quality_max"] * _saturating(spc["service"], lev["service_k"]) + lev["employee_quality"] * emp
+    quality = lev["service_quality_max"] * saturating(spc["service"], lev["service_k"]) + lev["employee_quality"] * emp
     contact = (
-        lev["loyalty_enthusiasm_max"] * _saturating(spc["loyalty"], lev["loyalty_k"])
-        + lev["engagement_enthusiasm_max"] * _saturating(spc["engagement"], lev["engagement_k"])
+        lev["loyalty_enthusiasm_max"] * saturating(spc["loyalty"], lev["loyalty_k"])
+        + lev["engagement_enthusiasm_max"] * saturating(spc["engagement"], lev["engagement_k"])
         + lev["employee_enthusiasm"] * emp
     )
-    coverage = lev["alarm_coverage_base"] + (lev["alarm_coverage_max"] - lev["alarm_coverage_base"]) * _saturating(
+    coverage = lev["alarm_coverage_base"] + (lev["alarm_coverage_max"] - lev["alarm_coverage_base"]) * saturating(
         spc["alarm"], lev["alarm_k"]
     )
-    barrier = lev["loyalty_barrier_max"] * _saturating(spc["loyalty"], lev["loyalty_k"])
+    barrier = lev["loyalty_barrier_max"] * saturating(spc["loyalty"], lev["loyalty_k"])
     return LeverEffects(spc, quality, contact, coverage, barrier, emp)
 
 
 def paid_acquisition_rate(sc: Scenario, spend_per_prospect: float) -> float:
     """Blattberg–Deighton (1996) response: a(A) = c · (1 − exp(−k A)) per prospect per period."""
     acq = sc["acquisition"]
-    return acq["ceiling"] * _saturating(spend_per_prospect, acq["k"])
+    return float(response_rate(spend_per_prospect, acq["ceiling"], acq["k"]))
 
 
 @dataclass
@@ -537,28 +543,28 @@ class Simulator:
         seg_names = [s["name"] for s in self.sc["segments"]]
         if not chunks:
             chunks = [(np.zeros(1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8),
-                       np.zeros((0, 13), np.int64))]
+                       np.zeros((0, K.N_PANEL), np.int64))]
         period = np.concatenate([np.full(c[1].size, c[0][0], dtype=np.int32) for c in chunks])
         ids = np.concatenate([c[1] for c in chunks])
         seg = np.concatenate([c[2] for c in chunks])
         v = np.concatenate([c[3] for c in chunks], axis=0)
 
-        scores = {"trust": 5, "enthusiasm": 6, "satisfaction": 7, "nps": 8, "trim_overall": 9,
-                  "trim_recommend": 10, "trim_repurchase": 11, "trim_advantage": 12}
+        col = ENGINE_PANEL_INDEX
+        scores = ANSWER_COLUMNS
         df = pl.DataFrame(
             {
                 "customer_id": ids,
                 "period": period,
-                "churned": v[:, 1].astype(bool),
-                **{name: v[:, col].astype(np.int8) for name, col in scores.items()},
-                "products": v[:, 2].astype(np.int16),
-                "cross_sold": v[:, 3].astype(np.int16),
+                "churned": v[:, col["churned"]].astype(bool),
+                **{name: v[:, col[name]].astype(np.int8) for name in scores},
+                "products": v[:, col["products"]].astype(np.int16),
+                "cross_sold": v[:, col["cross_sold"]].astype(np.int16),
                 "segment": pl.Series(seg.astype(np.uint32)).replace_strict(
                     list(range(len(seg_names))), seg_names, return_dtype=pl.String
                 ),
-                "revenue": v[:, 4] / 100.0,
+                "revenue": v[:, col["revenue_cents"]] / 100.0,
             }
         ).with_columns(pl.when(pl.col(c) >= 0).then(pl.col(c)).alias(c) for c in scores)
         order = ["customer_id", "period", "churned", "trust", "enthusiasm", "satisfaction", "products",
-                 "cross_sold", "segment", "revenue", "nps", *list(scores)[4:]]
+                 "cross_sold", "segment", "revenue", "nps", *scores[4:]]
         return df.select(order).sort(["customer_id", "period"])
