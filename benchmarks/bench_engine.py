@@ -69,7 +69,7 @@ def numpy_step_run(customers: int, periods: int, seed: int = 1) -> dict:
     from tenure.engine.simulator import Simulator
 
     sim = Simulator(_scenario(customers, periods), track_customers=False)
-    sh = sim.shards[0]
+    sh = sim.backend.shards[0]
     g, s = sim.g, sim.s
     rng = np.random.default_rng(seed)
     alive = sh.view("alive").astype(bool)

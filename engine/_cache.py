@@ -20,7 +20,9 @@ def configure_cache() -> Path:
 
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for src in sorted(here.glob("*.py")):
+    # the engine's sources, and the vocabulary whose constants the kernels compile in (panel columns)
+    vocabulary = [here.parent / "tenure" / "panel_format.py"]
+    for src in [*sorted(here.glob("*.py")), *vocabulary]:
         digest.update(src.name.encode())
         digest.update(src.read_bytes())
     key = digest.hexdigest()[:16]

@@ -1,21 +1,14 @@
 """Scale a simulation out on Dask: shards that stay on workers, a driver that only adds up integers.
 
-A :class:`DistributedSimulator` runs the same period loop as
-:class:`~tenure.engine.simulator.Simulator` and returns the same tables, bit for
-bit, for any number of workers and shards. The population is split into
-``shards`` customer-id ranges exactly as in a single process (each period's new
-ids go to the shards in contiguous slices); each shard's
-:class:`~tenure.engine.state.Shard` lives on one worker for the whole run.
-Per period the driver
-
-1. sends every shard its slice of the new ids (a few integers) and the period
-   vector ``p``, and gets back the shard's int64 aggregate vector;
-2. adds the aggregates (integers, so the order does not matter), draws the
-   acquisitions and writes the period row, as the single-process loop does.
-
-Panel rows stay on the workers; the end-of-run tables are built per shard with
-the simulator's own table code and combined (the cohort table by adding integer
-counts, the others by concatenating and sorting on their unique keys).
+:class:`DaskShards` is the backend of a :class:`~tenure.engine.simulator.Simulator`
+whose shards live on Dask workers (:mod:`tenure.engine.shards` defines the
+interface; the period loop is the simulator's, the same as in one process). The
+population is split into ``shards`` customer-id ranges exactly as in a single
+process; each shard's :class:`~tenure.engine.state.Shard` lives on one worker
+for the whole run. Per period the driver sends every shard its slice of the new
+ids (a few integers) and the period vector ``p``, and gets back the shard's
+int64 aggregate vector. Panel rows stay on the workers; the end-of-run tables
+are built per shard with the same code as in one process and combined.
 
 Where shards live: a per-run :class:`distributed.WorkerPlugin` holds the shards
 of that run on each worker, and tasks are pinned to their shard's worker with
@@ -29,17 +22,10 @@ its last checkpoint, or from an empty shard, by replaying those periods; every
 draw is keyed by customer id and period, so the replay reproduces its state
 exactly, and the run finishes with the results of an undisturbed one.
 
-Checkpoints (``checkpoint_every`` periods, into ``checkpoint_dir``): every shard
-writes its arrays and panel rows to ``shard-KKKKK-stage-SSSS.npz``, then the
-driver writes ``driver.pkl`` (scenario, options, period rows, the slices handed
-out, next id); files are written under a temporary name and renamed, and the
-previous checkpoint is deleted only after the new ``driver.pkl`` is in place, so
-an interrupted run always finds one whole checkpoint. :meth:`DistributedSimulator.resume`
-continues from it, on a cluster or in one process. On a real cluster the folder
-must be on a file system every worker and the driver can reach.
-
-Without a Dask client the shards live in this process: the same code path, so a
-plain run can be checkpointed and resumed too.
+Checkpoints (the simulator's ``checkpoint_every`` and ``checkpoint_dir``): every
+shard writes ``shard-KKKKK-stage-SSSS.npz`` where it lives, then the driver
+writes ``driver.pkl``; on a real cluster the folder must be on a file system
+every worker and the driver can reach.
 
 Only this module needs Dask, and only when a client is used: ``pip install
 "tenure[cluster]"``.
@@ -48,31 +34,32 @@ Only this module needs Dask, and only when a client is used: ``pip install
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
-import json
 import os
-import pickle
 import re
-import threading
 import time
 import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import polars as pl
-from tenure.engine import kernels as K
 from tenure.engine._cache import configure_cache
-from tenure.engine.simulator import LEVERS, SimulationResult, Simulator
-from tenure.engine.state import Shard
+from tenure.engine.shards import (
+    Addition,
+    LocalShards,
+    ResidentShard,
+    RestoreSpec,
+    ShardLost,
+    ShardSetup,
+    ShardTables,
+    load_shard,
+    save_shard,
+)
+from tenure.engine.simulator import DriverState, SimulationResult, Simulator
+from tenure.engine.tables import combine_cohorts
 
 from tenure.errors import InputError
-from tenure.io import write_atomic
 from tenure.scenario import Scenario, load_scenario
 
 try:
@@ -80,163 +67,16 @@ try:
 except ImportError:  # Dask is the optional `cluster` extra; without it only in-process runs work
     WorkerPlugin = object  # type: ignore[assignment,misc]
 
+# names that callers and saved checkpoints (driver.pkl pickles a DriverState) find here
+__all__ = [
+    "DaskShards", "DistributedSimulator", "DriverState", "SimulationResult", "combine_cohorts", "connect",
+    "load_shard", "parse_cluster", "require_dask", "run_many", "save_shard", "warm_kernels", "warm_workers",
+]
+
 INSTALL_HINT = 'pip install "tenure[cluster]"'
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-DRIVER_FILE = "driver.pkl"
-CHECKPOINT_FORMAT = 1
 POLL_SECONDS = 0.5  # how often the driver looks for lost workers while it waits
 MAX_RECOVERIES_PER_CALL = 3  # a shard lost more often than this in one period is a real failure, not bad luck
-
-# one shard's slice of new ids: (first id, count, channel bounds, cohort, initial base?)
-Addition = tuple[int, int, np.ndarray, int, bool]
-# what every shard receives in one stage: its additions, then the period vector (None for the final additions)
-StageInputs = tuple[list[list[Addition]], np.ndarray | None]
-
-# Numba's default threading layer must not be entered by two threads at once; a worker started with several
-# threads would otherwise run two shards' parallel kernels concurrently.
-_KERNEL_LOCK = threading.Lock()
-
-
-class ShardLost(RuntimeError):
-    """A shard is not where the driver expected it (its worker died or restarted); the driver rebuilds it."""
-
-
-# -- shard state on disk --------------------------------------------------------------------------------------
-def save_shard(path: str | os.PathLike[str], shard: Shard, stage: int, panel_chunks: list[tuple]) -> Path:
-    """Write a shard, the number of stages it has run and its panel rows to ``path`` (``.npz``), atomically.
-
-    Every field of :class:`~tenure.engine.state.Shard` is saved (arrays trimmed to the used rows), so a
-    restored shard continues exactly as the original would have.
-    """
-    arrays: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "stage": stage}
-    for f in dataclasses.fields(shard):
-        value = shard.__dict__[f.name]
-        if f.name == "arrays":
-            arrays.update({f"arrays.{name}": a[: shard.n] for name, a in value.items()})
-        elif isinstance(value, np.ndarray):
-            arrays[f"field.{f.name}"] = value
-        else:
-            meta[f.name] = value
-    sizes = np.array([c[1].size for c in panel_chunks], dtype=np.int64)
-    arrays["panel.periods"] = np.array([int(c[0][0]) for c in panel_chunks], dtype=np.int64)
-    arrays["panel.sizes"] = sizes
-    arrays["panel.ids"] = np.concatenate([c[1] for c in panel_chunks]) if panel_chunks else np.zeros(0, np.int64)
-    arrays["panel.segments"] = (
-        np.concatenate([c[2] for c in panel_chunks]) if panel_chunks else np.zeros(0, np.uint8)
-    )
-    arrays["panel.values"] = (
-        np.concatenate([c[3] for c in panel_chunks]) if panel_chunks else np.zeros((0, 13), np.int64)
-    )
-    arrays["meta"] = np.array(json.dumps(meta))
-
-    def _write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    return write_atomic(path, _write)
-
-
-def load_shard(path: str | os.PathLike[str]) -> tuple[Shard, int, list[tuple]]:
-    """Read a shard written by :func:`save_shard`: ``(shard, stages run, panel chunks)``."""
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"{path}: not a tenure shard checkpoint of format {CHECKPOINT_FORMAT}")
-        scalars = {f.name: meta[f.name] for f in dataclasses.fields(Shard) if f.name in meta}
-        shard = Shard(**{k: v for k, v in scalars.items() if k not in ("capacity", "n")})
-        shard.arrays = {key.split(".", 1)[1]: z[key] for key in z.files if key.startswith("arrays.")}
-        for key in z.files:
-            if key.startswith("field."):
-                setattr(shard, key.split(".", 1)[1], z[key])
-        shard.n = shard.capacity = int(meta["n"])
-        ends = np.cumsum(z["panel.sizes"])
-        starts = ends - z["panel.sizes"]
-        ids, segs, vals = z["panel.ids"], z["panel.segments"], z["panel.values"]
-        chunks = [
-            (np.full(1, t), ids[a:b], segs[a:b], vals[a:b])
-            for t, a, b in zip(z["panel.periods"].tolist(), starts.tolist(), ends.tolist(), strict=True)
-        ]
-    return shard, int(meta["stage"]), chunks
-
-
-# -- one shard where it lives -----------------------------------------------------------------------------------
-@dataclass
-class ResidentShard:
-    """A shard on the worker (or in the process) that runs it, with what it needs to advance.
-
-    ``sim`` is a copy of the driver's :class:`Simulator` holding only this shard: it carries the kernels'
-    parameters and builds the shard's part of the end-of-run tables with the simulator's own code.
-    ``stage`` counts the stages run: stage ``t < periods`` adds the slices of new ids handed out for
-    period ``t`` and steps period ``t``; stage ``periods`` only adds the last period's acquisitions.
-    """
-
-    sim: Simulator
-    shard: Shard
-    incarnation: int
-    stage: int = 0
-    panel_chunks: list[tuple] = field(default_factory=list)
-    last: tuple[int, Any] | None = None
-
-    @classmethod
-    def open(
-        cls,
-        template: Simulator,
-        incarnation: int,
-        checkpoint: str | None,
-        replay: Sequence[tuple[list[Addition], np.ndarray | None]],
-    ) -> ResidentShard:
-        """Create a shard, empty or from ``checkpoint``, and replay the stages the driver has run since."""
-        sim = copy.copy(template)
-        for name, value in vars(sim).items():
-            if isinstance(value, np.ndarray) and not value.flags.writeable:
-                setattr(sim, name, value.copy())  # arrays received over the network may be read-only
-        if checkpoint is None:
-            shard, stage, chunks = Shard(track=sim.track, panel=sim.panel_fraction > 0), 0, []
-        else:
-            shard, stage, chunks = load_shard(checkpoint)
-        sim.shards = [shard]
-        resident = cls(sim, shard, incarnation, stage, chunks)
-        for additions, p in replay:
-            resident.advance(resident.stage, additions, p)
-        return resident
-
-    def advance(self, stage: int, additions: list[Addition], p: np.ndarray | None) -> tuple[Any, float]:
-        """Run one stage; return ``(aggregate vector or None, seconds)``. Repeating the last stage is a no-op."""
-        if self.last is not None and self.last[0] == stage:
-            return self.last[1]
-        if stage != self.stage:
-            raise ShardLost(f"shard is at stage {self.stage}, asked for stage {stage}")
-        sim, shard = self.sim, self.shard
-        t0 = time.perf_counter()
-        agg = None
-        with _KERNEL_LOCK:
-            for first, n, bounds, cohort, initial in additions:
-                bounds = np.require(bounds, requirements="W")  # read-only arrays would need another compilation
-                shard.add(first, n, bounds, cohort, initial, sim.age_cdf, sim.g, sim.s, sim.key)
-            if p is not None:
-                p = np.require(p, requirements="W")
-                agg = shard.step(stage, sim.g, sim.s, p, sim.ntab, sim.key)
-        if p is not None and shard.panel:
-            self.panel_chunks.append((np.full(1, stage), *shard.panel_rows()))
-        self.stage += 1
-        self.last = (stage, (agg, time.perf_counter() - t0))
-        return self.last[1]
-
-    def save(self, path: str) -> float:
-        """Checkpoint this shard to ``path``; return the seconds it took."""
-        t0 = time.perf_counter()
-        save_shard(path, self.shard, self.stage, self.panel_chunks)
-        return time.perf_counter() - t0
-
-    def tables(self) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None, int]:
-        """This shard's part of the cohort, customer and panel tables, and its state bytes."""
-        sim = self.sim
-        customers = sim.customer_table() if sim.track else None
-        panel = sim._panel_table(self.panel_chunks) if sim.panel_fraction > 0 else None
-        return sim.cohort_table(), customers, panel, self.shard.nbytes
 
 
 class _ShardStore(WorkerPlugin):
@@ -277,12 +117,12 @@ def _worker_store(name: str) -> _ShardStore:
 
 
 def _open_on_worker(
-    name: str, k: int, incarnation: int, template: Simulator, checkpoint: str | None, replay: list
+    name: str, k: int, incarnation: int, setup: ShardSetup, checkpoint: str | None, replay: list
 ) -> str:
     """Task: build shard ``k`` on this worker; return the worker's address."""
     from distributed import get_worker
 
-    _worker_store(name).shards[k] = ResidentShard.open(template, incarnation, checkpoint, replay)
+    _worker_store(name).shards[k] = ResidentShard.open(setup, incarnation, checkpoint, replay)
     return get_worker().address
 
 
@@ -294,44 +134,9 @@ def _call_on_worker(name: str, k: int, incarnation: int, method: str, args: tupl
     return getattr(resident, method)(*args)
 
 
-# -- where the shards live: this process, or Dask workers -------------------------------------------------------
-RestoreSpec = Callable[[int], tuple[str | None, list[tuple[list[Addition], np.ndarray | None]]]]
 
-
-class _Shards(Protocol):
-    recoveries: int
-
-    def call_all(self, method: str, args: Callable[[int], tuple]) -> list[Any]: ...
-
-    def worker_count(self) -> int: ...
-
-    def close(self) -> None: ...
-
-
-class _InProcessShards:
-    """Shards held by this process (no Dask): the same calls, so checkpoints work without a cluster."""
-
-    def __init__(self, n_shards: int, template: Simulator, restore: RestoreSpec) -> None:
-        self.n_shards, self.template, self.restore = n_shards, template, restore
-        self.shards: dict[int, ResidentShard] = {}
-        self.recoveries = 0
-
-    def worker_count(self) -> int:
-        return 1
-
-    def call_all(self, method: str, args: Callable[[int], tuple]) -> list[Any]:
-        out = []
-        for k in range(self.n_shards):
-            if k not in self.shards:
-                self.shards[k] = ResidentShard.open(self.template, 0, *self.restore(k))
-            out.append(getattr(self.shards[k], method)(*args(k)))
-        return out
-
-    def close(self) -> None:
-        self.shards.clear()
-
-
-class _DaskShards:
+# -- where the shards live: Dask workers ----------------------------------------------------------------------
+class DaskShards:
     """Shards held by Dask workers, with the driver-side recovery of lost ones.
 
     A shard with no live worker (first use, or its worker died) is opened on the live worker holding
@@ -340,13 +145,39 @@ class _DaskShards:
     same way. Each reopening gets a new incarnation number, so a stale copy is never used.
     """
 
-    def __init__(self, client: Any, n_shards: int, template: Simulator, restore: RestoreSpec) -> None:
-        self.client, self.n_shards, self.template, self.restore = client, n_shards, template, restore
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.recoveries = 0
+        self.name = ""
+
+    def attach(self, setup: ShardSetup, n_shards: int, restore: RestoreSpec) -> None:
+        self.n_shards, self.setup, self.restore = n_shards, setup, restore
         self.name = f"tenure-shards-{uuid.uuid4().hex[:12]}"
-        client.register_plugin(_ShardStore(), name=self.name)
+        self.client.register_plugin(_ShardStore(), name=self.name)
         self.placement: dict[int, str] = {}
         self.incarnation = [0] * n_shards
-        self.recoveries = 0
+        self.buffered: list[list[Addition]] = [[] for _ in range(n_shards)]
+
+    def add(self, additions: list[list[Addition]]) -> None:
+        # kept here and sent with the next step: one task per shard and period
+        for k, adds in enumerate(additions):
+            self.buffered[k].extend(adds)
+
+    def step(self, stage: int, p: np.ndarray | None) -> list[tuple[np.ndarray | None, float]]:
+        additions, self.buffered = self.buffered, [[] for _ in range(self.n_shards)]
+        return self.call_all("advance", lambda k: (stage, additions[k], p))
+
+    def save(self, paths: list[str]) -> None:
+        self.call_all("save", lambda k: (paths[k],))
+
+    def tables(self) -> list[ShardTables]:
+        return self.call_all("tables", lambda k: ())
+
+    def fork(self, restore: RestoreSpec) -> DaskShards:
+        raise NotImplementedError("fork a local Simulator and map the forks over the cluster with run_many()")
+
+    def describe(self) -> str:
+        return str(self.client.scheduler.address)
 
     def _live_workers(self) -> list[str]:
         return sorted(self.client.scheduler_info()["workers"])
@@ -373,7 +204,7 @@ class _DaskShards:
         self.incarnation[k] += 1
         checkpoint, replay = self.restore(k)
         opened = self.client.submit(
-            _open_on_worker, self.name, k, self.incarnation[k], self.template, checkpoint, replay,
+            _open_on_worker, self.name, k, self.incarnation[k], self.setup, checkpoint, replay,
             workers=[target], allow_other_workers=False, pure=False, key=f"tenure-open-{k}-{uuid.uuid4().hex[:8]}",
         )
         return self._submit(k, method, args, after=opened)
@@ -417,33 +248,11 @@ class _DaskShards:
             self.client.unregister_worker_plugin(self.name)
 
 
-# -- the driver -------------------------------------------------------------------------------------------------
-@dataclass
-class DriverState:
-    """Everything the driver accumulates during a run; saved in ``driver.pkl`` at each checkpoint.
-
-    ``stage``: periods completed (``periods + 1`` once the last acquisitions are added);
-    ``history[t]``: what every shard received in stage ``t`` (new-id slices and the period
-    vector), enough to replay any shard; ``pending``: the slices for the next stage.
-    """
-
-    active: int
-    stage: int = 0
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    cum_disc: float = 0.0
-    customer_periods: int = 0
-    elapsed: float = 0.0
-    history: list[StageInputs] = field(default_factory=list)
-    pending: list[list[Addition]] = field(default_factory=list)
-    checkpoint_stage: int | None = None
-    checkpoint_files: list[str] = field(default_factory=list)
-
-
 class DistributedSimulator(Simulator):
-    """A :class:`Simulator` whose shards live on Dask workers (or in this process), with checkpoints.
+    """A :class:`Simulator` whose shards live on the workers of a Dask ``client`` (or here, without one).
 
     Same results as ``Simulator(scenario, ...).run()``, bit for bit, for any client, number of
-    workers and number of shards.
+    workers and number of shards: only where the shards live differs.
 
     Parameters
     ----------
@@ -453,12 +262,8 @@ class DistributedSimulator(Simulator):
         A ``distributed.Client`` (see :func:`connect`), or ``None`` to hold the shards in this process.
     shards
         Logical shards (customer-id ranges); default one per worker. Results do not depend on it.
-    panel_fraction, track_customers, budgets
+    panel_fraction, track_customers, budgets, checkpoint_every, checkpoint_dir
         As for :class:`Simulator`.
-    checkpoint_every
-        Checkpoint every this many periods (``None``: no checkpoints).
-    checkpoint_dir
-        Folder for the checkpoints; on a real cluster, one that every worker can reach.
 
     Examples
     --------
@@ -480,230 +285,24 @@ class DistributedSimulator(Simulator):
         checkpoint_every: int | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        if checkpoint_every is not None and checkpoint_every < 1:
-            raise InputError(f"--checkpoint-every: must be at least 1, got {checkpoint_every}")
-        if checkpoint_every is not None and checkpoint_dir is None:
-            raise InputError("--checkpoint-every: needs a folder, --checkpoint-dir DIR")
         if shards is None:
             shards = max(len(client.scheduler_info()["workers"]), 1) if client is not None else 1
-        self._pending: list[list[Addition]] | None = None
-        super().__init__(scenario, shards, panel_fraction, track_customers, budgets)
-        self.shards = []
-        self._template = Simulator.__new__(Simulator)
-        vars(self._template).update({k: v for k, v in vars(self).items() if k != "_pending"})
-        self.client = client
-        self.checkpoint_every = checkpoint_every if checkpoint_dir is not None else None
-        if checkpoint_dir is not None and checkpoint_every is None:
-            self.checkpoint_every = 6
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.state = DriverState(active=self.customers0)
-        self._shards: _Shards | None = None
+        super().__init__(
+            scenario, shards, panel_fraction, track_customers, budgets, backend=backend_for(client),
+            checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir,
+        )
 
-    def fork(self, budgets: dict[str, float] | None = None) -> Simulator:
-        """Not supported: fork a :class:`Simulator` and map the forks with :func:`run_many` instead."""
-        raise NotImplementedError("fork a Simulator and map the forks over the cluster with run_many()")
-
-    def _add_customers(self, count: int, bounds: np.ndarray, cohort: int, initial: bool) -> None:
-        # record the slices; the shards add the customers where they live, at the start of the next stage
-        if self._pending is None:
-            self._pending = [[] for _ in range(self.n_shards)]
-        for k, (first, n) in enumerate(self._slices(self.next_id, count)):
-            if n > 0:
-                self._pending[k].append((first, n, bounds.copy(), cohort, initial))
-        self.next_id += count
-
-    # -- checkpoints --------------------------------------------------------------------------------------------
     @classmethod
-    def resume(
+    def resume(  # type: ignore[override]
         cls, directory: str | os.PathLike[str], client: Any = None, checkpoint_every: int | None = None
     ) -> DistributedSimulator:
-        """Rebuild an interrupted run from the checkpoint in ``directory``; :meth:`run` then finishes it.
-
-        The scenario, seed, sizes and shard count come from the checkpoint; the client may differ
-        (more, fewer or no workers). Later checkpoints go to the same folder.
-        """
-        directory = Path(directory)
-        path = directory / DRIVER_FILE
-        if not path.is_file():
-            raise InputError(f"--resume: {directory} holds no tenure checkpoint ({DRIVER_FILE} is missing)")
-        try:
-            saved = pickle.loads(path.read_bytes())
-        except Exception as exc:
-            raise InputError(f"--resume: {path} cannot be read: {exc}") from None
-        if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"--resume: {path} is not a tenure checkpoint of format {CHECKPOINT_FORMAT}")
-        opts = saved["options"]
-        sim = cls(
-            saved["scenario"], client, shards=opts["shards"], panel_fraction=opts["panel_fraction"],
-            track_customers=opts["track_customers"], budgets=opts["budgets"],
-        )
-        sim.checkpoint_dir = directory
-        sim.checkpoint_every = checkpoint_every or opts["checkpoint_every"]
-        sim.state = saved["state"]
-        sim.next_id = saved["next_id"]
-        sim._pending = sim.state.pending
-        return sim
-
-    def _restore_spec(self, k: int) -> tuple[str | None, list[tuple[list[Addition], np.ndarray | None]]]:
-        """Where shard ``k`` restarts from: its last checkpoint file (or nothing) and the stages to replay."""
-        st = self.state
-        start = st.checkpoint_stage or 0
-        checkpoint = None
-        if st.checkpoint_stage is not None:
-            assert self.checkpoint_dir is not None
-            checkpoint = str((self.checkpoint_dir / st.checkpoint_files[k]).resolve())
-        return checkpoint, [(adds[k], p) for adds, p in st.history[start : st.stage]]
-
-    def _write_checkpoint(self, shards: _Shards) -> float:
-        """Every shard writes its file, then the driver its state; the previous checkpoint is deleted last."""
-        assert self.checkpoint_dir is not None
-        t0 = time.perf_counter()
-        st = self.state
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        names = [f"shard-{k:05d}-stage-{st.stage:04d}.npz" for k in range(self.n_shards)]
-        directory = self.checkpoint_dir.resolve()
-        shards.call_all("save", lambda k: (str(directory / names[k]),))
-        old = [] if st.checkpoint_stage in (None, st.stage) else st.checkpoint_files
-        st.checkpoint_stage, st.checkpoint_files = st.stage, names
-        st.pending = self._pending or []
-        saved = {
-            "format": CHECKPOINT_FORMAT,
-            "scenario": self.sc,
-            "options": {
-                "shards": self.n_shards, "panel_fraction": self.panel_fraction, "track_customers": self.track,
-                "budgets": dict(self.budgets), "checkpoint_every": self.checkpoint_every,
-            },
-            "state": st,
-            "next_id": self.next_id,
-        }
-
-        def _write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                pickle.dump(saved, fh, protocol=pickle.HIGHEST_PROTOCOL)
-                fh.flush()
-                os.fsync(fh.fileno())
-
-        write_atomic(self.checkpoint_dir / DRIVER_FILE, _write)
-        for name in old:
-            (self.checkpoint_dir / name).unlink(missing_ok=True)
-        return time.perf_counter() - t0
-
-    # -- the run ------------------------------------------------------------------------------------------------
-    def _stage(self, shards: _Shards, p: np.ndarray | None) -> list[tuple[Any, float]]:
-        """Hand every shard its new ids (and ``p``), run the stage, and record it for replays."""
-        st = self.state
-        additions = self._pending or [[] for _ in range(self.n_shards)]
-        self._pending = [[] for _ in range(self.n_shards)]
-        st.history.append((additions, p))
-        stage = st.stage
-        out = shards.call_all("advance", lambda k: (stage, additions[k], p))
-        st.stage += 1
-        return out
-
-    def run(self, progress: Callable[[int, int], None] | None = None) -> SimulationResult:
-        """Simulate the remaining periods and return the tables; ``progress(done, total)`` after each period."""
-        if self.checkpoint_dir is not None and self.state.stage == 0 and self.state.checkpoint_stage is None:
-            if (self.checkpoint_dir / DRIVER_FILE).exists():
-                raise InputError(
-                    f"--checkpoint-dir: {self.checkpoint_dir} already holds a checkpoint; continue it with "
-                    "--resume or choose an empty folder"
-                )
-        if self.state.stage > self.periods:
-            raise RuntimeError("this run is finished; build a new simulator to run again")
-        if self.client is None:
-            shards: _Shards = _InProcessShards(self.n_shards, self._template, self._restore_spec)
-        else:
-            shards = _DaskShards(self.client, self.n_shards, self._template, self._restore_spec)
-        try:
-            return self._run(shards, progress)
-        finally:
-            shards.close()
-
-    def _run(self, shards: _Shards, progress: Callable[[int, int], None] | None) -> SimulationResult:
-        st, sc = self.state, self.sc
-        d = sc["market"]["monthly_discount_rate"]
-        repair_cents = round(sc["levers"]["repair_cost"] * 100)
-        budget_cents = {k: round(v * 100) for k, v in self.budgets.items()}
-        shard_seconds = np.zeros(self.n_shards)
-        shard_customer_periods = np.zeros(self.n_shards, dtype=np.int64)
-        checkpoint_seconds = 0.0
-        t0 = time.perf_counter()
-        for t in range(st.stage, self.periods):
-            p, eff = self.period_inputs(t, st.active)
-            results = self._stage(shards, p)
-            agg = np.zeros(K.N_A, dtype=np.int64)
-            for k, (shard_agg, seconds) in enumerate(results):
-                agg += shard_agg
-                shard_seconds[k] += seconds
-                shard_customer_periods[k] += int(shard_agg[K.A_ACTIVE])
-            n_active = int(agg[K.A_ACTIVE])
-            st.customer_periods += n_active
-            active_end = n_active - int(agg[K.A_CHURNED])
-            acq = self.acquire(t, active_end, int(agg[K.A_PROMOTERS]), int(agg[K.A_DETRACTORS]))
-            costs = {f"cost_{k}": (budget_cents[k] if n_active else 0) for k in LEVERS}
-            costs["cost_acquisition"] = budget_cents["acquisition"] if acq["prospects"] else 0
-            costs["cost_recovery"] = int(agg[K.A_REPAIRED]) * repair_cents
-            st.rows.append(self._period_row(t, agg, acq, costs, eff, d))
-            st.cum_disc += st.rows[-1]["profit"] / (1.0 + d) ** (t + 1)
-            st.rows[-1]["cumulative_discounted_profit"] = st.cum_disc
-            st.active = active_end + acq["acquired_paid"] + acq["acquired_organic"] + acq["acquired_referral"]
-            if self.checkpoint_every and (t + 1) % self.checkpoint_every == 0:
-                st.elapsed += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                checkpoint_seconds += self._write_checkpoint(shards)
-            if progress is not None:
-                progress(t + 1, self.periods)
-        self._stage(shards, None)  # the last period's acquisitions join the population
-        st.elapsed += time.perf_counter() - t0
-        parts = shards.call_all("tables", lambda k: ())
-        meta = {
-            "scenario": sc.name,
-            "seed": self.seed,
-            "customers": self.customers0,
-            "periods": self.periods,
-            "shards": self.n_shards,
-            "customers_ever": self.next_id,
-            "customer_periods": st.customer_periods,
-            "elapsed_seconds": st.elapsed,
-            "customer_periods_per_second": st.customer_periods / st.elapsed if st.elapsed > 0 else float("nan"),
-            "state_bytes": sum(part[3] for part in parts),
-            "cluster": _describe(self.client),
-            "workers": shards.worker_count(),
-            "recoveries": shards.recoveries,
-            "checkpoint_seconds": checkpoint_seconds,
-            "shard_step_seconds": shard_seconds.tolist(),
-            "shard_customer_periods": shard_customer_periods.tolist(),
-        }
-        return SimulationResult(
-            scenario=sc,
-            periods=pl.DataFrame(st.rows),
-            cohorts=combine_cohorts([part[0] for part in parts]),
-            customers=pl.concat([part[1] for part in parts]).sort("customer_id") if self.track else None,
-            panel=(
-                pl.concat([part[2] for part in parts]).sort(["customer_id", "period"])
-                if self.panel_fraction > 0 else None
-            ),
-            meta=meta,
-        )
+        """:meth:`Simulator.resume` with the shards on ``client``'s workers (or here, without one)."""
+        return super().resume(directory, backend_for(client), checkpoint_every)  # type: ignore[return-value]
 
 
-def combine_cohorts(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
-    """One cohort table from the shards' tables: survivors and cohort sizes are integer counts, so they add up."""
-    columns = parts[0].columns
-    combined = (
-        pl.concat(parts)
-        .group_by(["cohort", "age"])
-        .agg(pl.col("survivors").sum(), pl.col("cohort_size").sum())
-        .sort(["cohort", "age"])
-        .with_columns(survival=pl.col("survivors") / pl.col("cohort_size"))
-    )
-    return combined.select(columns)
-
-
-def _describe(client: Any) -> str:
-    if client is None:
-        return "in-process"
-    return str(client.scheduler.address)
+def backend_for(client: Any) -> Any:
+    """The backend for a Dask ``client``: :class:`DaskShards`, or local shards when ``client`` is None."""
+    return LocalShards() if client is None else DaskShards(client)
 
 
 # -- connecting to a cluster ------------------------------------------------------------------------------------

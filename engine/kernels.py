@@ -1,7 +1,8 @@
 """Numba kernels: one period of every customer, and the birth of new customers.
 
-The kernels are pure functions over structure-of-arrays state (one array per
-attribute, narrow dtypes) plus three parameter vectors built by the simulator:
+The kernels are pure functions over structure-of-arrays state, a :class:`State`
+of arrays (one per attribute, narrow dtypes), plus three parameter vectors built
+by the simulator:
 
 - ``g``: global coefficients (dynamics, churn, cross-sell, survey), index ``G_*``;
 - ``s``: one row per segment, index ``S_*``;
@@ -13,11 +14,17 @@ aggregates are summed per fixed block of customers into an int64 array
 (latent averages as 2**24 fixed point, money in cents), so totals are exact and
 identical for any number of threads, shards or workers. docs/model.md gives the
 equations in prose.
+
+Each kernel is one block function (``BLOCK`` customers) called by two drivers
+of three lines: one over Numba's thread pool (``prange``), one on this thread
+(for small calls, where waking the pool costs more than the work). Both run the
+same blocks, so their results are the same bit for bit.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange, types
@@ -35,6 +42,8 @@ from tenure.engine.rng import (
     draw4,
     to_unit,
 )
+
+from tenure.panel_format import ANSWER_COLUMNS, ENGINE_PANEL_COLUMNS, ENGINE_PANEL_INDEX, TRIM_COLUMNS
 
 BLOCK = 4096  # customers per reduction block: fixed, so totals never depend on threads
 FX = 16777216.0  # 2**24: fixed-point scale of latent sums
@@ -79,7 +88,13 @@ G_RESTORE = 40
 G_REF_TRUST_BONUS = 41
 G_REF_ENTH_BONUS = 42
 G_PANEL_FRACTION = 43
-N_G = 44
+G_NPS_LATENT_PROMOTER = 44  # latent recommendation from which a customer counts as a promoter
+G_NPS_LATENT_DETRACTOR = 45  # latent recommendation below which a customer counts as a detractor
+G_PROMOTER_MIN = 46  # lowest 0-10 answer of a promoter (tenure.metrics)
+G_DETRACTOR_MAX = 47  # highest 0-10 answer of a detractor
+G_TYPOLOGY_SATISFIED = 48  # lowest overall item of a satisfied respondent (tenure.metrics)
+G_TYPOLOGY_LOYAL = 49  # lowest recommend + repurchase of a loyal respondent
+N_G = 50
 
 # -- per-segment parameters ----------------------------------------------------------
 S_EXPECT = 0
@@ -97,7 +112,10 @@ S_INIT_SAT = 11
 S_INIT_PRODUCTS = 12
 S_MIX_CUM0 = 13  # four cumulative stage shares of the initial base
 S_SHARE_CUM = 17  # cumulative segment share
-N_S = 18
+S_INIT_TRUST_SD = 18  # spreads of the starting latent values
+S_INIT_ENTH_SD = 19
+S_INIT_SAT_SD = 20
+N_S = 21
 
 # -- this period's inputs ------------------------------------------------------------
 P_QUALITY = 0  # product + service quality, lever and shock effects included
@@ -144,6 +162,81 @@ CH_PAID = 1
 CH_ORGANIC = 2
 CH_REFERRAL = 3
 
+# -- the panel matrix (columns named in tenure.panel_format) and the survey answers -----
+N_PANEL = len(ENGINE_PANEL_COLUMNS)
+PC_ACTIVE = ENGINE_PANEL_INDEX["active"]
+PC_CHURNED = ENGINE_PANEL_INDEX["churned"]
+PC_PRODUCTS = ENGINE_PANEL_INDEX["products"]
+PC_CROSS_SOLD = ENGINE_PANEL_INDEX["cross_sold"]
+PC_REVENUE_CENTS = ENGINE_PANEL_INDEX["revenue_cents"]
+PC_ANSWER0 = ENGINE_PANEL_INDEX[ANSWER_COLUMNS[0]]  # the answers fill the rest, in the order of ``ans`` rows
+N_ANS = len(ANSWER_COLUMNS)
+R_TRUST = ANSWER_COLUMNS.index("trust")  # rows of a block's answer matrix ``ans``
+R_ENTH = ANSWER_COLUMNS.index("enthusiasm")
+R_SAT = ANSWER_COLUMNS.index("satisfaction")
+R_NPS = ANSWER_COLUMNS.index("nps")
+R_TRIM0 = ANSWER_COLUMNS.index(TRIM_COLUMNS[0])  # four TRI*M items, in order
+
+
+class State(NamedTuple):
+    """One shard's customers, one array per attribute (``engine/state.py`` allocates them).
+
+    The tracking arrays (``revenue``, ``purchases``, ``last_purchase``) and ``panel_slot``
+    are empty when the shard does not track customers or draw a panel.
+    """
+
+    ids: np.ndarray
+    alive: np.ndarray
+    segment: np.ndarray
+    stage: np.ndarray
+    streak: np.ndarray
+    tenure: np.ndarray
+    products: np.ndarray
+    satisfaction: np.ndarray
+    trust: np.ndarray
+    enthusiasm: np.ndarray
+    value: np.ndarray
+    base_logit: np.ndarray
+    channel: np.ndarray
+    cohort: np.ndarray
+    in_panel: np.ndarray
+    revenue: np.ndarray
+    purchases: np.ndarray
+    last_purchase: np.ndarray
+    panel_slot: np.ndarray
+
+
+class StepInputs(NamedTuple):
+    """What one period's :func:`step` reads besides the state: parameters, noise table, keys.
+
+    ``panel_out`` receives the panel rows (columns :data:`tenure.panel_format.ENGINE_PANEL_COLUMNS`).
+    """
+
+    panel_out: np.ndarray
+    g: np.ndarray
+    s: np.ndarray
+    p: np.ndarray
+    ntab: np.ndarray
+    period: np.uint32
+    k0: np.uint32
+    k1: np.uint32
+
+
+class BirthInputs(NamedTuple):
+    """What one :func:`birth` call reads: where and whom to create, and the parameters."""
+
+    start: int
+    count: int
+    first_id: np.int64
+    channel_bounds: np.ndarray
+    cohort_value: int
+    initial_base: bool
+    age_cdf: np.ndarray
+    g: np.ndarray
+    s: np.ndarray
+    k0: np.uint32
+    k1: np.uint32
+
 
 @njit(inline="always", cache=True)
 def _clip(x, lo, hi):  # pragma: no cover - compiled
@@ -157,66 +250,22 @@ def _item(latent01, z, noise):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def step(  # pragma: no cover - compiled
-    ids, alive, segment, stage, streak, tenure, products,
-    satisfaction, trust, enthusiasm, value, base_logit,
-    track, revenue, purchases, last_purchase,
-    panel_slot, panel_out,
-    g, s, p, ntab, period, k0, k1, out,
-):
-    """Advance every live customer of one shard by one period; write block aggregates to ``out``.
+def step(st, inp, out):  # pragma: no cover - compiled
+    """Advance every live customer of one shard by one period; block ``b``'s aggregates go to ``out[b]``.
 
-    Blocks of ``BLOCK`` customers run in parallel, each through
-    :func:`_step_block`: random words first, then experience, incidents and
-    repairs, latent updates, stages, churn and cross-selling for everyone (dead
-    customers masked out, stores branch-free), then a pass that visits only the
-    few customers who answer a survey this month, belong to the panel sample or
-    are tracked, and writes their answers. ``panel_out[slot, :]``
-    receives, for panel customers alive at the start of the period: active flag,
-    churned, products at start, cross-sold, revenue (cents), trust, enthusiasm,
-    satisfaction and NPS answers (-1 when not surveyed) and the four TRI*M-style
-    items.
+    Blocks of ``BLOCK`` customers run in parallel, each through :func:`_step_block` (a separate,
+    serial function: inside a prange body Numba passes variables through the parfor closure, which
+    stops LLVM from optimising the loops; measured, the same code ran 2.3 times faster outside it).
     """
-    n = ids.shape[0]
-    nblocks = (n + BLOCK - 1) // BLOCK
-    for b in prange(nblocks):
-        # The block's work is a separate, serial function: inside a prange body Numba passes
-        # variables through the parfor closure, which stops LLVM from optimising the loops
-        # (measured: the same code ran 2.3 times faster outside the parfor).
-        _step_block(
-            b * BLOCK, min(b * BLOCK + BLOCK, n),
-            ids, alive, segment, stage, streak, tenure, products,
-            satisfaction, trust, enthusiasm, value, base_logit,
-            track, revenue, purchases, last_purchase,
-            panel_slot, panel_out,
-            g, s, p, ntab, period, k0, k1, out[b],
-        )
+    for b in prange(out.shape[0]):
+        _step_block(b, st, inp, out[b])
 
 
 @njit(cache=True)
-def step_serial(  # pragma: no cover - compiled
-    ids, alive, segment, stage, streak, tenure, products,
-    satisfaction, trust, enthusiasm, value, base_logit,
-    track, revenue, purchases, last_purchase,
-    panel_slot, panel_out,
-    g, s, p, ntab, period, k0, k1, out,
-):
-    """:func:`step` on one thread: the same blocks in order, so the same results bit for bit.
-
-    For small shards, where waking the thread pool costs more than the work (and far more
-    on a busy machine: measured 4x slower end to end for a 20k-customer run at load 3).
-    """
-    n = ids.shape[0]
-    nblocks = (n + BLOCK - 1) // BLOCK
-    for b in range(nblocks):
-        _step_block(
-            b * BLOCK, min(b * BLOCK + BLOCK, n),
-            ids, alive, segment, stage, streak, tenure, products,
-            satisfaction, trust, enthusiasm, value, base_logit,
-            track, revenue, purchases, last_purchase,
-            panel_slot, panel_out,
-            g, s, p, ntab, period, k0, k1, out[b],
-        )
+def step_serial(st, inp, out):  # pragma: no cover - compiled
+    """:func:`step` on one thread: the same blocks in order, so the same results bit for bit."""
+    for b in range(out.shape[0]):
+        _step_block(b, st, inp, out[b])
 
 
 @intrinsic
@@ -287,41 +336,44 @@ def _seg_column(seg, vals, out):  # pragma: no cover - compiled
 # semantics need is a branch, and a branch in a loop stops LLVM from vectorising it (measured: the
 # hazard loop ran 8.6 times slower with it).
 @njit(cache=True, error_model="numpy")
-def _step_block(  # pragma: no cover - compiled
-    lo, hi, ids, alive, segment, stage, streak, tenure, products,
-    satisfaction, trust, enthusiasm, value, base_logit,
-    track, revenue, purchases, last_purchase,
-    panel_slot, panel_out,
-    g, s, p, ntab, period, k0, k1, acc_out,
-):
-    """One block of :func:`step`: customers ``lo:hi``; the block's aggregates go to ``acc_out``.
+def _step_block(b, state, inp, acc_out):  # pragma: no cover - compiled
+    """Block ``b`` of :func:`step`: customers ``b * BLOCK`` to the next block; its aggregates go to ``acc_out``.
+
+    Random words first, then experience, incidents and repairs, latent updates, stages, churn and
+    cross-selling for everyone (dead customers masked out, stores branch-free), then a pass that
+    visits only the few customers who answer a survey this month, belong to the panel sample or are
+    tracked, and writes their answers. ``inp.panel_out[slot, :]`` receives the panel row of each
+    panel customer alive at the start of the period.
 
     The block is a sequence of short loops over per-block scratch rows, each with one output and
     few inputs: LLVM vectorises such loops (it gives up on long bodies, on table gathers and on
     stores it cannot prove free of aliasing). Values are computed for every row, live or not;
     dead customers' stores keep their old values and their counts are masked out.
     """
+    panel_out, g, s, p, ntab, period, k0, k1 = inp
+    lo = b * BLOCK
+    hi = min(lo + BLOCK, state.ids.shape[0])
     m = hi - lo
     for c in range(N_A):
         acc_out[c] = 0
     # this block's state, as views indexed from 0
-    cid = ids[lo:hi]
-    al = alive[lo:hi]
+    cid = state.ids[lo:hi]
+    al = state.alive[lo:hi]
     n_live = 0
     for j in range(m):
         n_live += np.int64(al[j])
     if n_live == 0:
         return
-    sg = segment[lo:hi]
-    stg = stage[lo:hi]
-    stk = streak[lo:hi]
-    ten = tenure[lo:hi]
-    prd = products[lo:hi]
-    sat_s = satisfaction[lo:hi]
-    tr_s = trust[lo:hi]
-    en_s = enthusiasm[lo:hi]
-    val_s = value[lo:hi]
-    bl = base_logit[lo:hi]
+    sg = state.segment[lo:hi]
+    stg = state.stage[lo:hi]
+    stk = state.streak[lo:hi]
+    ten = state.tenure[lo:hi]
+    prd = state.products[lo:hi]
+    sat_s = state.satisfaction[lo:hi]
+    tr_s = state.trust[lo:hi]
+    en_s = state.enthusiasm[lo:hi]
+    val_s = state.value[lo:hi]
+    bl = state.base_logit[lo:hi]
 
     up_periods = np.int64(g[G_UP_PERIODS])
     catalogue = np.int64(g[G_CATALOGUE])
@@ -366,6 +418,8 @@ def _step_block(  # pragma: no cover - compiled
     nps_sat = g[G_NPS_SAT]
     nps_trust = g[G_NPS_TRUST]
     nps_enth = g[G_NPS_ENTH]
+    nps_promoter = g[G_NPS_LATENT_PROMOTER]
+    nps_detractor = g[G_NPS_LATENT_DETRACTOR]
 
     # scratch rows, one allocation per dtype
     F = np.empty((13, m))
@@ -541,8 +595,8 @@ def _step_block(  # pragma: no cover - compiled
     for j in range(m):
         live = np.int64(ev[j]) & 1
         nps_latent = min(max(nps_int + nps_sat * sat[j] + nps_trust * tr[j] + nps_enth * en[j], 0.0), 10.0)
-        n_prom += live * np.int64(nps_latent >= 8.5)
-        n_detr += live * np.int64(nps_latent < 6.5)
+        n_prom += live * np.int64(nps_latent >= nps_promoter)
+        n_detr += live * np.int64(nps_latent < nps_detractor)
     n_churned = 0
     n_xs = 0
     haz_sum = 0
@@ -592,10 +646,10 @@ def _step_block(  # pragma: no cover - compiled
     acc[A_HAZARD_FX] = haz_sum
 
     # per-customer tracking: margin, purchase count and month of the last purchase
-    if track:
-        rv = revenue[lo:hi]
-        pu = purchases[lo:hi]
-        lp = last_purchase[lo:hi]
+    if state.revenue.shape[0] > 0:
+        rv = state.revenue[lo:hi]
+        pu = state.purchases[lo:hi]
+        lp = state.last_purchase[lo:hi]
         for j in range(m):
             rv[j] += (np.int64(flags[j]) & 1) * (np.int64(prd[j]) - np.int64(xs_b[j])) * np.int64(c_margin[j])
         for j in range(m):
@@ -610,7 +664,7 @@ def _step_block(  # pragma: no cover - compiled
     for j in range(m):
         rsp[n_rsp] = j  # branch-free compaction: the slot is overwritten unless j is a respondent
         n_rsp += (np.int64(flags[j]) >> 1) & 1
-    ans = np.empty((8, n_rsp), dtype=np.int64)  # NPS, TRI*M overall/recommend/repurchase/advantage, T, E, S
+    ans = np.empty((N_ANS, n_rsp), dtype=np.int64)  # rows R_*: the panel's answer columns, in order
     if n_rsp > 0:
         rid = np.empty(n_rsp, dtype=np.int64)
         for k in range(n_rsp):
@@ -629,31 +683,37 @@ def _step_block(  # pragma: no cover - compiled
             valv = np.float64(val_s[j])
             nps_latent = min(max(nps_int + nps_sat * satv + nps_trust * trv + nps_enth * env, 0.0), 10.0)
             sat01 = min(max(0.5 + 0.5 * satv, 0.0), 1.0)
-            ans[0, k] = np.int64(min(max(math.floor(nps_latent + nps_noise * ntab[RW[0, k] >> 20] + 0.5), 0.0), 10.0))
-            ans[1, k] = _item(sat01, ntab[RW[1, k] >> 20], noise)
-            ans[2, k] = _item(nps_latent / 10.0, ntab[RW[2, k] >> 20], noise)
-            ans[3, k] = _item((trv + sat01) * 0.5, ntab[RW[3, k] >> 20], noise)
-            ans[4, k] = _item(min(max(0.5 + valv, 0.0), 1.0), ntab[RW[4, k] >> 20], noise)
-            ans[5, k] = _item(trv, ntab[RW[5, k] >> 20], noise)
-            ans[6, k] = _item(env, ntab[RW[6, k] >> 20], noise)
-            ans[7, k] = _item(sat01, ntab[RW[7, k] >> 20], noise)
+            ans[R_NPS, k] = np.int64(
+                min(max(math.floor(nps_latent + nps_noise * ntab[RW[0, k] >> 20] + 0.5), 0.0), 10.0)
+            )
+            ans[R_TRIM0, k] = _item(sat01, ntab[RW[1, k] >> 20], noise)
+            ans[R_TRIM0 + 1, k] = _item(nps_latent / 10.0, ntab[RW[2, k] >> 20], noise)
+            ans[R_TRIM0 + 2, k] = _item((trv + sat01) * 0.5, ntab[RW[3, k] >> 20], noise)
+            ans[R_TRIM0 + 3, k] = _item(min(max(0.5 + valv, 0.0), 1.0), ntab[RW[4, k] >> 20], noise)
+            ans[R_TRUST, k] = _item(trv, ntab[RW[5, k] >> 20], noise)
+            ans[R_ENTH, k] = _item(env, ntab[RW[6, k] >> 20], noise)
+            ans[R_SAT, k] = _item(sat01, ntab[RW[7, k] >> 20], noise)
+    promoter_min = g[G_PROMOTER_MIN]
+    detractor_max = g[G_DETRACTOR_MAX]
+    satisfied_min = g[G_TYPOLOGY_SATISFIED]
+    loyal_min = g[G_TYPOLOGY_LOYAL]
     for k in range(n_rsp):
-        nps_ans = ans[0, k]
-        t_overall = ans[1, k]
-        t_recommend = ans[2, k]
-        t_repurchase = ans[3, k]
-        acc[A_SURVEY_PROMOTERS] += nps_ans >= 9
-        acc[A_SURVEY_DETRACTORS] += nps_ans <= 6
+        nps_ans = ans[R_NPS, k]
+        t_overall = ans[R_TRIM0, k]
+        t_recommend = ans[R_TRIM0 + 1, k]
+        t_repurchase = ans[R_TRIM0 + 2, k]
+        acc[A_SURVEY_PROMOTERS] += nps_ans >= promoter_min
+        acc[A_SURVEY_DETRACTORS] += nps_ans <= detractor_max
         acc[A_NPS_SUM] += nps_ans
         acc[A_TRIM0] += t_overall
         acc[A_TRIM0 + 1] += t_recommend
         acc[A_TRIM0 + 2] += t_repurchase
-        acc[A_TRIM0 + 3] += ans[4, k]
-        acc[A_TRUST_ITEM] += ans[5, k]
-        acc[A_ENTH_ITEM] += ans[6, k]
-        acc[A_SAT_ITEM] += ans[7, k]
-        satisfied = t_overall >= 4
-        loyal = t_recommend + t_repurchase >= 8
+        acc[A_TRIM0 + 3] += ans[R_TRIM0 + 3, k]
+        acc[A_TRUST_ITEM] += ans[R_TRUST, k]
+        acc[A_ENTH_ITEM] += ans[R_ENTH, k]
+        acc[A_SAT_ITEM] += ans[R_SAT, k]
+        satisfied = t_overall >= satisfied_min
+        loyal = t_recommend + t_repurchase >= loyal_min
         acc[A_APOSTLES] += satisfied and loyal
         acc[A_MERCENARIES] += satisfied and not loyal
         acc[A_HOSTAGES] += loyal and not satisfied
@@ -661,30 +721,23 @@ def _step_block(  # pragma: no cover - compiled
     acc[A_SURVEYED] = n_rsp
 
     # panel rows of the sampled customers alive at the start of the month
-    if panel_slot.shape[0] > 0:
-        ps = panel_slot[lo:hi]
+    if state.panel_slot.shape[0] > 0:
+        ps = state.panel_slot[lo:hi]
         k = 0  # respondents seen so far: the index of j's answers in ``ans`` when j answered
         for j in range(m):
             f = np.int64(flags[j])
             slot = ps[j]
             if slot >= 0 and f != 0:
-                if f & 2:
-                    panel_out[slot, 5] = ans[5, k]
-                    panel_out[slot, 6] = ans[6, k]
-                    panel_out[slot, 7] = ans[7, k]
-                    for c in range(4):
-                        panel_out[slot, 8 + c] = ans[c, k]
-                    panel_out[slot, 12] = ans[4, k]
-                else:
-                    for c in range(5, 13):
-                        panel_out[slot, c] = -1
+                answered = (f >> 1) & 1
+                for c in range(N_ANS):
+                    panel_out[slot, PC_ANSWER0 + c] = ans[c, k] if answered else -1
                 xs = np.int64(xs_b[j])
                 prod = np.int64(prd[j]) - xs
-                panel_out[slot, 0] = 1
-                panel_out[slot, 1] = (f >> 2) & 1
-                panel_out[slot, 2] = prod
-                panel_out[slot, 3] = xs
-                panel_out[slot, 4] = prod * np.int64(c_margin[j])
+                panel_out[slot, PC_ACTIVE] = 1
+                panel_out[slot, PC_CHURNED] = (f >> 2) & 1
+                panel_out[slot, PC_PRODUCTS] = prod
+                panel_out[slot, PC_CROSS_SOLD] = xs
+                panel_out[slot, PC_REVENUE_CENTS] = prod * np.int64(c_margin[j])
             k += (f >> 1) & 1
     for c in range(N_A):
         acc_out[c] = acc[c]
@@ -725,16 +778,40 @@ def _gamma(shape, cid, stream, k0, k1):  # pragma: no cover - compiled
     return dd * boost
 
 
+@njit(parallel=True, cache=True)
+def birth(st, inp):  # pragma: no cover - compiled
+    """Create ``inp.count`` customers at rows ``inp.start`` on, with ids ``inp.first_id`` on, block by block.
+
+    ``channel_bounds`` holds the first id of the paid, organic and referral
+    ranges and the end of the range, so a customer's channel follows from its
+    id. With ``initial_base``, ages follow ``age_cdf[segment]`` (the stationary
+    age distribution) and the base churn propensity is drawn from
+    Beta(alpha, beta + age): the sBG posterior of a customer who survived to that
+    age. Every draw is keyed by the customer id, so births do not depend on the
+    shard that holds the customer.
+    """
+    for c in prange((inp.count + BLOCK - 1) // BLOCK):
+        _birth_block(c, st, inp)
+
+
 @njit(cache=True)
-def _birth_range(  # pragma: no cover - compiled
-    lo, hi, ids, alive, segment, stage, streak, tenure, products,
-    satisfaction, trust, enthusiasm, value, base_logit, channel, cohort,
-    in_panel, start, first_id, channel_bounds, cohort_value, initial_base,
-    age_cdf, g, s, k0, k1,
-):
-    """Customers ``lo:hi`` of one :func:`birth` call (serial: see :func:`step` on prange bodies)."""
+def birth_serial(st, inp):  # pragma: no cover - compiled
+    """:func:`birth` on one thread, for small calls (the same customers, bit for bit)."""
+    for c in range((inp.count + BLOCK - 1) // BLOCK):
+        _birth_block(c, st, inp)
+
+
+@njit(cache=True)
+def _birth_block(c, state, inp):  # pragma: no cover - compiled
+    """Block ``c`` of one :func:`birth` call: its customers ``c * BLOCK`` to the next block."""
+    start, count, first_id, channel_bounds, cohort_value, initial_base, age_cdf, g, s, k0, k1 = inp
+    ids, alive, segment, stage = state.ids, state.alive, state.segment, state.stage
+    tenure, cohort = state.tenure, state.cohort
+    streak, products, channel, in_panel = state.streak, state.products, state.channel, state.in_panel
+    trust, enthusiasm, satisfaction = state.trust, state.enthusiasm, state.satisfaction
+    value, base_logit = state.value, state.base_logit
     nseg = s.shape[0]
-    for j in range(lo, hi):
+    for j in range(c * BLOCK, min(c * BLOCK + BLOCK, count)):
         i = start + j
         cid = first_id + j
         ids[i] = cid
@@ -761,10 +838,10 @@ def _birth_range(  # pragma: no cover - compiled
             age = int(np.searchsorted(age_cdf[sg], ua, side="right"))
             age = min(age, age_cdf.shape[1] - 1)
             us = to_unit(c0)
-            st = 0
-            while st < 3 and us >= s[sg, S_MIX_CUM0 + st]:
-                st += 1
-            stage[i] = st
+            first_stage = 0
+            while first_stage < 3 and us >= s[sg, S_MIX_CUM0 + first_stage]:
+                first_stage += 1
+            stage[i] = first_stage
         else:
             stage[i] = 0
         tenure[i] = age
@@ -773,9 +850,11 @@ def _birth_range(  # pragma: no cover - compiled
         products[i] = np.uint8(s[sg, S_INIT_PRODUCTS])
         bonus_t = g[G_REF_TRUST_BONUS] if ch == CH_REFERRAL else 0.0
         bonus_e = g[G_REF_ENTH_BONUS] if ch == CH_REFERRAL else 0.0
-        trust[i] = _clip(s[sg, S_INIT_TRUST] + bonus_t + 0.10 * _std_normal(cid, 1, k0, k1), 0.0, 1.0)
-        enthusiasm[i] = _clip(s[sg, S_INIT_ENTH] + bonus_e + 0.10 * _std_normal(cid, 2, k0, k1), 0.0, 1.0)
-        satisfaction[i] = s[sg, S_INIT_SAT] + 0.30 * _std_normal(cid, 3, k0, k1)
+        z_trust = _std_normal(cid, 1, k0, k1)
+        z_enth = _std_normal(cid, 2, k0, k1)
+        trust[i] = _clip(s[sg, S_INIT_TRUST] + bonus_t + s[sg, S_INIT_TRUST_SD] * z_trust, 0.0, 1.0)
+        enthusiasm[i] = _clip(s[sg, S_INIT_ENTH] + bonus_e + s[sg, S_INIT_ENTH_SD] * z_enth, 0.0, 1.0)
+        satisfaction[i] = s[sg, S_INIT_SAT] + s[sg, S_INIT_SAT_SD] * _std_normal(cid, 3, k0, k1)
         value[i] = 0.0
         alpha = s[sg, S_ALPHA]
         beta = s[sg, S_BETA]
@@ -788,48 +867,3 @@ def _birth_range(  # pragma: no cover - compiled
         prob = _clip(prob, 1e-9, 1.0 - 1e-9)
         base_logit[i] = math.log(prob / (1.0 - prob))
         in_panel[i] = to_unit(draw4(cid, 0, PURPOSE_PANEL, k0, k1)[0]) < g[G_PANEL_FRACTION]
-
-
-@njit(parallel=True, cache=True)
-def birth(  # pragma: no cover - compiled
-    ids, alive, segment, stage, streak, tenure, products,
-    satisfaction, trust, enthusiasm, value, base_logit, channel, cohort,
-    in_panel, start, count, first_id, channel_bounds, cohort_value, initial_base,
-    age_cdf, g, s, k0, k1,
-):
-    """Create ``count`` customers at rows ``start:start+count`` with ids ``first_id, first_id+1, ...``.
-
-    ``channel_bounds`` holds the first id of the paid, organic and referral
-    ranges and the end of the range, so a customer's channel follows from its
-    id. With ``initial_base``, ages follow ``age_cdf[segment]`` (the stationary
-    age distribution) and the base churn propensity is drawn from
-    Beta(alpha, beta + age): the sBG posterior of a customer who survived to that
-    age. Every draw is keyed by the customer id, so births do not depend on the
-    shard that holds the customer.
-    """
-    nchunks = (count + BLOCK - 1) // BLOCK
-    for c in prange(nchunks):
-        _birth_range(
-            c * BLOCK, min(c * BLOCK + BLOCK, count),
-            ids, alive, segment, stage, streak, tenure, products,
-            satisfaction, trust, enthusiasm, value, base_logit, channel, cohort,
-            in_panel, start, first_id, channel_bounds, cohort_value, initial_base,
-            age_cdf, g, s, k0, k1,
-        )
-
-
-@njit(cache=True)
-def birth_serial(  # pragma: no cover - compiled
-    ids, alive, segment, stage, streak, tenure, products,
-    satisfaction, trust, enthusiasm, value, base_logit, channel, cohort,
-    in_panel, start, count, first_id, channel_bounds, cohort_value, initial_base,
-    age_cdf, g, s, k0, k1,
-):
-    """:func:`birth` on one thread, for small calls (the same customers, bit for bit)."""
-    _birth_range(
-        0, count,
-        ids, alive, segment, stage, streak, tenure, products,
-        satisfaction, trust, enthusiasm, value, base_logit, channel, cohort,
-        in_panel, start, first_id, channel_bounds, cohort_value, initial_base,
-        age_cdf, g, s, k0, k1,
-    )

@@ -11,37 +11,58 @@ Python orchestrates, Numba computes. Each period the simulator
    to the shards in contiguous slices.
 
 Only integer aggregates cross shard boundaries, so a run is bit-identical for
-any number of shards and threads.
+any number of shards and threads, and wherever the shards live: the loop is
+written once, here, and a backend (:mod:`tenure.engine.shards`: this process;
+:mod:`tenure.engine.cluster`: Dask workers) holds the shards. The loop records
+what each stage handed to the shards, so a lost shard can be rebuilt by replay,
+and checkpoints its state every ``checkpoint_every`` periods (shard files, then
+``driver.pkl``, the previous checkpoint deleted only after the new one is whole)
+for :meth:`Simulator.resume`.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.special import betaln
 from tenure.engine import kernels as K
 from tenure.engine.rng import normal_table, seed_key
-from tenure.engine.state import Shard
+from tenure.engine.shards import (
+    CHECKPOINT_FORMAT,
+    Addition,
+    LocalShards,
+    ShardBackend,
+    ShardSetup,
+    StageInputs,
+)
+from tenure.engine.tables import CHANNELS, STAGES, combine_cohorts
 
-from tenure.metrics import nps_wald_interval, trim_index
+from tenure.curves import response_rate, saturating, sbg_survival
+from tenure.errors import InputError
+from tenure.io import write_atomic
+from tenure.metrics import (
+    DETRACTOR_MAX,
+    PROMOTER_MIN,
+    TYPOLOGY_LOYAL_MIN,
+    TYPOLOGY_SATISFIED_MIN,
+    nps_wald_interval,
+    trim_index,
+)
 from tenure.scenario import Scenario
 
-CHANNELS = ("initial", "paid", "organic", "referral")
-STAGES = ("new", "satisfied", "devoted", "partner")
+__all__ = ["CHANNELS", "LEVERS", "STAGES", "DriverState", "LeverEffects", "SimulationResult", "Simulator"]
+DRIVER_FILE = "driver.pkl"
 LEVERS = ("service", "loyalty", "engagement", "alarm", "employee")
 _DRIVER_PURPOSE_ACQUISITION = 1
-
-
-def _saturating(spend_per_customer: float, k: float) -> float:
-    """Share of a lever's maximum effect reached: 1 − exp(−k · spend), diminishing returns."""
-    return 1.0 - math.exp(-k * max(spend_per_customer, 0.0))
 
 
 def global_vector(sc: Scenario, panel_fraction: float) -> np.ndarray:
@@ -87,6 +108,12 @@ def global_vector(sc: Scenario, panel_fraction: float) -> np.ndarray:
     g[K.G_REF_TRUST_BONUS] = sc["acquisition"]["referral_trust_bonus"]
     g[K.G_REF_ENTH_BONUS] = sc["acquisition"]["referral_enthusiasm_bonus"]
     g[K.G_PANEL_FRACTION] = panel_fraction
+    g[K.G_NPS_LATENT_PROMOTER] = sv["nps_latent_promoter"]
+    g[K.G_NPS_LATENT_DETRACTOR] = sv["nps_latent_detractor"]
+    g[K.G_PROMOTER_MIN] = PROMOTER_MIN
+    g[K.G_DETRACTOR_MAX] = DETRACTOR_MAX
+    g[K.G_TYPOLOGY_SATISFIED] = TYPOLOGY_SATISFIED_MIN
+    g[K.G_TYPOLOGY_LOYAL] = TYPOLOGY_LOYAL_MIN
     return g
 
 
@@ -109,6 +136,9 @@ def segment_matrix(sc: Scenario) -> np.ndarray:
         s[i, K.S_INIT_TRUST] = seg["initial_trust"]
         s[i, K.S_INIT_ENTH] = seg["initial_enthusiasm"]
         s[i, K.S_INIT_SAT] = seg["initial_satisfaction"]
+        s[i, K.S_INIT_TRUST_SD] = seg["initial_trust_sd"]
+        s[i, K.S_INIT_ENTH_SD] = seg["initial_enthusiasm_sd"]
+        s[i, K.S_INIT_SAT_SD] = seg["initial_satisfaction_sd"]
         s[i, K.S_INIT_PRODUCTS] = seg["initial_products"]
         mix = np.cumsum(seg["initial_stage_mix"])
         mix[-1] = 1.0
@@ -131,7 +161,7 @@ def age_cdfs(sc: Scenario) -> np.ndarray:
     for seg in sc["segments"]:
         a, b = seg["churn_alpha"], seg["churn_beta"]
         if seg["churn_heterogeneity"] == "beta":
-            surv = np.exp(betaln(a, b + ages) - betaln(a, b))
+            surv = sbg_survival(a, b, ages)
         else:
             surv = (1.0 - a / (a + b)) ** ages
         cdf = np.cumsum(surv) / surv.sum()
@@ -159,25 +189,25 @@ def lever_effects(sc: Scenario, active: int, budgets: dict[str, float] | None = 
     n = max(active, 1)
     spc = {k: ret[k] / n for k in LEVERS}
     emp = lev["employee_engagement_base"] + (lev["employee_engagement_max"] - lev["employee_engagement_base"]) * (
-        _saturating(spc["employee"], lev["employee_k"])
+        saturating(spc["employee"], lev["employee_k"])
     )
-    quality = lev["service_quality_max"] * _saturating(spc["service"], lev["service_k"]) + lev["employee_quality"] * emp
+    quality = lev["service_quality_max"] * saturating(spc["service"], lev["service_k"]) + lev["employee_quality"] * emp
     contact = (
-        lev["loyalty_enthusiasm_max"] * _saturating(spc["loyalty"], lev["loyalty_k"])
-        + lev["engagement_enthusiasm_max"] * _saturating(spc["engagement"], lev["engagement_k"])
+        lev["loyalty_enthusiasm_max"] * saturating(spc["loyalty"], lev["loyalty_k"])
+        + lev["engagement_enthusiasm_max"] * saturating(spc["engagement"], lev["engagement_k"])
         + lev["employee_enthusiasm"] * emp
     )
-    coverage = lev["alarm_coverage_base"] + (lev["alarm_coverage_max"] - lev["alarm_coverage_base"]) * _saturating(
+    coverage = lev["alarm_coverage_base"] + (lev["alarm_coverage_max"] - lev["alarm_coverage_base"]) * saturating(
         spc["alarm"], lev["alarm_k"]
     )
-    barrier = lev["loyalty_barrier_max"] * _saturating(spc["loyalty"], lev["loyalty_k"])
+    barrier = lev["loyalty_barrier_max"] * saturating(spc["loyalty"], lev["loyalty_k"])
     return LeverEffects(spc, quality, contact, coverage, barrier, emp)
 
 
 def paid_acquisition_rate(sc: Scenario, spend_per_prospect: float) -> float:
     """Blattberg–Deighton (1996) response: a(A) = c · (1 − exp(−k A)) per prospect per period."""
     acq = sc["acquisition"]
-    return acq["ceiling"] * _saturating(spend_per_prospect, acq["k"])
+    return float(response_rate(spend_per_prospect, acq["ceiling"], acq["k"]))
 
 
 @dataclass
@@ -198,8 +228,29 @@ class SimulationResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class DriverState:
+    """Everything the period loop accumulates; saved in ``driver.pkl`` at each checkpoint.
+
+    ``stage``: stages completed (``periods + 1`` once the last acquisitions are added);
+    ``history[t]``: what every shard received in stage ``t`` (new-id slices and the period
+    vector), enough to replay any shard; ``pending``: the slices drawn for the next stage.
+    """
+
+    active: int
+    stage: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    cum_disc: float = 0.0
+    customer_periods: int = 0
+    elapsed: float = 0.0
+    history: list[StageInputs] = field(default_factory=list)
+    pending: list[list[Addition]] = field(default_factory=list)
+    checkpoint_stage: int | None = None
+    checkpoint_files: list[str] = field(default_factory=list)
+
+
 class Simulator:
-    """Run a scenario: a customer population month by month.
+    """Run a scenario: a customer population month by month, its shards wherever ``backend`` keeps them.
 
     Parameters
     ----------
@@ -217,6 +268,22 @@ class Simulator:
         Optional overrides of the acquisition and retention budgets (currency per
         period): keys ``acquisition`` and the retention levers. ``tenure compare``
         uses this to sweep allocations without copying scenarios.
+    backend
+        Where the shards live: :class:`~tenure.engine.shards.LocalShards` (the default: this
+        process) or :class:`~tenure.engine.cluster.DaskShards` (Dask workers). Results do not
+        depend on it.
+    checkpoint_every
+        Checkpoint every this many periods (default 6 when ``checkpoint_dir`` is given).
+    checkpoint_dir
+        Folder for the checkpoints; on a cluster, one that every worker can reach.
+        :meth:`resume` continues an interrupted run from it.
+
+    Examples
+    --------
+    >>> from tenure.scenario import load_scenario
+    >>> result = Simulator(load_scenario("default", {"run": {"customers": 2_000, "periods": 3}})).run()
+    >>> result.periods.height
+    3
     """
 
     def __init__(
@@ -226,11 +293,34 @@ class Simulator:
         panel_fraction: float = 0.0,
         track_customers: bool | None = None,
         budgets: dict[str, float] | None = None,
+        *,
+        backend: ShardBackend | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._configure(scenario, shards, panel_fraction, track_customers, budgets, checkpoint_every, checkpoint_dir)
+        self._attach(backend)
+        self._record_customers(self.customers0, np.zeros(4, dtype=np.int64), cohort=0, initial=True)
+        self._hand_out()
+
+    def _configure(
+        self,
+        scenario: Scenario,
+        shards: int,
+        panel_fraction: float,
+        track_customers: bool | None,
+        budgets: dict[str, float] | None,
+        checkpoint_every: int | None,
+        checkpoint_dir: str | os.PathLike[str] | None,
     ) -> None:
         if not 0.0 <= panel_fraction <= 1.0:
             raise ValueError(f"panel_fraction must be in [0, 1], got {panel_fraction}")
         if shards < 1:
             raise ValueError(f"shards must be at least 1, got {shards}")
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise InputError(f"--checkpoint-every: must be at least 1, got {checkpoint_every}")
+        if checkpoint_every is not None and checkpoint_dir is None:
+            raise InputError("--checkpoint-every: needs a folder, --checkpoint-dir DIR")
         self.sc = scenario
         run = scenario["run"]
         self.customers0 = int(run["customers"])
@@ -244,15 +334,26 @@ class Simulator:
         self.age_cdf = age_cdfs(scenario)
         self.ntab = normal_table()
         self.budgets = {"acquisition": scenario["acquisition"]["budget"], **scenario["retention"]}
+        self._override_budgets(budgets)
+        self.n_shards = shards
+        self.next_id = 0
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.checkpoint_every = (checkpoint_every or 6) if checkpoint_dir is not None else None
+        self.state = DriverState(active=self.customers0, pending=self._no_additions())
+        self._handed: list[list[Addition]] = self._no_additions()
+
+    def _override_budgets(self, budgets: dict[str, float] | None) -> None:
         if budgets:
             unknown = set(budgets) - set(self.budgets)
             if unknown:
                 raise ValueError(f"unknown budget keys: {sorted(unknown)}")
             self.budgets.update({k: float(v) for k, v in budgets.items()})
-        self.n_shards = shards
-        self.shards = [Shard(track=self.track, panel=self.panel_fraction > 0) for _ in range(shards)]
-        self.next_id = 0
-        self._add_customers(self.customers0, np.zeros(4, dtype=np.int64), cohort=0, initial=True)
+
+    def _attach(self, backend: ShardBackend | None) -> None:
+        self.backend: ShardBackend = LocalShards() if backend is None else backend
+        setup = ShardSetup(self.g, self.s, self.age_cdf, self.ntab, self.key, self.track, self.panel_fraction > 0,
+                           self.periods, tuple(seg["name"] for seg in self.sc["segments"]))
+        self.backend.attach(setup, self.n_shards, self._restore_spec)
 
     def fork(self, budgets: dict[str, float] | None = None) -> Simulator:
         """A copy of this not-yet-run simulator with other budgets: same seed, same initial base.
@@ -261,29 +362,45 @@ class Simulator:
         builds it once per seed and forks it per allocation. Because every draw is
         keyed by customer id, forks share their random numbers (common random
         numbers), so differences between forks are the budgets' effect, not noise.
+        Shards on Dask workers are not forked: map forks of a local simulator over
+        the cluster with :func:`tenure.engine.cluster.run_many` instead.
         """
-        if self.next_id != self.customers0:
+        if self.state.stage != 0:
             raise RuntimeError("fork() must be called before run()")
         new = copy.copy(self)
-        new.shards = [copy.deepcopy(sh) for sh in self.shards]
+        new.state = copy.deepcopy(self.state)
+        new._handed = [list(adds) for adds in self._handed]
+        new.backend = self.backend.fork(new._restore_spec)
         new.budgets = dict(self.budgets)
-        if budgets:
-            unknown = set(budgets) - set(self.budgets)
-            if unknown:
-                raise ValueError(f"unknown budget keys: {sorted(unknown)}")
-            new.budgets.update({k: float(v) for k, v in budgets.items()})
+        new._override_budgets(budgets)
         return new
 
     # -- population -------------------------------------------------------------------
+    def _no_additions(self) -> list[list[Addition]]:
+        return [[] for _ in range(self.n_shards)]
+
     def _slices(self, first: int, count: int) -> list[tuple[int, int]]:
         """Contiguous id slices of ``[first, first + count)``, one per shard."""
         cuts = [first + (count * k) // self.n_shards for k in range(self.n_shards + 1)]
         return [(cuts[k], cuts[k + 1] - cuts[k]) for k in range(self.n_shards)]
 
-    def _add_customers(self, count: int, bounds: np.ndarray, cohort: int, initial: bool) -> None:
-        for shard, (first, n) in zip(self.shards, self._slices(self.next_id, count), strict=True):
-            shard.add(first, n, bounds, cohort, initial, self.age_cdf, self.g, self.s, self.key)
+    def _record_customers(self, count: int, bounds: np.ndarray, cohort: int, initial: bool) -> None:
+        """Give the next ``count`` ids to the shards in contiguous slices; they join at the next stage."""
+        pending = self.state.pending or self._no_additions()
+        for k, (first, n) in enumerate(self._slices(self.next_id, count)):
+            if n > 0:
+                pending[k].append((first, n, bounds.copy(), cohort, initial))
+        self.state.pending = pending
         self.next_id += count
+
+    def _hand_out(self) -> None:
+        """Hand the recorded slices to the backend (a local one creates the customers now)."""
+        pending = self.state.pending or self._no_additions()
+        if any(pending):
+            self.backend.add(pending)
+            for k, adds in enumerate(pending):
+                self._handed[k].extend(adds)
+        self.state.pending = self._no_additions()
 
     # -- one period -------------------------------------------------------------------
     def period_inputs(self, period: int, active: int) -> tuple[np.ndarray, LeverEffects]:
@@ -330,7 +447,7 @@ class Simulator:
         n_ref = int(rng.binomial(rest - n_org, p_ref * not_deterred))
         first = self.next_id
         bounds = np.array([first, first + n_paid, first + n_paid + n_org, first + n_paid + n_org + n_ref])
-        self._add_customers(n_paid + n_org + n_ref, bounds, cohort=period + 1, initial=False)
+        self._record_customers(n_paid + n_org + n_ref, bounds, cohort=period + 1, initial=False)
         return {
             "prospects": prospects,
             "acquired_paid": n_paid,
@@ -340,42 +457,142 @@ class Simulator:
             "spend_per_prospect": spend_pp,
         }
 
+    # -- checkpoints -------------------------------------------------------------------
+    @classmethod
+    def resume(
+        cls, directory: str | os.PathLike[str], backend: ShardBackend | None = None,
+        checkpoint_every: int | None = None,
+    ) -> Simulator:
+        """Rebuild an interrupted run from the checkpoint in ``directory``; :meth:`run` then finishes it.
+
+        The scenario, seed, sizes and shard count come from the checkpoint; the backend may differ
+        (more, fewer or no workers). Later checkpoints go to the same folder.
+        """
+        directory = Path(directory)
+        path = directory / DRIVER_FILE
+        if not path.is_file():
+            raise InputError(f"--resume: {directory} holds no tenure checkpoint ({DRIVER_FILE} is missing)")
+        try:
+            saved = pickle.loads(path.read_bytes())
+        except Exception as exc:
+            raise InputError(f"--resume: {path} cannot be read: {exc}") from None
+        if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"--resume: {path} is not a tenure checkpoint of format {CHECKPOINT_FORMAT}")
+        opts = saved["options"]
+        sim = cls.__new__(cls)
+        sim._configure(saved["scenario"], opts["shards"], opts["panel_fraction"], opts["track_customers"],
+                       opts["budgets"], checkpoint_every or opts["checkpoint_every"], directory)
+        sim.state = saved["state"]
+        sim.next_id = saved["next_id"]
+        sim._attach(backend)
+        return sim
+
+    def _restore_spec(self, k: int) -> tuple[str | None, list[tuple[list[Addition], np.ndarray | None]]]:
+        """Where shard ``k`` restarts from: its last checkpoint file (or nothing) and the stages to replay."""
+        st = self.state
+        start = st.checkpoint_stage or 0
+        checkpoint = None
+        if st.checkpoint_stage is not None:
+            assert self.checkpoint_dir is not None
+            checkpoint = str((self.checkpoint_dir / st.checkpoint_files[k]).resolve())
+        return checkpoint, [(adds[k], p) for adds, p in st.history[start : st.stage]]
+
+    def _write_checkpoint(self) -> float:
+        """Every shard writes its file, then the driver its state; the previous checkpoint is deleted last."""
+        assert self.checkpoint_dir is not None
+        t0 = time.perf_counter()
+        st = self.state
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        names = [f"shard-{k:05d}-stage-{st.stage:04d}.npz" for k in range(self.n_shards)]
+        directory = self.checkpoint_dir.resolve()
+        self.backend.save([str(directory / name) for name in names])
+        old = [] if st.checkpoint_stage in (None, st.stage) else st.checkpoint_files
+        st.checkpoint_stage, st.checkpoint_files = st.stage, names
+        saved = {
+            "format": CHECKPOINT_FORMAT,
+            "scenario": self.sc,
+            "options": {
+                "shards": self.n_shards, "panel_fraction": self.panel_fraction, "track_customers": self.track,
+                "budgets": dict(self.budgets), "checkpoint_every": self.checkpoint_every,
+            },
+            "state": st,
+            "next_id": self.next_id,
+        }
+
+        def _write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                pickle.dump(saved, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+        write_atomic(self.checkpoint_dir / DRIVER_FILE, _write)
+        for name in old:
+            (self.checkpoint_dir / name).unlink(missing_ok=True)
+        return time.perf_counter() - t0
+
     # -- the run ----------------------------------------------------------------------
+    def _stage(self, p: np.ndarray | None) -> list[tuple[np.ndarray | None, float]]:
+        """Hand out the new ids, run the stage on every shard, and record it for replays."""
+        st = self.state
+        self._hand_out()
+        st.history.append((self._handed, p))
+        self._handed = self._no_additions()
+        out = self.backend.step(st.stage, p)
+        st.stage += 1
+        return out
+
     def run(self, progress: Callable[[int, int], None] | None = None) -> SimulationResult:
-        """Simulate every period and return the tables; ``progress(done, total)`` is called per period."""
-        rows: list[dict[str, Any]] = []
-        panel_chunks: list[tuple[np.ndarray, ...]] = []
-        sc = self.sc
+        """Simulate the remaining periods and return the tables; ``progress(done, total)`` after each period."""
+        st = self.state
+        if self.checkpoint_dir is not None and st.stage == 0 and st.checkpoint_stage is None:
+            if (self.checkpoint_dir / DRIVER_FILE).exists():
+                raise InputError(
+                    f"--checkpoint-dir: {self.checkpoint_dir} already holds a checkpoint; continue it with "
+                    "--resume or choose an empty folder"
+                )
+        if st.stage > self.periods:
+            raise RuntimeError("this run is finished; build a new simulator to run again")
+        try:
+            return self._run(progress)
+        finally:
+            self.backend.close()
+
+    def _run(self, progress: Callable[[int, int], None] | None) -> SimulationResult:
+        st, sc = self.state, self.sc
         d = sc["market"]["monthly_discount_rate"]
         repair_cents = round(sc["levers"]["repair_cost"] * 100)
         budget_cents = {k: round(v * 100) for k, v in self.budgets.items()}
-        active = self.customers0
-        cum_disc = 0.0
-        customer_periods = 0
+        shard_seconds = np.zeros(self.n_shards)
+        shard_customer_periods = np.zeros(self.n_shards, dtype=np.int64)
+        checkpoint_seconds = 0.0
         t0 = time.perf_counter()
-        for t in range(self.periods):
-            p, eff = self.period_inputs(t, active)
+        for t in range(st.stage, self.periods):
+            p, eff = self.period_inputs(t, st.active)
             agg = np.zeros(K.N_A, dtype=np.int64)
-            for shard in self.shards:
-                agg += shard.step(t, self.g, self.s, p, self.ntab, self.key)
-                if shard.panel:
-                    panel_chunks.append((np.full(1, t), *shard.panel_rows()))
+            for k, (shard_agg, seconds) in enumerate(self._stage(p)):
+                agg += shard_agg
+                shard_seconds[k] += seconds
+                shard_customer_periods[k] += int(shard_agg[K.A_ACTIVE])
             n_active = int(agg[K.A_ACTIVE])
-            customer_periods += n_active
+            st.customer_periods += n_active
             active_end = n_active - int(agg[K.A_CHURNED])
             acq = self.acquire(t, active_end, int(agg[K.A_PROMOTERS]), int(agg[K.A_DETRACTORS]))
             costs = {f"cost_{k}": (budget_cents[k] if n_active else 0) for k in LEVERS}
             costs["cost_acquisition"] = budget_cents["acquisition"] if acq["prospects"] else 0
             costs["cost_recovery"] = int(agg[K.A_REPAIRED]) * repair_cents
-            rows.append(self._period_row(t, agg, acq, costs, eff, d))
-            profit = rows[-1]["profit"]
-            cum_disc += profit / (1.0 + d) ** (t + 1)
-            rows[-1]["cumulative_discounted_profit"] = cum_disc
-            active = active_end + acq["acquired_paid"] + acq["acquired_organic"] + acq["acquired_referral"]
+            st.rows.append(self._period_row(t, agg, acq, costs, eff, d))
+            st.cum_disc += st.rows[-1]["profit"] / (1.0 + d) ** (t + 1)
+            st.rows[-1]["cumulative_discounted_profit"] = st.cum_disc
+            st.active = active_end + acq["acquired_paid"] + acq["acquired_organic"] + acq["acquired_referral"]
+            if self.checkpoint_every and (t + 1) % self.checkpoint_every == 0:
+                st.elapsed += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                checkpoint_seconds += self._write_checkpoint()
             if progress is not None:
                 progress(t + 1, self.periods)
-        elapsed = time.perf_counter() - t0
-        periods = pl.DataFrame(rows)
+        self._stage(None)  # the last period's acquisitions join the population
+        st.elapsed += time.perf_counter() - t0
+        parts = self.backend.tables()
         meta = {
             "scenario": sc.name,
             "seed": self.seed,
@@ -383,17 +600,26 @@ class Simulator:
             "periods": self.periods,
             "shards": self.n_shards,
             "customers_ever": self.next_id,
-            "customer_periods": customer_periods,
-            "elapsed_seconds": elapsed,
-            "customer_periods_per_second": customer_periods / elapsed if elapsed > 0 else float("nan"),
-            "state_bytes": sum(s.nbytes for s in self.shards),
+            "customer_periods": st.customer_periods,
+            "elapsed_seconds": st.elapsed,
+            "customer_periods_per_second": st.customer_periods / st.elapsed if st.elapsed > 0 else float("nan"),
+            "state_bytes": sum(part[3] for part in parts),
+            "cluster": self.backend.describe(),
+            "workers": self.backend.worker_count(),
+            "recoveries": self.backend.recoveries,
+            "checkpoint_seconds": checkpoint_seconds,
+            "shard_step_seconds": shard_seconds.tolist(),
+            "shard_customer_periods": shard_customer_periods.tolist(),
         }
         return SimulationResult(
             scenario=sc,
-            periods=periods,
-            cohorts=self.cohort_table(),
-            customers=self.customer_table() if self.track else None,
-            panel=self._panel_table(panel_chunks) if self.panel_fraction > 0 else None,
+            periods=pl.DataFrame(st.rows),
+            cohorts=combine_cohorts([part[0] for part in parts]),
+            customers=pl.concat([part[1] for part in parts]).sort("customer_id") if self.track else None,
+            panel=(
+                pl.concat([part[2] for part in parts]).sort(["customer_id", "period"])
+                if self.panel_fraction > 0 else None
+            ),
             meta=meta,
         )
 
@@ -463,102 +689,3 @@ class Simulator:
         row["profit"] = profit_cents / 100.0
         row["discounted_profit"] = profit_cents / 100.0 / (1.0 + discount_rate) ** (t + 1)
         return row
-
-    # -- end-of-run tables ------------------------------------------------------------
-    def _gather(self, name: str) -> np.ndarray:
-        return np.concatenate([s.view(name) for s in self.shards])
-
-    def cohort_table(self) -> pl.DataFrame:
-        """Survival by cohort and age: customers of cohort c still active after a periods.
-
-        Cohort c holds customers whose first period was c (the initial base's
-        customers of age 0 are cohort 0). Row (c, a) counts those who survived a
-        periods; ages run to the end of the run. Customers acquired in the last
-        period form cohort ``periods`` with age 0 only.
-        """
-        cohort = self._gather("cohort").astype(np.int64)
-        tenure = self._gather("tenure").astype(np.int64)
-        alive = self._gather("alive").astype(bool)
-        start_age = np.where(cohort < 0, -cohort, 0)
-        keep = cohort >= 0
-        cohort, lived, alive = cohort[keep], (tenure - start_age)[keep], alive[keep]
-        out_c, out_a, out_n, out_size = [], [], [], []
-        for c in range(self.periods + 1):
-            sel = cohort == c
-            size = int(sel.sum())
-            if size == 0:
-                continue
-            max_age = self.periods - c
-            # a churned customer with `lived` periods survived ages 0..lived-1; an active one 0..max_age
-            life = np.where(alive[sel], max_age, lived[sel] - 1)
-            counts = np.bincount(np.clip(life, 0, max_age), minlength=max_age + 1)
-            surv = size - np.concatenate([[0], np.cumsum(counts)[:-1]])
-            out_c += [c] * (max_age + 1)
-            out_a += list(range(max_age + 1))
-            out_n += surv.tolist()
-            out_size += [size] * (max_age + 1)
-        return pl.DataFrame(
-            {"cohort": out_c, "age": out_a, "survivors": out_n, "cohort_size": out_size},
-            schema={"cohort": pl.Int32, "age": pl.Int32, "survivors": pl.Int64, "cohort_size": pl.Int64},
-        ).with_columns(survival=pl.col("survivors") / pl.col("cohort_size"))
-
-    def customer_table(self) -> pl.DataFrame:
-        """One row per customer ever acquired (requires tracking)."""
-        seg_names = [s["name"] for s in self.sc["segments"]]
-        last = self._gather("last_purchase").astype(np.int32)
-        purchases = self._gather("purchases").astype(np.int32)
-        df = pl.DataFrame(
-            {
-                "customer_id": self._gather("ids"),
-                "cohort": self._gather("cohort").astype(np.int32),
-                "channel": pl.Series(self._gather("channel").astype(np.uint32)).replace_strict(
-                    list(range(4)), list(CHANNELS), return_dtype=pl.String
-                ),
-                "segment": pl.Series(self._gather("segment").astype(np.uint32)).replace_strict(
-                    list(range(len(seg_names))), seg_names, return_dtype=pl.String
-                ),
-                "tenure": self._gather("tenure").astype(np.int32),
-                "churned": self._gather("alive") == 0,
-                "stage": pl.Series(self._gather("stage").astype(np.uint32)).replace_strict(
-                    list(range(4)), list(STAGES), return_dtype=pl.String
-                ),
-                "products": self._gather("products").astype(np.int16),
-                "revenue": self._gather("revenue") / 100.0,
-                "trust": self._gather("trust"),
-                "enthusiasm": self._gather("enthusiasm"),
-                "satisfaction": self._gather("satisfaction"),
-                "purchases": purchases,
-                "last_purchase_period": np.where(purchases > 0, last, -1),
-            }
-        )
-        return df.sort("customer_id")
-
-    def _panel_table(self, chunks: list[tuple[np.ndarray, ...]]) -> pl.DataFrame:
-        seg_names = [s["name"] for s in self.sc["segments"]]
-        if not chunks:
-            chunks = [(np.zeros(1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8),
-                       np.zeros((0, 13), np.int64))]
-        period = np.concatenate([np.full(c[1].size, c[0][0], dtype=np.int32) for c in chunks])
-        ids = np.concatenate([c[1] for c in chunks])
-        seg = np.concatenate([c[2] for c in chunks])
-        v = np.concatenate([c[3] for c in chunks], axis=0)
-
-        scores = {"trust": 5, "enthusiasm": 6, "satisfaction": 7, "nps": 8, "trim_overall": 9,
-                  "trim_recommend": 10, "trim_repurchase": 11, "trim_advantage": 12}
-        df = pl.DataFrame(
-            {
-                "customer_id": ids,
-                "period": period,
-                "churned": v[:, 1].astype(bool),
-                **{name: v[:, col].astype(np.int8) for name, col in scores.items()},
-                "products": v[:, 2].astype(np.int16),
-                "cross_sold": v[:, 3].astype(np.int16),
-                "segment": pl.Series(seg.astype(np.uint32)).replace_strict(
-                    list(range(len(seg_names))), seg_names, return_dtype=pl.String
-                ),
-                "revenue": v[:, 4] / 100.0,
-            }
-        ).with_columns(pl.when(pl.col(c) >= 0).then(pl.col(c)).alias(c) for c in scores)
-        order = ["customer_id", "period", "churned", "trust", "enthusiasm", "satisfaction", "products",
-                 "cross_sold", "segment", "revenue", "nps", *list(scores)[4:]]
-        return df.select(order).sort(["customer_id", "period"])

@@ -34,7 +34,7 @@ CORE_FIELDS: dict[str, type] = {
     "in_panel": np.uint8,
 }
 TRACK_FIELDS: dict[str, type] = {"revenue": np.int64, "purchases": np.int16, "last_purchase": np.int16}
-PANEL_COLUMNS = 13  # see kernels.step: flags, counts, money, 4 construct answers, 4 TRI*M items
+PANEL_FIELDS: dict[str, type] = {"panel_slot": np.int32}
 # Below these sizes a kernel call runs on one thread: waking Numba's thread pool costs more than the
 # work, and much more on a busy machine (a 20k-customer, 36-month run took 0.17 s with the pool
 # against 0.04 s on one thread at load 3). Both variants compute the same blocks, so results are
@@ -42,8 +42,7 @@ PANEL_COLUMNS = 13  # see kernels.step: flags, counts, money, 4 construct answer
 SERIAL_STEP_BELOW = 65_536  # customers in the shard (~1 ms of work per month)
 SERIAL_BIRTHS_BELOW = 16_384  # customers born in one call
 _EMPTY_I64 = np.zeros(0, dtype=np.int64)
-_EMPTY_I16 = np.zeros(0, dtype=np.int16)
-_EMPTY_I32 = np.zeros(0, dtype=np.int32)
+_EMPTY = {name: np.zeros(0, dtype=dt) for name, dt in {**TRACK_FIELDS, **PANEL_FIELDS}.items()}
 
 
 @dataclass
@@ -57,14 +56,14 @@ class Shard:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     panel_ids: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
     panel_segment: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
-    panel_out: np.ndarray = field(default_factory=lambda: np.zeros((0, PANEL_COLUMNS), dtype=np.int64))
+    panel_out: np.ndarray = field(default_factory=lambda: np.zeros((0, K.N_PANEL), dtype=np.int64))
 
     def __post_init__(self) -> None:
         fields = dict(CORE_FIELDS)
         if self.track:
             fields.update(TRACK_FIELDS)
         if self.panel:
-            fields["panel_slot"] = np.int32
+            fields.update(PANEL_FIELDS)
         self.arrays = {name: np.zeros(self.capacity, dtype=dt) for name, dt in fields.items()}
         if self.panel:
             self.arrays["panel_slot"][:] = -1
@@ -79,6 +78,10 @@ class Shard:
     def nbytes(self) -> int:
         """Bytes held by the state arrays (capacity, not just used rows)."""
         return sum(a.nbytes for a in self.arrays.values()) + self.panel_out.nbytes
+
+    def state(self, rows: int) -> K.State:
+        """The kernels' view of the first ``rows`` rows (empty arrays for what this shard does not keep)."""
+        return K.State(**{name: self.arrays.get(name, _EMPTY.get(name))[:rows] for name in K.State._fields})
 
     def reserve(self, needed: int) -> None:
         """Make room for ``needed`` customers in total, growing each array by at least 25 %."""
@@ -113,12 +116,11 @@ class Shard:
         self.reserve(self.n + count)
         a = self.arrays
         kernel = K.birth_serial if count < SERIAL_BIRTHS_BELOW else K.birth
-        kernel(
-            a["ids"], a["alive"], a["segment"], a["stage"], a["streak"], a["tenure"], a["products"],
-            a["satisfaction"], a["trust"], a["enthusiasm"], a["value"], a["base_logit"], a["channel"], a["cohort"],
-            a["in_panel"], self.n, count, np.int64(first_id), channel_bounds, cohort, initial_base,
-            age_cdf, g, s, np.uint32(key[0]), np.uint32(key[1]),
+        inputs = K.BirthInputs(
+            self.n, count, np.int64(first_id), channel_bounds, cohort, initial_base, age_cdf, g, s,
+            np.uint32(key[0]), np.uint32(key[1]),
         )
+        kernel(self.state(self.capacity), inputs)
         if self.panel:
             rows = np.flatnonzero(a["in_panel"][self.n : self.n + count]) + self.n
             first_slot = self.panel_ids.size
@@ -126,7 +128,7 @@ class Shard:
             self.panel_ids = np.concatenate([self.panel_ids, a["ids"][rows]])
             self.panel_segment = np.concatenate([self.panel_segment, a["segment"][rows]])
             self.panel_out = np.concatenate(
-                [self.panel_out, np.zeros((rows.size, PANEL_COLUMNS), dtype=np.int64)], axis=0
+                [self.panel_out, np.zeros((rows.size, K.N_PANEL), dtype=np.int64)], axis=0
             )
         self.n += count
 
@@ -136,23 +138,16 @@ class Shard:
         """Advance every customer one period; return the aggregate vector (int64, length ``N_A``)."""
         nblocks = max((self.n + K.BLOCK - 1) // K.BLOCK, 1)
         out = np.zeros((nblocks, K.N_A), dtype=np.int64)
-        a = {k: v[: self.n] for k, v in self.arrays.items()}
         if self.panel:
-            self.panel_out[:, 0] = 0
+            self.panel_out[:, K.PC_ACTIVE] = 0
         kernel = K.step_serial if self.n < SERIAL_STEP_BELOW else K.step
-        kernel(
-            a["ids"], a["alive"], a["segment"], a["stage"], a["streak"], a["tenure"], a["products"],
-            a["satisfaction"], a["trust"], a["enthusiasm"], a["value"], a["base_logit"],
-            self.track, a.get("revenue", _EMPTY_I64), a.get("purchases", _EMPTY_I16),
-            a.get("last_purchase", _EMPTY_I16),
-            a.get("panel_slot", _EMPTY_I32), self.panel_out,
-            g, s, p, ntab, np.uint32(period), np.uint32(key[0]), np.uint32(key[1]), out,
-        )
+        inputs = K.StepInputs(self.panel_out, g, s, p, ntab, np.uint32(period), np.uint32(key[0]), np.uint32(key[1]))
+        kernel(self.state(self.n), inputs, out)
         return out.sum(axis=0)
 
     def panel_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The last period's panel rows: (customer ids, segments, the kernel's panel columns)."""
-        active = self.panel_out[:, 0] == 1
+        active = self.panel_out[:, K.PC_ACTIVE] == 1
         return self.panel_ids[active], self.panel_segment[active], self.panel_out[active]
 
     def view(self, name: str) -> np.ndarray:

@@ -39,6 +39,7 @@ from tenure.models.clv_data import (
 )
 from tenure.models.clv_predict import curve_summary, posterior_draws, summarize_draws
 
+from tenure.curves import sbg_survival
 from tenure.errors import InputError
 
 FLAT = {"dist": "HalfFlat"}
@@ -55,11 +56,6 @@ def sbg_logp(alpha: Any, beta: Any, periods: Any, churned: Any) -> pt.TensorVari
     log_churn = betaln(alpha + 1.0, beta + periods - 1.0)
     log_survive = betaln(alpha, beta + periods)
     return pt.switch(pt.eq(churned, 1), log_churn, log_survive) - betaln(alpha, beta)
-
-
-def sbg_survival(alpha: Any, beta: Any, t: Any) -> np.ndarray:
-    """S(t) = B(α, β+t)/B(α, β); Fader & Hardie (2007), eq. (3). Broadcasts over arrays."""
-    return np.exp(special.betaln(alpha, np.add(beta, t)) - special.betaln(alpha, beta))
 
 
 def sbg_retention(alpha: Any, beta: Any, t: Any) -> np.ndarray:

@@ -31,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
+from tenure.curves import response_rate
+from tenure.curves import sbg_survival as _sbg_survival
 from tenure.errors import InputError
 
 #: A NumPy scalar (a ``float``) for scalar inputs, an array of the broadcast shape otherwise.
@@ -114,7 +116,7 @@ def acquisition_rate(
     a_spend = _checked("spend_per_prospect", spend_per_prospect, low=0.0)
     c = _checked("ceiling", ceiling, low=0.0, high=1.0)
     k = _checked("k_per_unit_spend", k_per_unit_spend, low=0.0)
-    return _scalar_or_array(c * -np.expm1(-k * a_spend))
+    return _scalar_or_array(np.asarray(response_rate(a_spend, c, k)))
 
 
 def retention_rate_per_period(
@@ -140,7 +142,7 @@ def retention_rate_per_period(
     r_spend = _checked("spend_per_customer_per_period", spend_per_customer_per_period, low=0.0)
     c = _checked("ceiling", ceiling, low=0.0, high=1.0)
     k = _checked("k_per_unit_spend", k_per_unit_spend, low=0.0)
-    return _scalar_or_array(c * -np.expm1(-k * r_spend))
+    return _scalar_or_array(np.asarray(response_rate(r_spend, c, k)))
 
 
 def calibrate_k_per_unit_spend(
@@ -477,14 +479,14 @@ def optimal_spend(
     k2_safe = np.where(retain, k2, 1.0)
     omega = special.wrightomega(np.log(gap_safe / c_r_safe) + k2_safe * value_at_cap - 1.0)
     r_spend = np.where(retain, value_at_cap - (1.0 + omega) / k2_safe, 0.0)
-    r = c_r * -np.expm1(-k2 * r_spend)
+    r = response_rate(r_spend, c_r, k2)
     value = m + (m * r - r_spend) / (1.0 + d - r)
 
     acquire = c_a * k1 * value > 1.0
     k1_safe = np.where(acquire, k1, 1.0)
     gain_safe = np.where(acquire, c_a * k1 * value, 1.0)
     a_spend = np.where(acquire, np.log(gain_safe) / k1_safe, 0.0)
-    a = c_a * -np.expm1(-k1 * a_spend)
+    a = response_rate(a_spend, c_a, k1)
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return OptimalSpend(
@@ -663,7 +665,7 @@ def sbg_survival(alpha: npt.ArrayLike, beta: npt.ArrayLike, t: npt.ArrayLike) ->
     """
     a, b = _sbg_shape(alpha, beta)
     periods = _whole("t", t, low=0)
-    return _scalar_or_array(np.asarray(np.exp(special.betaln(a, b + periods) - special.betaln(a, b))))
+    return _scalar_or_array(np.asarray(_sbg_survival(a, b, periods)))
 
 
 def sbg_churn_pmf(alpha: npt.ArrayLike, beta: npt.ArrayLike, t: npt.ArrayLike) -> FloatOrArray:

@@ -18,6 +18,13 @@ from scipy import stats
 TRIM_BANDS = ((0.0, 40.0, "endangered"), (40.0, 70.0, "open to competitors"), (70.0, 100.0001, "bound"))
 #: Item order of the TRI*M-style index.
 TRIM_ITEMS = ("overall", "recommend", "repurchase", "advantage")
+#: Net Promoter categories of a 0–10 answer (Reichheld 2003): promoters answer 9 or more, detractors 6 or less.
+PROMOTER_MIN = 9
+DETRACTOR_MAX = 6
+#: TRI*M typology of a respondent: satisfied with an overall item of at least 4, loyal with
+#: recommend + repurchase of at least 8 (items on 1–5).
+TYPOLOGY_SATISFIED_MIN = 4
+TYPOLOGY_LOYAL_MIN = 8
 
 
 def nps(promoters: float, detractors: float, respondents: float) -> float:
@@ -60,7 +67,7 @@ def nps_wald_interval(
 def nps_category(score: np.ndarray) -> np.ndarray:
     """Map 0–10 answers to −1 (detractor, 0–6), 0 (passive, 7–8), +1 (promoter, 9–10)."""
     s = np.asarray(score)
-    return np.where(s >= 9, 1, np.where(s <= 6, -1, 0)).astype(np.int8)
+    return np.where(s >= PROMOTER_MIN, 1, np.where(s <= DETRACTOR_MAX, -1, 0)).astype(np.int8)
 
 
 def trim_index(items: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:

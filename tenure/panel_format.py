@@ -33,6 +33,16 @@ ANSWER_COLUMNS = (*SCORE_COLUMNS, "nps", *TRIM_COLUMNS)
 TENURE_BANDS = (0, 3, 6, 12, 24)
 #: Value of the segment column when the panel has none.
 SINGLE_SEGMENT = "all"
+#: Columns of the engine's per-period panel matrix, in order: one int64 row per sampled customer
+#: active at the start of the period (active flag, churned, products at the start, cross-sold,
+#: revenue in cents, then the answers, -1 when not surveyed). The simulator turns it into a panel.
+ENGINE_PANEL_COLUMNS = (
+    "active", "churned", "products", "cross_sold", "revenue_cents", *ANSWER_COLUMNS,
+)
+#: Index of each engine panel column.
+ENGINE_PANEL_INDEX = {name: i for i, name in enumerate(ENGINE_PANEL_COLUMNS)}
+#: First answer column of the engine panel matrix: the answers fill it to the end.
+ENGINE_PANEL_FIRST_ANSWER = ENGINE_PANEL_INDEX[ANSWER_COLUMNS[0]]
 #: Missing-score policies: carry the last answer forward, or drop rows with a missing score.
 MISSING_POLICIES = ("carry", "drop")
 

@@ -71,6 +71,9 @@ SEGMENT_SCHEMA: dict[str, Field] = {
     "initial_trust": _f("mean starting trust (0-1)", PROB),
     "initial_enthusiasm": _f("mean starting enthusiasm (0-1)", PROB),
     "initial_satisfaction": _f("mean starting latent satisfaction"),
+    "initial_trust_sd": _f("sd of starting trust around its mean (before clipping to 0-1)", NONNEG),
+    "initial_enthusiasm_sd": _f("sd of starting enthusiasm around its mean (before clipping to 0-1)", NONNEG),
+    "initial_satisfaction_sd": _f("sd of starting latent satisfaction around its mean", NONNEG),
     "initial_products": _i("products held at acquisition", (1, 255)),
     "initial_stage_mix": Field(
         "floats", "shares of the initial base in stages new, satisfied, devoted, partner (sum to 1)", PROB, length=4
@@ -190,6 +193,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "nps_satisfaction": _f("latent recommendation per unit of satisfaction"),
         "nps_trust": _f("latent recommendation per unit of trust"),
         "nps_enthusiasm": _f("latent recommendation per unit of enthusiasm"),
+        "nps_latent_promoter": _f("latent recommendation (0-10) from which a customer spreads good word of mouth",
+                                  (0.0, 10.0)),
+        "nps_latent_detractor": _f("latent recommendation (0-10) below which a customer spreads bad word of mouth",
+                                   (0.0, 10.0)),
         "trim_weights": Field("floats", "weights of the four TRI*M-style items", NONNEG, length=4),
     },
     "segment_defaults": SEGMENT_SCHEMA,

@@ -1,0 +1,138 @@
+"""The end-of-run tables of a run, built per shard and combined: cohorts, customers, panel.
+
+Every table is a pure function of shards' arrays (or of the panel rows they
+wrote), so a shard on a Dask worker builds its part with the same code as one
+in this process; :func:`combine_cohorts` and sorting on unique keys join the
+parts into the tables of the whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+from tenure.engine import kernels as K
+from tenure.engine.state import Shard
+
+from tenure.panel_format import ANSWER_COLUMNS, ENGINE_PANEL_INDEX
+
+CHANNELS = ("initial", "paid", "organic", "referral")
+STAGES = ("new", "satisfied", "devoted", "partner")
+# one period's panel rows of one shard: (the period as a 1-element array, customer ids, segments, panel matrix)
+PanelChunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _gather(shards: Sequence[Shard], name: str) -> np.ndarray:
+    return np.concatenate([s.view(name) for s in shards])
+
+
+def cohort_table(shards: Sequence[Shard], periods: int) -> pl.DataFrame:
+    """Survival by cohort and age: customers of cohort c still active after a periods.
+
+    Cohort c holds customers whose first period was c (the initial base's
+    customers of age 0 are cohort 0). Row (c, a) counts those who survived a
+    periods; ages run to the end of the run. Customers acquired in the last
+    period form cohort ``periods`` with age 0 only.
+    """
+    cohort = _gather(shards, "cohort").astype(np.int64)
+    tenure = _gather(shards, "tenure").astype(np.int64)
+    alive = _gather(shards, "alive").astype(bool)
+    start_age = np.where(cohort < 0, -cohort, 0)
+    keep = cohort >= 0
+    cohort, lived, alive = cohort[keep], (tenure - start_age)[keep], alive[keep]
+    out_c, out_a, out_n, out_size = [], [], [], []
+    for c in range(periods + 1):
+        sel = cohort == c
+        size = int(sel.sum())
+        if size == 0:
+            continue
+        max_age = periods - c
+        # a churned customer with `lived` periods survived ages 0..lived-1; an active one 0..max_age
+        life = np.where(alive[sel], max_age, lived[sel] - 1)
+        counts = np.bincount(np.clip(life, 0, max_age), minlength=max_age + 1)
+        surv = size - np.concatenate([[0], np.cumsum(counts)[:-1]])
+        out_c += [c] * (max_age + 1)
+        out_a += list(range(max_age + 1))
+        out_n += surv.tolist()
+        out_size += [size] * (max_age + 1)
+    return pl.DataFrame(
+        {"cohort": out_c, "age": out_a, "survivors": out_n, "cohort_size": out_size},
+        schema={"cohort": pl.Int32, "age": pl.Int32, "survivors": pl.Int64, "cohort_size": pl.Int64},
+    ).with_columns(survival=pl.col("survivors") / pl.col("cohort_size"))
+
+
+def customer_table(shards: Sequence[Shard], segment_names: Sequence[str]) -> pl.DataFrame:
+    """One row per customer ever acquired (requires tracking)."""
+    seg_names = list(segment_names)
+    last = _gather(shards, "last_purchase").astype(np.int32)
+    purchases = _gather(shards, "purchases").astype(np.int32)
+    df = pl.DataFrame(
+        {
+            "customer_id": _gather(shards, "ids"),
+            "cohort": _gather(shards, "cohort").astype(np.int32),
+            "channel": pl.Series(_gather(shards, "channel").astype(np.uint32)).replace_strict(
+                list(range(4)), list(CHANNELS), return_dtype=pl.String
+            ),
+            "segment": pl.Series(_gather(shards, "segment").astype(np.uint32)).replace_strict(
+                list(range(len(seg_names))), seg_names, return_dtype=pl.String
+            ),
+            "tenure": _gather(shards, "tenure").astype(np.int32),
+            "churned": _gather(shards, "alive") == 0,
+            "stage": pl.Series(_gather(shards, "stage").astype(np.uint32)).replace_strict(
+                list(range(4)), list(STAGES), return_dtype=pl.String
+            ),
+            "products": _gather(shards, "products").astype(np.int16),
+            "revenue": _gather(shards, "revenue") / 100.0,
+            "trust": _gather(shards, "trust"),
+            "enthusiasm": _gather(shards, "enthusiasm"),
+            "satisfaction": _gather(shards, "satisfaction"),
+            "purchases": purchases,
+            "last_purchase_period": np.where(purchases > 0, last, -1),
+        }
+    )
+    return df.sort("customer_id")
+
+
+def panel_table(chunks: Sequence[PanelChunk], segment_names: Sequence[str]) -> pl.DataFrame:
+    """The panel sample in the format of :mod:`tenure.panel_format`, from the shards' per-period rows."""
+    seg_names = list(segment_names)
+    if not chunks:
+        chunks = [(np.zeros(1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8),
+                   np.zeros((0, K.N_PANEL), np.int64))]
+    period = np.concatenate([np.full(c[1].size, c[0][0], dtype=np.int32) for c in chunks])
+    ids = np.concatenate([c[1] for c in chunks])
+    seg = np.concatenate([c[2] for c in chunks])
+    v = np.concatenate([c[3] for c in chunks], axis=0)
+
+    col = ENGINE_PANEL_INDEX
+    scores = ANSWER_COLUMNS
+    df = pl.DataFrame(
+        {
+            "customer_id": ids,
+            "period": period,
+            "churned": v[:, col["churned"]].astype(bool),
+            **{name: v[:, col[name]].astype(np.int8) for name in scores},
+            "products": v[:, col["products"]].astype(np.int16),
+            "cross_sold": v[:, col["cross_sold"]].astype(np.int16),
+            "segment": pl.Series(seg.astype(np.uint32)).replace_strict(
+                list(range(len(seg_names))), seg_names, return_dtype=pl.String
+            ),
+            "revenue": v[:, col["revenue_cents"]] / 100.0,
+        }
+    ).with_columns(pl.when(pl.col(c) >= 0).then(pl.col(c)).alias(c) for c in scores)
+    order = ["customer_id", "period", "churned", "trust", "enthusiasm", "satisfaction", "products",
+             "cross_sold", "segment", "revenue", "nps", *scores[4:]]
+    return df.select(order).sort(["customer_id", "period"])
+
+def combine_cohorts(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """One cohort table from the shards' tables: survivors and cohort sizes are integer counts, so they add up."""
+    columns = parts[0].columns
+    combined = (
+        pl.concat(parts)
+        .group_by(["cohort", "age"])
+        .agg(pl.col("survivors").sum(), pl.col("cohort_size").sum())
+        .sort(["cohort", "age"])
+        .with_columns(survival=pl.col("survivors") / pl.col("cohort_size"))
+    )
+    return combined.select(columns)
