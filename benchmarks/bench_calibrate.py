@@ -33,10 +33,10 @@ def bench_calibrate(customers: int, periods: int, markets: int, check: int) -> d
 
     from tenure.scenario import load_scenario
 
-    base = C.scale_market(load_scenario(None), customers).with_overrides({"run": {"periods": periods}})
+    base = load_scenario(None).scaled(customers).with_overrides({"run": {"periods": periods}})
     truth = base.with_overrides({"churn": {"trust": -3.0}, "market": {"competitor_pull": 0.3},
                                  "cross_sell": {"enthusiasm": 1.0}})
-    Simulator(C.scale_market(base, 2_000), panel_fraction=1.0).run()  # warm the kernels
+    Simulator(base.scaled(2_000), panel_fraction=1.0).run()  # warm the kernels
     panel = Simulator(truth.with_overrides({"run": {"seed": 7}}), panel_fraction=1.0,
                       track_customers=False).run().panel
     with tempfile.TemporaryDirectory() as d:

@@ -152,11 +152,10 @@ def small_runs(customers: int, periods: int, repeats: int = 20) -> dict:
     """
     import tenure.engine.state as state
     from tenure.engine.simulator import Simulator
-    from tenure.simulations.calibrate import scale_market
 
     from tenure.scenario import load_scenario
 
-    sc = scale_market(load_scenario(None, {"run": {"periods": periods}}), customers)
+    sc = load_scenario(None, {"run": {"periods": periods}}).scaled(customers)
     out = {"mode": "small", "customers": customers, "periods": periods, "repeats": repeats}
     for label, step_below, births_below in (("one_thread_path", state.SERIAL_STEP_BELOW,
                                               state.SERIAL_BIRTHS_BELOW), ("thread_pool", 0, 0)):

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from tenure.engine.simulator import LEVERS, Simulator
+from tenure.engine.simulator import Simulator
 from tenure.models.panel import SCORE_COLUMNS, TENURE_BANDS, prepare_scores
 
 from tenure.errors import InputError
@@ -456,22 +456,6 @@ def target_from_fits(dirs: Sequence[Path], scenario: Scenario, draws: int, perio
 # -- the simulated side ---------------------------------------------------------------------
 
 
-def scale_market(sc: Scenario, customers: int) -> Scenario:
-    """The same market with ``customers`` initial customers: market size and budgets scale with it.
-
-    Lever effects depend on spend per customer and acquisition on spend per prospect,
-    and word of mouth on promoters per market member, so the scaled market behaves the
-    same up to sampling noise.
-    """
-    f = customers / sc["run"]["customers"]
-    return sc.with_overrides({
-        "run": {"customers": int(customers)},
-        "market": {"size": max(round(sc["market"]["size"] * f), int(customers))},
-        "acquisition": {"budget": sc["acquisition"]["budget"] * f},
-        "retention": {k: sc["retention"][k] * f for k in LEVERS},
-    }, "scaled market")
-
-
 def overrides_for(params: Sequence[Param], theta: np.ndarray) -> dict[str, dict[str, float]]:
     """Nested scenario overrides from parameter values."""
     out: dict[str, dict[str, float]] = {}
@@ -524,7 +508,7 @@ def simulator_for(target: Target, base: Scenario, multiplier: float, seed: int) 
     """
     pilot_n = 5_000
     from_fits = target.panel is None
-    pilot = Simulator(scale_market(base, pilot_n).with_overrides({"run": {"periods": target.periods}}),
+    pilot = Simulator(base.scaled(pilot_n).with_overrides({"run": {"periods": target.periods}}),
                       panel_fraction=1.0 if from_fits else 0.0, track_customers=False)
     res = pilot.run()
     if from_fits:
@@ -535,7 +519,7 @@ def simulator_for(target: Target, base: Scenario, multiplier: float, seed: int) 
         seen = pilot.next_id
     ever_ratio = max(seen, 1) / pilot_n
     customers = max(math.ceil(multiplier * target.n_customers / ever_ratio), 500)
-    return PanelSimulator(scale_market(base, customers), target.periods, customers, target.segments, seed)
+    return PanelSimulator(base.scaled(customers), target.periods, customers, target.segments, seed)
 
 
 # -- the solve -------------------------------------------------------------------------------
@@ -747,7 +731,7 @@ def predictive_check(cal: Calibration, markets: int = 20, progress: Callable[[st
         return {"done": False, "reason": "calibrated from fit folders: no panel to check against"}
     obs = check_statistics(pa)
     n0 = cal.panel_customers0
-    sim = PanelSimulator(scale_market(cal.market, n0), cal.target.periods, n0, cal.target.segments,
+    sim = PanelSimulator(cal.market.scaled(n0), cal.target.periods, n0, cal.target.segments,
                          int(cal.market["run"]["seed"]))
     k = min(markets, cal.draws.shape[0])
     rows = []

@@ -24,9 +24,10 @@ multiple from the last months' retention and profit per customer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -299,6 +300,59 @@ def _mix_of(budgets: dict[str, float]) -> dict[str, float]:
     return {k: (budgets[k] / total if total > 0 else 1.0 / len(LEVERS)) for k in LEVERS}
 
 
+def _checked_sweep(cur: dict[str, float], total_budget: float | None, acquisition_steps: int, seeds: int) -> float:
+    """The total budget per period to split (the market's own by default), once the sweep's options are checked."""
+    total = sum(cur.values()) if total_budget is None else float(total_budget)
+    if not math.isfinite(total) or total < 0:
+        raise InputError(f"--budget: must be a positive amount per period, got {total_budget}")
+    if total == 0:
+        raise InputError("--budget: the total budget is zero: there is nothing to allocate")
+    if acquisition_steps < 2:
+        raise InputError(f"--acquisition-steps: at least 2, got {acquisition_steps}")
+    if seeds < 1:
+        raise InputError(f"--seeds: at least 1, got {seeds}")
+    return total
+
+
+def _current_allocation(cur: dict[str, float], mix: dict[str, float]) -> Allocation:
+    """The market's own split: its acquisition share of its budgets, and the current retention mix."""
+    spend = sum(cur.values())
+    return Allocation(cur["acquisition"] / spend if spend else 0.0, "current", tuple(mix.get(k, 0.0) for k in LEVERS))
+
+
+@contextlib.contextmanager
+def _connected(cluster: Any) -> Iterator[Any]:
+    """A Dask client for ``cluster`` (``"local:N"``, an address or a client), or ``None`` to run here."""
+    if cluster is None:
+        yield None
+        return
+    from tenure.engine.cluster import connect
+
+    with connect(cluster) as client:
+        yield client
+
+
+class _Counter:
+    """Turns the evaluator's one-run steps into ``progress(done, total)`` with the total known up front."""
+
+    def __init__(self, total: int, progress: Callable[[int, int], None] | None) -> None:
+        self.done, self.total, self.progress = 0, total, progress
+        if progress is not None:
+            progress(0, total)
+
+    def __call__(self, k: int) -> None:
+        self.done += k
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+#: Runs of the marginal analysis per seed: the best allocation against each of 7 bumps (acquisition,
+#: the retention mix, each lever), paired.
+MARGINAL_RUNS = 2 * (2 + len(LEVERS))
+#: Refinement points around the best coarse share (fewer at the ends of [0, 1]).
+REFINE_POINTS = 4
+
+
 def compare(
     scenario: Scenario,
     total_budget: float | None = None,
@@ -308,7 +362,7 @@ def compare(
     seeds: int = 3,
     closed_form: bool = False,
     marginal_step: float = 0.1,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     cluster: Any = None,
 ) -> CompareResult:
     """Sweep budget allocations and find the one with the highest mean customer equity.
@@ -333,26 +387,29 @@ def compare(
     marginal_step
         Relative step of the marginal analysis (one more ``marginal_step`` × budget).
     progress
-        Called with 1 after every simulation run.
+        Called as ``progress(done, total)``: first with 0 and the number of evaluations planned,
+        then after every one.
     cluster
-        A ``distributed.Client``: run each stage's simulations as parallel Dask tasks (same results).
+        ``"local:N"``, ``"tcp://HOST:PORT"`` or a ``distributed.Client``: run each stage's
+        simulations as parallel Dask tasks (same results).
     """
     cur = current_budgets(scenario)
-    total = sum(cur.values()) if total_budget is None else float(total_budget)
-    if not math.isfinite(total) or total < 0:
-        raise InputError(f"--budget: must be a non-negative amount per period, got {total_budget}")
-    if total == 0:
-        raise InputError("--budget: the total budget is zero: there is nothing to allocate")
-    if acquisition_steps < 2:
-        raise InputError(f"--acquisition-steps: at least 2, got {acquisition_steps}")
-    if seeds < 1:
-        raise InputError(f"--seeds: at least 1, got {seeds}")
+    total = _checked_sweep(cur, total_budget, acquisition_steps, seeds)
+    with _connected(cluster) as client:
+        return _compare(scenario, cur, total, levers, base_mix, acquisition_steps, seeds, closed_form, marginal_step,
+                        progress, client)
+
+
+def _compare(scenario: Scenario, cur: dict[str, float], total: float, levers: Sequence[str],
+             base_mix: dict[str, float] | None, acquisition_steps: int, seeds: int, closed_form: bool,
+             marginal_step: float, progress: Callable[[int, int], None] | None, client: Any) -> CompareResult:
     mix0 = base_mix or _mix_of(cur)
     seed0 = int(scenario["run"]["seed"])
-    ev = Evaluator(scenario, [seed0 + k for k in range(seeds)], total, progress, cluster)
     mixes = retention_mixes(mix0, levers)
     shares = np.linspace(0.0, 1.0, acquisition_steps)
     coarse = [Allocation(float(a), name, m) for a in shares for name, m in mixes]
+    count = _Counter(seeds * (len(coarse) + REFINE_POINTS + 1 + MARGINAL_RUNS + (2 if closed_form else 0)), progress)
+    ev = Evaluator(scenario, [seed0 + k for k in range(seeds)], total, count, client)
     runs = ev.evaluate(coarse, "coarse")
     points = summarise(runs)
     best_row = points.sort("customer_equity", descending=True).row(0, named=True)
@@ -360,14 +417,14 @@ def compare(
     best_mix = dict(mixes)[best_row["mix"]]
     fine_shares = [best_row["acquisition_share"] + f * step for f in (-0.5, -0.25, 0.25, 0.5)]
     fine = [Allocation(float(a), best_row["mix"], best_mix) for a in fine_shares if 0.0 <= a <= 1.0]
+    count(seeds * (REFINE_POINTS - len(fine)))  # the points refinement skips at an end of [0, 1]
     if fine:
         runs = pl.concat([runs, ev.evaluate(fine, "refine")], how="diagonal")
         points = summarise(runs)
     best_row = points.sort("customer_equity", descending=True).row(0, named=True)
     best_alloc = Allocation(best_row["acquisition_share"], best_row["mix"], dict(mixes)[best_row["mix"]]) \
         if best_row["mix"] in dict(mixes) else Allocation(best_row["acquisition_share"], best_row["mix"], best_mix)
-    current_alloc = Allocation(cur["acquisition"] / sum(cur.values()) if sum(cur.values()) else 0.0, "current",
-                               tuple(mix0.get(k, 0.0) for k in LEVERS))
+    current_alloc = _current_allocation(cur, mix0)
     cur_runs = ev.evaluate([current_alloc], "current")
     runs = pl.concat([runs, cur_runs], how="diagonal")
     current = summarise(cur_runs).row(0, named=True)
@@ -529,7 +586,7 @@ def closed_form_comparison(ev: Evaluator, best: dict[str, Any], current: dict[st
 
 @dataclass
 class UncertaintyResult:
-    """`tenure compare --uncertainty`: every allocation across calibrated markets and seeds."""
+    """`tenure decide`: every allocation across calibrated markets and seeds."""
 
     runs: pl.DataFrame  # one row per allocation, market and seed (customer equity at the market's full size)
     points: pl.DataFrame  # one row per allocation: distribution, P(beats current), expected loss
@@ -546,7 +603,7 @@ def compare_uncertainty(
     acquisition_steps: int = 5,
     seeds: int = 1,
     sample_customers: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     cluster: Any = None,
 ) -> UncertaintyResult:
     """Evaluate every allocation in every calibrated market, on common random numbers.
@@ -559,40 +616,43 @@ def compare_uncertainty(
     (the equity given up, on average, by choosing it; Berger 1985, the Bayes choice
     minimises it).
 
-    ``sample_customers`` simulates each market with that many initial customers,
-    scaling market size and budgets with it (the dynamics depend on spend per
-    customer and per prospect), and scales equity back to the market's size.
+    ``sample_customers`` simulates each market with that many initial customers
+    (:meth:`Scenario.scaled`: market size and budgets scale with it, as the dynamics
+    depend on spend per customer and per prospect), and scales equity back to the
+    market's size. ``progress(done, total)`` is called first with 0 and the number of
+    runs, then after every run; ``cluster`` is as in :func:`compare`.
     """
     if not markets:
-        raise InputError("--uncertainty: no calibrated markets")
+        raise InputError("no calibrated markets")
     first = markets[0]
     cur = current_budgets(first)
-    total = sum(cur.values()) if total_budget is None else float(total_budget)
-    if not math.isfinite(total) or total <= 0:
-        raise InputError(f"--budget: must be a positive amount per period, got {total_budget}")
-    if acquisition_steps < 2:
-        raise InputError(f"--acquisition-steps: at least 2, got {acquisition_steps}")
-    if seeds < 1:
-        raise InputError(f"--seeds: at least 1, got {seeds}")
+    total = _checked_sweep(cur, total_budget, acquisition_steps, seeds)
     full = int(first["run"]["customers"])
     n = full if sample_customers is None else int(sample_customers)
     if n < 100:
-        raise InputError(f"--sample-customers: at least 100, got {sample_customers}")
+        raise InputError(f"--customers: at least 100 customers per simulated market, got {sample_customers}")
+    with _connected(cluster) as client:
+        return _decide(markets, cur, total, levers, base_mix, acquisition_steps, seeds, n, progress, client)
+
+
+def _decide(markets: Sequence[Scenario], cur: dict[str, float], total: float, levers: Sequence[str],
+            base_mix: dict[str, float] | None, acquisition_steps: int, seeds: int, n: int,
+            progress: Callable[[int, int], None] | None, client: Any) -> UncertaintyResult:
+    first = markets[0]
+    full = int(first["run"]["customers"])
     factor = n / full
     mix0 = base_mix or _mix_of(cur)
     mixes = retention_mixes(mix0, levers)
     shares = np.linspace(0.0, 1.0, acquisition_steps)
     grid = [Allocation(float(a), name, m) for a in shares for name, m in mixes]
-    current_alloc = Allocation(cur["acquisition"] / sum(cur.values()) if sum(cur.values()) else 0.0, "current",
-                               tuple(mix0.get(k, 0.0) for k in LEVERS))
+    current_alloc = _current_allocation(cur, mix0)
     seed0 = int(first["run"]["seed"])
+    count = _Counter(len(markets) * seeds * (len(grid) + 1), progress)
     rows = []
     for m, sc in enumerate(markets):
         if n != full:
-            from tenure.simulations.calibrate import scale_market
-
-            sc = scale_market(sc, n)
-        ev = Evaluator(sc, [seed0 + k for k in range(seeds)], total * factor, progress, cluster)
+            sc = sc.scaled(n, "--customers")
+        ev = Evaluator(sc, [seed0 + k for k in range(seeds)], total * factor, count, client)
         for label, allocs in (("grid", grid), ("current", [current_alloc])):
             df = ev.evaluate(allocs, label)
             rows.append(df.with_columns(pl.lit(m).alias("market"),

@@ -252,6 +252,30 @@ class Scenario:
         merged = _merge(copy.deepcopy(self.data), overrides, where)
         return Scenario(validate(merged, where), self.source)
 
+    def scaled(self, customers: int, where: str = "scaled market") -> Scenario:
+        """The same market with ``customers`` initial customers: market size and budgets scale with it.
+
+        Lever effects depend on spend per customer, acquisition on spend per prospect and
+        word of mouth on promoters per market member, so the scaled market keeps its
+        per-customer economics and behaves the same up to sampling noise. This is what
+        ``-n/--customers`` means on every command and what ``tenure scenario scale`` writes.
+        A count the schema refuses (below 1) is reported as ``run.customers``, prefixed by
+        ``where``.
+
+        Examples
+        --------
+        >>> sc = load_scenario("default").scaled(20_000)
+        >>> sc["run"]["customers"], sc["market"]["size"]
+        (20000, 400000)
+        """
+        f = customers / self.data["run"]["customers"]
+        return self.with_overrides({
+            "run": {"customers": customers},
+            "market": {"size": max(round(self.data["market"]["size"] * f), customers)},
+            "acquisition": {"budget": self.data["acquisition"]["budget"] * f},
+            "retention": {k: v * f for k, v in self.data["retention"].items()},
+        }, where)
+
     def to_toml(self) -> str:
         """The scenario as TOML text, every default filled in."""
         return dumps_toml(self.data)

@@ -8,41 +8,34 @@ with one line and exit code 2, as for the other options.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from tenure.commands._common import err_console
+from tenure.commands import _options
+from tenure.commands._common import progress
 from tenure.errors import InputError
 
-CLUSTER = typer.Option(
-    None, "--cluster", metavar="local:N | tcp://HOST:PORT",
-    help="Run the shards on Dask: local:N starts N worker processes on this machine, tcp://HOST:PORT uses a "
-    "running scheduler's workers. Results do not depend on it. Needs the cluster extra.",
-)
-SHARDS = typer.Option(
-    None, "--shards", help="Customer-id ranges the population is split into (default: one per worker). "
-    "Results do not depend on it.",
-)
-CHECKPOINT_EVERY = typer.Option(
-    None, "--checkpoint-every", metavar="K", help="Checkpoint every K months (default 6 with --checkpoint-dir).",
-)
-CHECKPOINT_DIR = typer.Option(
-    None, "--checkpoint-dir", help="Folder for checkpoints, so that an interrupted run can --resume "
-    "(on a real cluster: a folder every worker can reach).",
-)
-RESUME = typer.Option(
-    None, "--resume", metavar="DIR", help="Finish the interrupted run checkpointed in DIR (its scenario, "
-    "sizes and seed come from the checkpoint). Results equal an uninterrupted run's.",
-)
+Cluster = _options.Cluster
+Shards = Annotated[int | None, typer.Option(
+    "--shards", help="Customer-id ranges the population is split into (default: one per worker). "
+    "Results do not depend on it.", show_default=False)]
+CheckpointEvery = Annotated[int | None, typer.Option(
+    "--checkpoint-every", metavar="K", help="Checkpoint every K months (default 6 with --checkpoint-dir).",
+    show_default=False)]
+CheckpointDir = Annotated[Path | None, typer.Option(
+    "--checkpoint-dir", help="Folder for checkpoints, so that an interrupted run can --resume "
+    "(on a real cluster: a folder every worker can reach).", show_default=False)]
+Resume = Annotated[Path | None, typer.Option(
+    "--resume", metavar="DIR", help="Finish the interrupted run checkpointed in DIR (its market, "
+    "sizes and seed come from the checkpoint). Results equal an uninterrupted run's.", show_default=False)]
 
 # options that define a run: with --resume they come from the checkpoint and may not be given again
 _DEFINED_BY_CHECKPOINT = {
-    "scenario": "SCENARIO", "customers": "--customers", "periods": "--periods", "seed": "--seed",
+    "market": "MARKET", "customers": "--customers", "periods": "--periods", "seed": "--seed",
     "panel_sample": "--panel-sample", "customer_summary": "--customer-summary", "shards": "--shards",
     "checkpoint_dir": "--checkpoint-dir",
 }
@@ -60,7 +53,7 @@ class ScaleOptions:
 
     @property
     def active(self) -> bool:
-        """Whether any scale-out option was given (otherwise `simulate` runs as it always did)."""
+        """Whether any scale-out option was given (otherwise the run is one Simulator in this process)."""
         return any(v is not None for v in (self.cluster, self.shards, self.checkpoint_every, self.checkpoint_dir,
                                            self.resume))
 
@@ -85,7 +78,9 @@ class ScaleOptions:
                     sc, client, shards=self.shards, panel_fraction=panel_sample, track_customers=track,
                     checkpoint_every=self.checkpoint_every, checkpoint_dir=self.checkpoint_dir,
                 )
-            result = _run_with_bar(sim, quiet)
+            done = min(getattr(getattr(sim, "state", None), "stage", 0), sim.periods)  # a resumed run's months
+            with progress("simulating", "months", quiet, sim.periods, done) as bar:
+                result = sim.run(progress=bar)
         result.meta["wall_seconds"] = time.perf_counter() - t0
         return result
 
@@ -119,18 +114,3 @@ def scale_options(ctx: typer.Context) -> ScaleOptions:
         raise InputError(f"--checkpoint-dir: {opts.checkpoint_dir} already holds a checkpoint; continue it with "
                          f"--resume {opts.checkpoint_dir} or choose an empty folder")
     return opts
-
-
-def _run_with_bar(sim: Any, quiet: bool) -> Any:
-    """Run ``sim`` with a progress bar on a terminal (starting where a resumed run stands)."""
-    if quiet or not sys.stderr.isatty():
-        return sim.run()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    done = min(getattr(getattr(sim, "state", None), "stage", 0), sim.periods)
-    with Progress(
-        TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("months"),
-        TimeRemainingColumn(), console=err_console, transient=True,
-    ) as bar:
-        task = bar.add_task("sim", total=sim.periods, completed=done)
-        return sim.run(progress=lambda n, total: bar.update(task, completed=n))

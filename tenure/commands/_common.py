@@ -1,10 +1,13 @@
-"""What every command shares: turning bad input into one line and exit code 2."""
+"""What every command shares: one line and exit code 2 for bad input, progress bars, deprecation notes."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -17,11 +20,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
 err_console = Console(stderr=True)
 
+COMPILING = "compiling kernels (once)"
+
 
 def fail(message: str) -> typer.Exit:
     """Print a one-line error to stderr and return the ``typer.Exit(2)`` to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     return typer.Exit(code=InputError.exit_code)
+
+
+def number(x: float | None, digits: int = 0) -> str:
+    """A number for a results table: thousands separated, ``n/a`` when missing or not finite."""
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:,.{digits}f}"
+
+
+def note(message: str) -> None:
+    """A one-line note on stderr (an old spelling, for instance), outside the command's results."""
+    err_console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def cli_errors(fn: F) -> F:
@@ -38,3 +53,63 @@ def cli_errors(fn: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def progress(label: str, unit: str, quiet: bool, total: int | None = None,
+             done: int = 0) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal, fed as ``progress(done, total)``; ``None`` when quiet or not a terminal.
+
+    Until the first step is done the bar says the kernels are compiling: the first run in a process
+    compiles the Numba kernels (or loads them from the cache), which can take longer than every later
+    step. The time remaining is estimated from the steps after it.
+    """
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task(COMPILING, total=total, completed=done)
+        start = done
+
+        def update(n: int, of: int) -> None:
+            if n > start and bar.tasks[0].description == COMPILING:
+                bar.reset(task, total=of, completed=n, description=label)  # the ETA starts from here
+            else:
+                bar.update(task, total=of, completed=n)
+
+        yield update
+
+
+@contextlib.contextmanager
+def output_folder(out: Path | None, command: str, quiet: bool, **meta: Any) -> Iterator[Path | None]:
+    """The folder to write a run's outputs into: staged by :func:`tenure.io.run_folder`, ``None`` without --out.
+
+    Enter it before the run: --out is checked first, and the folder is replaced as a whole (with its
+    manifest) only when the run has finished; then its files are listed.
+    """
+    if out is None:
+        yield None
+        return
+    from tenure.io import run_folder
+
+    with run_folder(out, command, **meta) as folder:
+        yield folder
+    if not quiet:
+        console.print(f"wrote [bold]{out}[/]: " + ", ".join(sorted(p.name for p in out.iterdir())), highlight=False)
+
+
+def run_meta(sc: Any) -> dict[str, Any]:
+    """What a run folder's manifest records of the market a run simulated."""
+    return {"market": sc.name, "source": sc.source, "customers": sc["run"]["customers"],
+            "periods": sc["run"]["periods"], "seed": sc["run"]["seed"]}

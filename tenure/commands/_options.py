@@ -12,6 +12,9 @@ The same spelling means the same thing in every command:
   number for the fits;
 - ``-o/--out``: the run folder (or file) for the outputs;
 - ``-q/--quiet``: no progress and no tables;
+- ``--cluster``: run on Dask (``local:N`` or a scheduler's address);
+- the budget sweep of ``tenure compare`` and ``tenure decide``: ``-b/--budget``,
+  ``--levers``, ``--mix``, ``--acquisition-steps``, ``--seeds``;
 - the sampler options of every ``tenure fit``: ``--method``, ``--draws``,
   ``--tune``, ``--chains``, ``--priors`` (and ``--seed``).
 """
@@ -67,6 +70,48 @@ RequiredOutDir = Annotated[
         help="Run folder for the outputs; it holds exactly this run afterwards (manifest.json lists its files).",
         show_default=False,
     ),
+]
+
+Cluster = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster", metavar="local:N | tcp://HOST:PORT",
+        help="Run on Dask: local:N starts N worker processes on this machine, tcp://HOST:PORT uses a running "
+        "scheduler's workers. Results do not depend on it. Needs the cluster extra.",
+        show_default=False,
+    ),
+]
+
+# -- the budget sweep of `tenure compare` and `tenure decide` ---------------------------------------
+
+Budget = Annotated[
+    float | None,
+    typer.Option(
+        "--budget", "-b",
+        help="Total budget per month (currency) to split. Default: the market's acquisition plus retention "
+        "budgets (scaled with -n).",
+        show_default=False,
+    ),
+]
+Levers = Annotated[
+    str | None,
+    typer.Option(
+        "--levers", help="Retention levers to sweep, comma-separated (default: all): service, loyalty, engagement, "
+        "alarm, employee.", show_default=False,
+    ),
+]
+Mix = Annotated[
+    str | None,
+    typer.Option(
+        "--mix", help="The current retention mix as lever=share pairs adding up to 1, e.g. 'service=0.5,loyalty=0.5'. "
+        "Default: the market's budgets.", show_default=False,
+    ),
+]
+AcquisitionSteps = Annotated[
+    int, typer.Option("--acquisition-steps", help="Acquisition shares on the coarse grid, evenly from 0 to 1."),
+]
+Seeds = Annotated[
+    int, typer.Option("--seeds", help="Seeds per allocation (-s, -s + 1, ...), shared by every allocation."),
 ]
 
 # -- the sampler options of every `tenure fit` ------------------------------------------------------

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from tenure.commands._common import console, err_console
+from tenure.commands._common import console, progress
 from tenure.errors import InputError
 
-REPLICATIONS = typer.Option(
-    None, "--replications", "-r", metavar="R", help="Run the market under R seeds (--seed, --seed + 1, ...) and "
+Replications = Annotated[int | None, typer.Option(
+    "--replications", "-r", metavar="R", help="Run the market under R seeds (--seed, --seed + 1, ...) and "
     "report 90 % intervals over them; with --cluster the replications are parallel tasks. Writes "
-    "replications.* (every seed's periods), replications_summary.* and replications.json.",
-)
+    "replications.* (every seed's periods), replications_summary.* and replications.json.", show_default=False)]
 
 
 def check(replications: int | None, ctx: typer.Context) -> None:
@@ -40,20 +38,13 @@ def check(replications: int | None, ctx: typer.Context) -> None:
 
 
 def run(sc: Any, replications: int, cluster: str | None, out: Path | None, fmt: str, quiet: bool) -> None:
-    """Run the replications (here or as Dask tasks), print the intervals, write the tables atomically."""
+    """Run the replications (here or as Dask tasks), print the intervals, write the tables into ``out``."""
     from tenure.io import write_json, write_table
     from tenure.simulations.replications import replicate, run_totals, summarise_replications
 
     t0 = time.perf_counter()
-    if not quiet and sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(TextColumn("replications"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console, transient=True) as bar:
-            task = bar.add_task("reps", total=replications)
-            df = replicate(sc, replications, cluster, progress=lambda n, total: bar.update(task, completed=n))
-    else:
-        df = replicate(sc, replications, cluster)
+    with progress("replications", "runs", quiet, replications) as bar:
+        df = replicate(sc, replications, cluster, progress=bar)
     seconds = time.perf_counter() - t0
     totals = run_totals(df)
     intervals = {c: {"mean": float(totals[c].mean()), "q05": float(totals[c].quantile(0.05, "linear")),
@@ -70,13 +61,9 @@ def run(sc: Any, replications: int, cluster: str | None, out: Path | None, fmt: 
         t.add_row("time", f"{seconds:.1f} s", "", "")
         console.print(t)
     if out is not None:
-        paths = [
-            write_table(df, out / "replications", fmt),
-            write_table(summarise_replications(df), out / "replications_summary", fmt),
-            write_json({"schema_version": 1, "scenario": sc.name, "replications": replications,
-                        "seeds": totals["seed"].to_list(), "customers": sc["run"]["customers"],
-                        "periods": sc["run"]["periods"], "cluster": cluster, "seconds": seconds,
-                        "totals": intervals, "per_seed": totals.to_dicts()}, out / "replications.json"),
-        ]
-        if not quiet:
-            console.print(f"wrote {', '.join(p.name for p in paths)} to [bold]{out}[/]")
+        write_table(df, out / "replications", fmt)
+        write_table(summarise_replications(df), out / "replications_summary", fmt)
+        write_json({"schema_version": 1, "scenario": sc.name, "replications": replications,
+                    "seeds": totals["seed"].to_list(), "customers": sc["run"]["customers"],
+                    "periods": sc["run"]["periods"], "cluster": cluster, "seconds": seconds,
+                    "totals": intervals, "per_seed": totals.to_dicts()}, out / "replications.json")

@@ -4,10 +4,10 @@ Reads a panel (or `tenure fit retention` / `cross-sell` folders), calibrates by
 indirect inference (simulations/calibrate.py, docs/calibration.md), checks the
 calibrated markets against the panel, and writes, only when everything succeeded:
 
-- ``MARKET.toml``: the calibrated market, a complete scenario (`tenure simulate` and
-  `tenure compare` read it);
+- ``MARKET.toml``: the calibrated market, a complete scenario (`tenure simulate`,
+  `tenure compare` and `tenure decide` read it);
 - ``MARKET.draws.csv``: one calibrated market per row (the uncertainty; `tenure
-  compare MARKET.toml --uncertainty` needs it);
+  decide MARKET.toml` needs it);
 - ``MARKET.calibration.json``: method, parameters, statistics and the check;
 - ``MARKET.check.png``: the posterior predictive check.
 """
@@ -17,14 +17,32 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tenure.commands._common import cli_errors, console, err_console
+from tenure.commands._common import cli_errors, console, err_console, note
+from tenure.commands._options import Quiet, Seed
 from tenure.errors import InputError
+
+
+def _market_and_inputs(args: list[str], scenario: str | None) -> tuple[str | None, list[Path]]:
+    """Split the positionals into the market and the inputs (a market is a built-in name or a .toml file)."""
+    from tenure.scenario import builtin_names
+
+    if scenario is not None:
+        return scenario, [Path(a) for a in args]
+    first, *inputs = args
+    if first in builtin_names() or first.endswith(".toml"):
+        if not inputs:
+            raise InputError(f"give the panel file or fit folders after the market: tenure calibrate {first} "
+                             "PANEL_OR_FIT_DIR... -o market.toml")
+        return first, [Path(a) for a in inputs]
+    note("the market comes first: `tenure calibrate MARKET PANEL... -o market.toml`; without it the default "
+         "market is used (this spelling goes in the next release)")
+    return None, [Path(a) for a in args]
 
 
 def _check_out(out: Path) -> None:
@@ -38,25 +56,30 @@ def _check_out(out: Path) -> None:
 
 @cli_errors
 def calibrate_cmd(
-    inputs: list[Path] = typer.Argument(
-        ..., help="A panel file (.csv or .parquet, see docs/models-panel.md), or one or two folders written by "
-        "`tenure fit retention` / `tenure fit cross-sell`.", show_default=False,
-    ),
-    out: Path = typer.Option(..., "--out", "-o", help="The calibrated market file (.toml); its draws, report "
-                             "and check figure are written beside it."),
-    scenario: str = typer.Option(None, "--scenario", help="Base market: a built-in scenario name or a TOML file. "
-                                 "Parameters not calibrated keep its values. Default: 'default'."),
-    markets: int = typer.Option(50, "--markets", help="Calibrated markets to draw (the uncertainty)."),
-    check_markets: int = typer.Option(10, "--check-markets", help="Markets simulated for the predictive check "
-                                      "(0: no check)."),
-    ratio: float = typer.Option(1.0, "--simulation-ratio", help="Simulated panel size over the observed one; "
-                                "larger cuts simulation noise and costs time."),
-    iterations: int = typer.Option(6, "--iterations", help="Gauss-Newton iterations at most."),
-    periods: int = typer.Option(None, "--periods", help="Panel periods (fit folders only; default: the scenario's)."),
-    segment_col: str = typer.Option(None, "--segment-col", help="Column with the customer segment (panel)."),
-    seed: int = typer.Option(None, "--seed", "-s", help="Seed of the simulations and the bootstrap "
-                             "(default: the scenario's run.seed)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no tables."),
+    args: Annotated[list[str], typer.Argument(
+        help="The base market (a built-in name or a scenario TOML file: the market the panel comes from; "
+        "parameters not calibrated keep its values), then a panel file (.csv or .parquet, see "
+        "docs/models-panel.md) or one or two folders written by `tenure fit retention` / `tenure fit cross-sell`.",
+        metavar="MARKET PANEL_OR_FIT_DIR...", show_default=False)],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="The calibrated market file (.toml); its draws, report and check figure are written "
+        "beside it.", show_default=False)],
+    markets: Annotated[int, typer.Option("--markets", help="Calibrated markets to draw (the uncertainty).")] = 50,
+    check_markets: Annotated[int, typer.Option(
+        "--check-markets", help="Markets simulated for the predictive check (0: no check).")] = 10,
+    ratio: Annotated[float, typer.Option(
+        "--simulation-ratio", help="Simulated panel size over the observed one; larger cuts simulation noise "
+        "and costs time.")] = 1.0,
+    iterations: Annotated[int, typer.Option("--iterations", help="Gauss-Newton iterations at most.")] = 6,
+    panel_periods: Annotated[int | None, typer.Option(
+        "--panel-periods", help="Months the fitted panel covers (fit folders only; default: the market's "
+        "run.periods).", show_default=False)] = None,
+    segment_col: Annotated[str | None, typer.Option(
+        "--segment-col", help="Column with the customer segment (panel).", show_default=False)] = None,
+    seed: Seed = None,
+    quiet: Quiet = False,
+    scenario: Annotated[str | None, typer.Option("--scenario", hidden=True)] = None,
+    periods: Annotated[int | None, typer.Option("--periods", hidden=True)] = None,
 ) -> None:
     """Calibrate a market on a panel: the simulated market reproduces the panel's fitted models.
 
@@ -68,9 +91,14 @@ def calibrate_cmd(
     agree (indirect inference). A bootstrap of customers gives --markets calibrated
     markets; a predictive check compares them with the panel. A panel the engine
     cannot reproduce ends with exit code 2, the statistics that miss, and no files.
+    `tenure decide market.toml` then chooses a budget split across the calibrated markets.
+
+    Old spellings, kept for this release: `--scenario MARKET` (then every positional is
+    an input), a panel without MARKET (the default market), and `--periods` for
+    --panel-periods.
     """
+    from tenure.api import load_scenario
     from tenure.models.panel import read_panel
-    from tenure.scenario import load_scenario
     from tenure.simulations import calibrate as cal
 
     _check_out(out)
@@ -82,10 +110,15 @@ def calibrate_cmd(
         raise InputError(f"--simulation-ratio: between 0.1 and 20, got {ratio}")
     if iterations < 1:
         raise InputError(f"--iterations: at least 1, got {iterations}")
-    if periods is not None and periods < 1:
-        raise InputError(f"--periods: at least 1, got {periods}")
-    base = load_scenario(scenario)
-    seed = int(base["run"]["seed"]) if seed is None else seed
+    if periods is not None:
+        note("--periods on calibrate is now --panel-periods (-t means months simulated); the old spelling goes in "
+             "the next release")
+        panel_periods = periods if panel_periods is None else panel_periods
+    if panel_periods is not None and panel_periods < 1:
+        raise InputError(f"--panel-periods: at least 1, got {panel_periods}")
+    market, inputs = _market_and_inputs(args, scenario)
+    base = load_scenario(market)
+    seed = int(base["run"]["seed"] if seed is None else load_scenario(base, seed=seed)["run"]["seed"])
     for p in inputs:
         if not p.exists():
             raise InputError(f"{p}: file not found")
@@ -102,7 +135,7 @@ def calibrate_cmd(
             err_console.print(f"[dim]{time.perf_counter() - t0:6.1f} s[/] {msg}", highlight=False)
 
     if dirs:
-        target = cal.target_from_fits(dirs, base, markets, periods, seed)
+        target = cal.target_from_fits(dirs, base, markets, panel_periods, seed)
     else:
         say(f"reading {inputs[0]}")
         df = read_panel(inputs[0], segment_col=segment_col)

@@ -55,17 +55,11 @@ def scale(
 ) -> None:
     """Print the same market with CUSTOMERS initial customers, as TOML: market size and budgets scale alike.
 
-    `--customers` on simulate and compare changes only the base and keeps the budgets and the
-    market size, so spend per customer changes with it; a scaled market keeps spend per customer
-    and per prospect, and behaves the same up to sampling noise (the market `tenure calibrate`
-    matches a panel against is scaled this way). Example: `tenure scenario scale default 20000 >
-    small.toml`.
+    A scaled market keeps spend per customer and per prospect, and behaves the same up to
+    sampling noise. It is what `-n/--customers` means on simulate, compare and decide, and the
+    market `tenure calibrate` matches a panel against is scaled the same way. Example: `tenure
+    scenario scale default 20000 > small.toml`.
     """
     from tenure.scenario import load_scenario
-    from tenure.simulations.calibrate import scale_market
 
-    if customers < 1:
-        from tenure.errors import InputError
-
-        raise InputError(f"CUSTOMERS: must be at least 1, got {customers}")
-    typer.echo(scale_market(load_scenario(scenario), customers).to_toml())
+    typer.echo(load_scenario(scenario).scaled(customers, "CUSTOMERS").to_toml())

@@ -1,72 +1,55 @@
-"""`tenure simulate`: run a scenario and write its outputs."""
+"""`tenure simulate`: run a market and write its outputs."""
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from tenure.commands import _cluster, _replications
-from tenure.commands._common import cli_errors, console, err_console
+from tenure.commands._common import cli_errors, console, output_folder, run_meta
+from tenure.commands._options import Customers, Market, OutDir, Periods, Quiet, Seed
 from tenure.errors import InputError
-from tenure.io import TABLE_FORMATS, prepare_out_dir
-
-
-def check_run_options(customers: int | None, periods: int | None, seed: int | None) -> dict[str, Any]:
-    """Validate the run-size options shared by simulate and compare; return scenario overrides."""
-    if customers is not None and customers < 1:
-        raise InputError(f"--customers: must be at least 1, got {customers}")
-    if periods is not None and periods < 1:
-        raise InputError(f"--periods: must be at least 1, got {periods}")
-    if seed is not None and not 0 <= seed < 2**63:
-        raise InputError(f"--seed: must be in [0, 2**63), got {seed}")
-    run = {k: v for k, v in (("customers", customers), ("periods", periods), ("seed", seed)) if v is not None}
-    return {"run": run} if run else {}
+from tenure.io import TABLE_FORMATS
 
 
 @cli_errors
 def simulate(
     ctx: typer.Context,
-    scenario: str = typer.Argument(
-        None, help="A built-in scenario name (see `tenure scenario list`) or a scenario TOML file. Default: 'default'."
-    ),
-    customers: int = typer.Option(None, "--customers", "-n", help="Initial customer base (overrides run.customers)."),
-    periods: int = typer.Option(None, "--periods", "-t", help="Months to simulate (overrides run.periods)."),
-    seed: int = typer.Option(None, "--seed", "-s", help="Seed fixing every random draw (overrides run.seed)."),
-    out: Path = typer.Option(
-        None, "--out", "-o", help="Folder for the outputs; without it only the summary is printed."
-    ),
-    panel_sample: float = typer.Option(
-        0.0, "--panel-sample", help="Share of customers (0-1) whose every active month is written to panel.*"
-    ),
-    fmt: str = typer.Option("parquet", "--format", help="Table format of the outputs: parquet or csv."),
-    customer_summary: bool = typer.Option(
-        None, "--customer-summary/--no-customer-summary",
+    market: Market = None,
+    customers: Customers = None,
+    periods: Periods = None,
+    seed: Seed = None,
+    out: OutDir = None,
+    panel_sample: Annotated[float, typer.Option(
+        "--panel-sample", help="Share of customers (0-1) whose every active month is written to panel.*")] = 0.0,
+    fmt: Annotated[str, typer.Option("--format", help="Table format of the outputs: parquet or csv.")] = "parquet",
+    customer_summary: Annotated[bool | None, typer.Option(
+        "--customer-summary/--no-customer-summary",
         help="Write customers.* (one row per customer). Default: on up to 2 million customers.",
-    ),
-    threads: int = typer.Option(
-        None, "--threads", help="Numba threads (default: all cores). Results do not depend on it."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table."),
-    cluster: str = _cluster.CLUSTER,
-    shards: int = _cluster.SHARDS,
-    checkpoint_every: int = _cluster.CHECKPOINT_EVERY,
-    checkpoint_dir: Path = _cluster.CHECKPOINT_DIR,
-    resume: Path = _cluster.RESUME,
-    replications: int = _replications.REPLICATIONS,
+        show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", help="Numba threads (default: all cores). Results do not depend on it.",
+        show_default=False)] = None,
+    quiet: Quiet = False,
+    cluster: _cluster.Cluster = None,
+    shards: _cluster.Shards = None,
+    checkpoint_every: _cluster.CheckpointEvery = None,
+    checkpoint_dir: _cluster.CheckpointDir = None,
+    resume: _cluster.Resume = None,
+    replications: _replications.Replications = None,
 ) -> None:
     """Simulate a customer population month by month and summarise it.
 
     With no arguments, runs the built-in default market (100 000 customers, 36
     months) and prints a summary including the throughput in customer-periods
-    per second. Outputs (with --out): periods, cohorts, customers, panel tables,
-    run.json and trajectories.png.
+    per second. -n 10000000 runs the same market with ten million customers:
+    market size and budgets grow with the base, so spend per customer, churn and
+    per-customer economics stay those of the market. Outputs (with --out): periods,
+    cohorts, customers, panel tables, run.json, trajectories.png and manifest.json.
     """
-    from tenure.scenario import load_scenario
+    from tenure.api import load_scenario
 
     if fmt not in TABLE_FORMATS:
         raise InputError(f"--format: unknown format {fmt!r}; use one of {', '.join(TABLE_FORMATS)}")
@@ -76,49 +59,19 @@ def simulate(
         raise InputError(f"--threads: must be at least 1, got {threads}")
     _replications.check(replications, ctx)
     scale = _cluster.scale_options(ctx)
-    sc = load_scenario(scenario, check_run_options(customers, periods, seed) or None)
-    if out is not None:
-        out = prepare_out_dir(out)
-    if replications is not None:
-        return _replications.run(sc, replications, cluster, out, fmt, quiet)
-    if scale.active:
+    sc = load_scenario(market, customers=customers, periods=periods, seed=seed)
+    meta = {"resume": str(resume)} if resume is not None else run_meta(sc)
+    with output_folder(out, "tenure simulate", quiet, **meta) as folder:
+        if replications is not None:
+            _replications.run(sc, replications, cluster, folder, fmt, quiet)
+            return
         result = scale.run(sc, panel_sample, customer_summary, threads, quiet)
-    else:
-        result = run_with_progress(sc, panel_sample, customer_summary, threads, quiet)
-    if not quiet:
-        console.print(summary_table(result))
-    if out is not None:
-        from tenure.engine.report import write_outputs
-
-        paths = write_outputs(result, out, fmt)
         if not quiet:
-            console.print(f"wrote {len(paths)} files to [bold]{out}[/]: " + ", ".join(p.name for p in paths.values()))
+            console.print(summary_table(result))
+        if folder is not None:
+            from tenure.engine.report import write_outputs
 
-
-def run_with_progress(sc: Any, panel_sample: float, track: bool | None, threads: int | None, quiet: bool) -> Any:
-    """Build the simulator and run it, with a progress bar on a terminal."""
-    import numba
-
-    from tenure.engine.simulator import Simulator
-
-    if threads is not None:
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    t0 = time.perf_counter()
-    sim = Simulator(sc, panel_fraction=panel_sample, track_customers=track)
-    show = not quiet and sys.stderr.isatty()
-    if not show:
-        result = sim.run()
-    else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(
-            TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("months"),
-            TimeRemainingColumn(), console=err_console, transient=True,
-        ) as bar:
-            task = bar.add_task("sim", total=sim.periods)
-            result = sim.run(progress=lambda done, total: bar.update(task, completed=done))
-    result.meta["wall_seconds"] = time.perf_counter() - t0
-    return result
+            write_outputs(result, folder, fmt)
 
 
 def summary_table(result: Any) -> Table:

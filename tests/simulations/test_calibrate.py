@@ -25,7 +25,7 @@ KEY = ("market.competitor_pull", "churn.trust", "churn.enthusiasm", "cross_sell.
 
 
 def _base(customers: int, periods: int):
-    return C.scale_market(load_scenario(None), customers).with_overrides({"run": {"periods": periods}})
+    return load_scenario(None).scaled(customers).with_overrides({"run": {"periods": periods}})
 
 
 def _panel(sc, seed: int = 7) -> pl.DataFrame:

@@ -273,11 +273,10 @@ def test_weak_retention_moves_the_optimum_toward_acquisition():
     for a move of at least two coarse grid steps (0.5), so one step of noise in either market does not
     decide it.
     """
-    from tenure.simulations.calibrate import scale_market
     from tenure.simulations.compare import compare
 
     best = {}
     for name in ("default", "weak-retention"):
-        sc = scale_market(load_scenario(name, {"run": {"periods": 24}}), 5_000)
+        sc = load_scenario(name, {"run": {"periods": 24}}).scaled(5_000)
         best[name] = compare(sc, acquisition_steps=5, seeds=2, levers=()).best["acquisition_share"]
     assert best["weak-retention"] - best["default"] >= 0.5, best
