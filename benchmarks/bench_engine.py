@@ -23,7 +23,8 @@ starts computing.
 side: it runs ``throughput`` alternately in DIR (with DIR's own virtual
 environment, ``DIR/.venv/bin/python`` unless ``--baseline-python`` says
 otherwise) and in this tree, ``--repeats`` times each, each run in a fresh
-process, and prints both medians and their ratio (this tree / baseline).
+process, and prints both medians and their ratio (this tree / baseline), and
+the ratio of the processes' CPU seconds (baseline / this tree; above 1: faster).
 Alternating the two spreads the machine's changing load over both.
 """
 
@@ -202,17 +203,25 @@ def side_by_side(customers: int, periods: int, threads: int | None, baseline: st
     loads = [os.getloadavg()[0]]
     for _ in range(repeats):
         for name, (python, cwd) in trees.items():
+            cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             res = subprocess.run([python, *args], cwd=cwd, check=True, capture_output=True, text=True)
+            cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             runs[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            runs[name][-1]["cpu_seconds"] = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
             loads.append(os.getloadavg()[0])
     out: dict = {"mode": "side-by-side", "customers": customers, "periods": periods, "repeats": repeats,
                  "baseline": base}
     for name, rs in runs.items():
         rates = sorted(r["customer_periods_per_second"] for r in rs)
+        cpu = sorted(round(r["cpu_seconds"], 2) for r in rs)
         out[name] = {"customer_periods_per_second": rates, "median": float(np.median(rates)),
+                     "cpu_seconds_per_process": cpu, "median_cpu_seconds": float(np.median(cpu)),
                      "threads": rs[0]["threads"], "customer_periods": rs[0]["customer_periods"]}
     out["same_customer_periods"] = out["baseline"]["customer_periods"] == out["this_tree"]["customer_periods"]
     out["ratio"] = round(out["this_tree"]["median"] / out["baseline"]["median"], 3)
+    # CPU time of each whole process (start, warm-up, building the base, the months): less sensitive to
+    # other work on the machine than wall-clock throughput
+    out["cpu_ratio"] = round(out["baseline"]["median_cpu_seconds"] / out["this_tree"]["median_cpu_seconds"], 3)
     out["load_average"] = [round(x, 2) for x in loads]
     return out
 
