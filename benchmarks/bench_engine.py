@@ -7,6 +7,7 @@ Usage (each mode prints one JSON line; RESULTS.md records them with the machine)
     python benchmarks/bench_engine.py memory --customers 100000000 --periods 12
     python benchmarks/bench_engine.py first-run
     python benchmarks/bench_engine.py small --customers 20000 --periods 36
+    python benchmarks/bench_engine.py compare --customers 10000000 --periods 24 --baseline ../base
 
 ``throughput`` runs the default scenario with aggregates only (no customer
 summary, no panel) and reports customer-periods per second over the simulated
@@ -17,6 +18,14 @@ flatters the baseline). ``memory`` reports the peak resident set size of a run.
 ``first-run`` times ``tenure simulate`` in a fresh process with an empty kernel
 cache, then again with the cache warm, and the time until the first period
 starts computing.
+
+``compare --baseline DIR`` measures a change against another checkout side by
+side: it runs ``throughput`` alternately in DIR (with DIR's own virtual
+environment, ``DIR/.venv/bin/python`` unless ``--baseline-python`` says
+otherwise) and in this tree, ``--repeats`` times each, each run in a fresh
+process, and prints both medians and their ratio (this tree / baseline), and
+the ratio of the processes' CPU seconds (baseline / this tree; above 1: faster).
+Alternating the two spreads the machine's changing load over both.
 """
 
 from __future__ import annotations
@@ -46,7 +55,13 @@ def throughput(customers: int, periods: int, threads: int | None) -> dict:
 
     if threads:
         numba.set_num_threads(threads)
-    Simulator(_scenario(10_000, 2), track_customers=False).run()  # compile (or load the cache)
+    import tenure.engine.state as state
+
+    below = state.SERIAL_STEP_BELOW, state.SERIAL_BIRTHS_BELOW
+    state.SERIAL_STEP_BELOW = state.SERIAL_BIRTHS_BELOW = 0  # compile (or load) the thread-pool kernels too
+    Simulator(_scenario(10_000, 2), track_customers=False).run()
+    state.SERIAL_STEP_BELOW, state.SERIAL_BIRTHS_BELOW = below
+    Simulator(_scenario(10_000, 2), track_customers=False).run()  # and the one-thread kernels
     t0 = time.perf_counter()
     sim = Simulator(_scenario(customers, periods), track_customers=False)
     build = time.perf_counter() - t0
@@ -170,6 +185,46 @@ def small_runs(customers: int, periods: int, repeats: int = 20) -> dict:
     return out
 
 
+def side_by_side(customers: int, periods: int, threads: int | None, baseline: str, baseline_python: str | None,
+                 repeats: int) -> dict:
+    """``throughput`` of a baseline checkout and of this tree, alternately, in fresh processes."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    base = os.path.abspath(baseline)
+    trees = {"baseline": (baseline_python or os.path.join(base, ".venv", "bin", "python"), base),
+             "this_tree": (sys.executable, here)}
+    args = ["benchmarks/bench_engine.py", "throughput", "--customers", str(customers), "--periods", str(periods)]
+    if threads:
+        args += ["--threads", str(threads)]
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    for python, cwd in trees.values():  # a first, untimed run each: kernel caches filled, files in the page cache
+        subprocess.run([python, *args[:2], "--customers", "100000", "--periods", "2"], cwd=cwd, check=True,
+                       capture_output=True)
+    loads = [os.getloadavg()[0]]
+    for _ in range(repeats):
+        for name, (python, cwd) in trees.items():
+            cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            res = subprocess.run([python, *args], cwd=cwd, check=True, capture_output=True, text=True)
+            cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            runs[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            runs[name][-1]["cpu_seconds"] = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+            loads.append(os.getloadavg()[0])
+    out: dict = {"mode": "side-by-side", "customers": customers, "periods": periods, "repeats": repeats,
+                 "baseline": base}
+    for name, rs in runs.items():
+        rates = sorted(r["customer_periods_per_second"] for r in rs)
+        cpu = sorted(round(r["cpu_seconds"], 2) for r in rs)
+        out[name] = {"customer_periods_per_second": rates, "median": float(np.median(rates)),
+                     "cpu_seconds_per_process": cpu, "median_cpu_seconds": float(np.median(cpu)),
+                     "threads": rs[0]["threads"], "customer_periods": rs[0]["customer_periods"]}
+    out["same_customer_periods"] = out["baseline"]["customer_periods"] == out["this_tree"]["customer_periods"]
+    out["ratio"] = round(out["this_tree"]["median"] / out["baseline"]["median"], 3)
+    # CPU time of each whole process (start, warm-up, building the base, the months): less sensitive to
+    # other work on the machine than wall-clock throughput
+    out["cpu_ratio"] = round(out["baseline"]["median_cpu_seconds"] / out["this_tree"]["median_cpu_seconds"], 3)
+    out["load_average"] = [round(x, 2) for x in loads]
+    return out
+
+
 def first_run() -> dict:
     """`tenure simulate` in fresh processes: empty cache, then warm cache."""
     exe = [sys.executable, "-m", "tenure.cli", "simulate", "--quiet"]
@@ -196,6 +251,9 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=10_000_000)
     ap.add_argument("--periods", type=int, default=24)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--baseline", default=None, help="compare: a checkout to measure against, side by side")
+    ap.add_argument("--baseline-python", default=None, help="compare: the baseline's Python (default DIR/.venv)")
+    ap.add_argument("--repeats", type=int, default=3, help="compare --baseline: runs of each tree")
     args = ap.parse_args()
     if args.mode == "throughput":
         out = throughput(args.customers, args.periods, args.threads)
@@ -205,6 +263,9 @@ def main() -> None:
         out = small_runs(args.customers, args.periods)
     elif args.mode == "memory":
         out = memory(args.customers, args.periods)
+    elif args.mode == "compare" and args.baseline:
+        out = side_by_side(args.customers, args.periods, args.threads, args.baseline, args.baseline_python,
+                           args.repeats)
     elif args.mode == "compare":
         eng = throughput(args.customers, args.periods, args.threads)
         npy = numpy_step_run(min(args.customers, 2_000_000), min(args.periods, 6))

@@ -10,6 +10,7 @@ engine sources: any change to any of them starts a fresh cache. A user's own
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from pathlib import Path
 
@@ -20,8 +21,9 @@ def configure_cache() -> Path:
 
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    # the engine's sources, and the vocabulary whose constants the kernels compile in (panel columns)
-    vocabulary = [here.parent / "tenure" / "panel_format.py"]
+    # the engine's sources, and the vocabulary whose constants the kernels compile in (panel columns);
+    # found by its module name, since the engine sits beside it in a checkout and inside it once installed
+    vocabulary = [Path(str(importlib.util.find_spec("tenure.panel_format").origin))]
     for src in [*sorted(here.glob("*.py")), *vocabulary]:
         digest.update(src.name.encode())
         digest.update(src.read_bytes())
