@@ -65,7 +65,7 @@ def compare_cmd(
     across its calibrated markets (`compare MARKET --uncertainty`, its old spelling,
     still works in this release).
     """
-    from tenure import api
+    import tenure.api as api
 
     if uncertainty:
         from tenure.commands.decide import run_decide

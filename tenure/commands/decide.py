@@ -69,7 +69,7 @@ def decide_cmd(
 
 def run_decide(market: str, *, out: Path | None, quiet: bool, **options: Any) -> None:
     """Run :func:`tenure.decide` with ``options``, print the ranking, write the outputs into --out."""
-    from tenure import api
+    import tenure.api as api
 
     with output_folder(out, "tenure decide", quiet, market_file=str(market)) as folder:
         with progress("simulating allocations × markets", "runs", quiet) as bar:
