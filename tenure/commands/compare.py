@@ -9,6 +9,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
+from tenure.api import COMPARE_SEEDS, COMPARE_STEPS
 from tenure.commands._common import cli_errors, console, note, number, output_folder, progress, run_meta
 from tenure.commands._options import (
     AcquisitionSteps,
@@ -36,8 +37,8 @@ def compare_cmd(
     budget: Budget = None,
     levers: Levers = None,
     mix: Mix = None,
-    acquisition_steps: AcquisitionSteps = 7,
-    seeds: Seeds = 3,
+    acquisition_steps: AcquisitionSteps = COMPARE_STEPS,
+    seeds: Seeds = COMPARE_SEEDS,
     customers: Customers = None,
     periods: Periods = None,
     seed: Seed = None,

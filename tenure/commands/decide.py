@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from tenure.api import DECIDE_SEEDS, DECIDE_STEPS
 from tenure.commands._common import cli_errors, console, number, output_folder, progress
 from tenure.commands._options import (
     AcquisitionSteps,
@@ -40,8 +41,8 @@ def decide_cmd(
     budget: Budget = None,
     levers: Levers = None,
     mix: Mix = None,
-    acquisition_steps: AcquisitionSteps = 5,
-    seeds: Seeds = 1,
+    acquisition_steps: AcquisitionSteps = DECIDE_STEPS,
+    seeds: Seeds = DECIDE_SEEDS,
     max_markets: Annotated[int | None, typer.Option(
         "--max-markets", metavar="N", help="Use at most the first N calibrated markets (default: all).",
         show_default=False)] = None,
