@@ -1,4 +1,4 @@
-"""Speed of `tenure calibrate` and `tenure compare --uncertainty` at the issue's sizes.
+"""Speed of `tenure calibrate` and `tenure decide` at the sizes of the README's figures.
 
 Usage:
 
@@ -78,7 +78,7 @@ def bench_compare(markets: int, customers: int, sample: int, periods: int) -> di
     res = compare_uncertainty(scen, levers=("service", "loyalty", "alarm"), acquisition_steps=5, seeds=1,
                               sample_customers=sample)
     seconds = time.perf_counter() - t0
-    return {"what": "compare --uncertainty", "markets": markets, "allocations": res.settings["allocations"],
+    return {"what": "decide", "markets": markets, "allocations": res.settings["allocations"],
             "customers": customers, "sample_customers": sample, "periods": periods,
             "seconds": round(seconds, 1), "best": [res.best["acquisition_share"], res.best["mix"]],
             "p_beats_current": round(res.best["p_beats_current"], 3)}

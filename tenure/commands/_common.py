@@ -84,7 +84,9 @@ def progress(label: str, unit: str, quiet: bool, total: int | None = None,
 
         def update(n: int, of: int) -> None:
             if n > start and bar.tasks[0].description == COMPILING:
-                bar.reset(task, total=of, completed=n, description=label)  # the ETA starts from here
+                started = bar.tasks[0].start_time
+                bar.reset(task, total=of, completed=n, description=label)  # the speed and ETA count from here
+                bar.tasks[0].start_time = started  # the elapsed time from the start
             else:
                 bar.update(task, total=of, completed=n)
 

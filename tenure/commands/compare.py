@@ -9,6 +9,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
+from tenure.api import COMPARE_SEEDS, COMPARE_STEPS
 from tenure.commands._common import cli_errors, console, note, number, output_folder, progress, run_meta
 from tenure.commands._options import (
     AcquisitionSteps,
@@ -36,8 +37,8 @@ def compare_cmd(
     budget: Budget = None,
     levers: Levers = None,
     mix: Mix = None,
-    acquisition_steps: AcquisitionSteps = 7,
-    seeds: Seeds = 3,
+    acquisition_steps: AcquisitionSteps = COMPARE_STEPS,
+    seeds: Seeds = COMPARE_SEEDS,
     customers: Customers = None,
     periods: Periods = None,
     seed: Seed = None,
@@ -65,7 +66,7 @@ def compare_cmd(
     across its calibrated markets (`compare MARKET --uncertainty`, its old spelling,
     still works in this release).
     """
-    from tenure import api
+    import tenure.api as api
 
     if uncertainty:
         from tenure.commands.decide import run_decide
@@ -193,17 +194,9 @@ def plot_compare(result: Any, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import polars as pl
 
     fig, ax = plt.subplots(figsize=(9, 5.5), constrained_layout=True)
-    for mix in result.points["mix"].unique(maintain_order=True):
-        d = result.points.filter(pl.col("mix") == mix).sort("acquisition_share")
-        x = 100 * d["acquisition_share"].to_numpy()
-        ax.plot(x, d["customer_equity"] / 1e6, marker="o", ms=3, label=mix)
-        ax.fill_between(x, d["customer_equity_q05"] / 1e6, d["customer_equity_q95"] / 1e6, alpha=0.15)
-    b = result.best
-    ax.scatter([100 * b["acquisition_share"]], [b["customer_equity"] / 1e6], s=160, marker="*", color="black",
-               zorder=5, label=f"best: {100 * b['acquisition_share']:.0f} %, {b['mix']}")
+    plot_equity_by_share(ax, result.points, result.best, "best")
     c = result.current
     ax.scatter([100 * c["acquisition_share"]], [c["customer_equity"] / 1e6], s=60, marker="s", color="grey",
                zorder=5, label="current split")
@@ -214,3 +207,16 @@ def plot_compare(result: Any, path: Path) -> None:
     ax.legend(fontsize="small", ncol=2)
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
+
+
+def plot_equity_by_share(ax: Any, points: pl.DataFrame, best: dict[str, Any], best_label: str) -> None:
+    """Customer equity over the acquisition share: one line and 90 % band per retention mix (colour C0, C1, ...
+    in the order of ``points``), the best point starred."""
+    for i, mix in enumerate(points["mix"].unique(maintain_order=True)):
+        d = points.filter(pl.col("mix") == mix).sort("acquisition_share")
+        x = 100 * d["acquisition_share"].to_numpy()
+        ax.plot(x, d["customer_equity"] / 1e6, marker="o", ms=3, color=f"C{i}", label=mix)
+        ax.fill_between(x, d["customer_equity_q05"] / 1e6, d["customer_equity_q95"] / 1e6, color=f"C{i}",
+                        alpha=0.15)
+    ax.scatter([100 * best["acquisition_share"]], [best["customer_equity"] / 1e6], s=160, marker="*",
+               color="black", zorder=5, label=f"{best_label}: {100 * best['acquisition_share']:.0f} %, {best['mix']}")

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from tenure.api import DECIDE_SEEDS, DECIDE_STEPS
 from tenure.commands._common import cli_errors, console, number, output_folder, progress
 from tenure.commands._options import (
     AcquisitionSteps,
@@ -28,6 +29,7 @@ from tenure.commands._options import (
     Seed,
     Seeds,
 )
+from tenure.commands.compare import plot_equity_by_share
 
 UNCERTAINTY_JSON_VERSION = 1
 
@@ -40,8 +42,8 @@ def decide_cmd(
     budget: Budget = None,
     levers: Levers = None,
     mix: Mix = None,
-    acquisition_steps: AcquisitionSteps = 5,
-    seeds: Seeds = 1,
+    acquisition_steps: AcquisitionSteps = DECIDE_STEPS,
+    seeds: Seeds = DECIDE_SEEDS,
     max_markets: Annotated[int | None, typer.Option(
         "--max-markets", metavar="N", help="Use at most the first N calibrated markets (default: all).",
         show_default=False)] = None,
@@ -69,7 +71,7 @@ def decide_cmd(
 
 def run_decide(market: str, *, out: Path | None, quiet: bool, **options: Any) -> None:
     """Run :func:`tenure.decide` with ``options``, print the ranking, write the outputs into --out."""
-    from tenure import api
+    import tenure.api as api
 
     with output_folder(out, "tenure decide", quiet, market_file=str(market)) as folder:
         with progress("simulating allocations × markets", "runs", quiet) as bar:
@@ -132,16 +134,12 @@ def plot_uncertainty(result: Any, path: Path) -> None:
 
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True, height_ratios=[2, 1],
                                   constrained_layout=True)
-    for i, mix in enumerate(result.points["mix"].unique(maintain_order=True)):
+    plot_equity_by_share(ax, result.points, result.best, "least expected loss")
+    for i, mix in enumerate(result.points["mix"].unique(maintain_order=True)):  # the colours of the lines above
         d = result.points.filter(pl.col("mix") == mix).sort("acquisition_share")
-        x = 100 * d["acquisition_share"].to_numpy()
-        ax.plot(x, d["customer_equity"] / 1e6, marker="o", ms=3, color=f"C{i}", label=mix)
-        ax.fill_between(x, d["customer_equity_q05"] / 1e6, d["customer_equity_q95"] / 1e6, color=f"C{i}",
-                        alpha=0.12)
-        ax2.plot(x, 100 * d["p_beats_current"], marker="o", ms=3, color=f"C{i}")
-    b, c = result.best, result.current
-    ax.scatter([100 * b["acquisition_share"]], [b["customer_equity"] / 1e6], s=160, marker="*", color="black",
-               zorder=5, label=f"least expected loss: {100 * b['acquisition_share']:.0f} %, {b['mix']}")
+        ax2.plot(100 * d["acquisition_share"].to_numpy(), 100 * d["p_beats_current"], marker="o", ms=3,
+                 color=f"C{i}")
+    c = result.current
     ax.errorbar([100 * c["acquisition_share"]], [c["customer_equity"] / 1e6],
                 yerr=[[(c["customer_equity"] - c["customer_equity_q05"]) / 1e6],
                       [(c["customer_equity_q95"] - c["customer_equity"]) / 1e6]],

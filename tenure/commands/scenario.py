@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.table import Table
 
 from tenure.commands._common import cli_errors, console
+from tenure.commands._options import Market
 
 scenario_app = typer.Typer(help="List, show, validate and scale scenario files.", no_args_is_help=True)
 
@@ -26,19 +29,18 @@ def list_scenarios() -> None:
 
 @scenario_app.command("show")
 @cli_errors
-def show(
-    scenario: str = typer.Argument("default", help="A built-in scenario name or a scenario TOML file."),
-) -> None:
-    """Print a scenario as TOML with every default filled in."""
+def show(market: Market = None) -> None:
+    """Print a market as TOML with every default filled in."""
     from tenure.scenario import load_scenario
 
-    typer.echo(load_scenario(scenario).to_toml())
+    typer.echo(load_scenario(market).to_toml())
 
 
 @scenario_app.command("validate")
 @cli_errors
 def validate(
-    scenario: str = typer.Argument(..., help="A scenario TOML file (or a built-in name)."),
+    scenario: Annotated[str, typer.Argument(help="A scenario TOML file (or a built-in name).", metavar="MARKET",
+                                            show_default=False)],
 ) -> None:
     """Check a scenario: unknown keys, wrong types and impossible values exit with code 2."""
     from tenure.scenario import load_scenario
@@ -50,8 +52,10 @@ def validate(
 @scenario_app.command("scale")
 @cli_errors
 def scale(
-    scenario: str = typer.Argument(..., help="A built-in scenario name or a scenario TOML file."),
-    customers: int = typer.Argument(..., help="Initial customers of the scaled market."),
+    scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a scenario TOML file.",
+                                            metavar="MARKET", show_default=False)],
+    customers: Annotated[int, typer.Argument(help="Initial customers of the scaled market.", metavar="CUSTOMERS",
+                                             show_default=False)],
 ) -> None:
     """Print the same market with CUSTOMERS initial customers, as TOML: market size and budgets scale alike.
 

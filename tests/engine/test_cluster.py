@@ -184,7 +184,7 @@ def test_cli_resume_and_cluster_give_the_plain_result(tmp_path):
     assert res.exit_code == 0, res.output
     # interrupted through the Python API after 4 of 6 months, checkpointed every 2, then resumed by the CLI
     ck = tmp_path / "ck"
-    sc = load_scenario("default", run={"customers": 20_000, "periods": 6, "seed": 4})
+    sc = load_scenario("default", customers=20_000, periods=6, seed=4)  # what -n 20000 -t 6 --seed 4 runs
     with pytest.raises(Interrupt):
         DistributedSimulator(sc, panel_fraction=0.1, checkpoint_every=2, checkpoint_dir=ck).run(
             progress=interrupt_after(4))
