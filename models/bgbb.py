@@ -111,11 +111,6 @@ class BGBBModel(BayesianModel):
         self.n_customers = int(self.data["count"].sum())
         self.sampler_options = nuts_options(self.data.height)
 
-    @property
-    def var_names(self) -> list[str]:
-        """Parameters reported in summaries."""
-        return list(self.named_parameters)
-
     def data_summary(self) -> dict[str, Any]:
         """Customers, unique rows and the opportunity length."""
         return {"customers": self.n_customers, "unique_rows": self.data.height, "time_unit": self.time_unit}
@@ -129,11 +124,19 @@ class BGBBModel(BayesianModel):
             pm.Potential("log_likelihood", pt.dot(w, bgbb_logp(*params, x, t_x, n)))
         return model
 
-    def fit(self, *args: Any, **kwargs: Any):
-        """Fit as :meth:`BayesianModel.fit` and record the opportunity length."""
-        idata = super().fit(*args, **kwargs)
-        idata.attrs["tenure_time_unit"] = self.time_unit
-        return idata
+    def options(self) -> dict[str, Any]:
+        """The opportunity length."""
+        return {"time_unit": self.time_unit}
+
+    def observed_table(self) -> dict[str, np.ndarray]:
+        """The compressed discrete-time rows."""
+        return {c: self.data[c].to_numpy() for c in self.data.columns}
+
+    def pointwise_log_likelihood(self, idata: Any) -> dict[str, np.ndarray]:
+        """count × log L of each compressed row per draw (eq. 5 in numpy)."""
+        d = posterior_draws(idata, self.var_names)
+        x, t_x, n, w = (self.data[c].to_numpy().astype(float) for c in ("frequency", "recency", "T", "count"))
+        return {"purchases": w * bgbb_loglike_np(*(d[k] for k in self.named_parameters), x, t_x, n)}
 
     def _posterior(self) -> dict[str, np.ndarray]:
         if self.idata is None:

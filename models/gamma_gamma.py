@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pymc as pm
 import pytensor.tensor as pt
+from scipy import special
 from tenure.models.base import BayesianModel, prior
 from tenure.models.bgnbd import BGNBDModel, bgnbd_conditional_purchases
 from tenure.models.clv_data import compress_summary, convert_periods, nuts_options, validate_summary
@@ -80,11 +81,6 @@ class GammaGammaModel(BayesianModel):
         self.n_customers = int(self.data["count"].sum())
         self.sampler_options = nuts_options(self.data.height)
 
-    @property
-    def var_names(self) -> list[str]:
-        """Parameters reported in summaries."""
-        return list(self.named_parameters)
-
     def data_summary(self) -> dict[str, Any]:
         """Repeat buyers and unique rows used."""
         return {"repeat_buyers": self.n_customers, "unique_rows": self.data.height}
@@ -100,6 +96,20 @@ class GammaGammaModel(BayesianModel):
             v = prior("v", self.priors["v"])
             pm.Potential("log_likelihood", pt.dot(w, gamma_gamma_logp(p, q, v, x, m)))
         return model
+
+    def observed_table(self) -> dict[str, np.ndarray]:
+        """The compressed repeat buyers."""
+        return {c: self.data[c].to_numpy() for c in self.data.columns}
+
+    def pointwise_log_likelihood(self, idata: Any) -> dict[str, np.ndarray]:
+        """count × log f(m̄) of each compressed row per draw (eq. 4 in numpy)."""
+        d = posterior_draws(idata, self.var_names)
+        x, m, w = (self.data[c].to_numpy().astype(float) for c in ("frequency", "monetary_value", "count"))
+        p, q, v = (d[k][:, None] for k in ("p", "q", "v"))
+        px = p * x
+        ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(v)
+              + (px - 1.0) * np.log(m) + px * np.log(x) - (px + q) * np.log(v + x * m))
+        return {"spend": w * ll}
 
     def _posterior(self) -> dict[str, np.ndarray]:
         if self.idata is None:

@@ -1,13 +1,15 @@
-"""`tenure fit`: one sub-command per model family.
+"""`tenure fit`: one sub-command per model family, all on one grammar.
 
 The panel models (retention, cross-sell, joint, nps, trim) and the customer-base
 models (sbg, bgnbd, gamma-gamma, bgbb) register their commands on ``fit_app`` in
-their own modules under ``tenure/commands/``; ``tenure.cli`` imports them.
+their own modules under ``tenure/commands/``; ``tenure.cli`` imports them. Every
+command takes the shared options of :mod:`tenure.commands._options` and ends in
+:func:`fit_and_write`: fit, print the table of estimates, write the run folder.
 """
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tenure.errors import InputError
-
-# PyTensor warns at every compilation that a pip-installed NumPy gives it no BLAS to link. The models
-# here do no large matrix products (the panel likelihoods run on compressed cells), so the warning says
-# nothing a user can act on; it would be the first thing printed by every `tenure fit`.
-warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
+import tenure.models  # noqa: F401  (filters PyTensor's BLAS warning before any model is imported)
+from tenure.commands._common import console
 
 fit_app = typer.Typer(
     help="Fit a Bayesian model to panel, transaction or cohort data and save the posterior.",
@@ -29,24 +27,13 @@ fit_app = typer.Typer(
 )
 
 
-DRAWS_HELP = "Posterior draws per chain."
-TUNE_HELP = "Tuning steps per chain (mcmc)."
-CHAINS_HELP = "Chains."
-SEED_HELP = "Seed of every random choice of the fit."
+def check_fit(out: Path, method: str, draws: int, tune: int, chains: int) -> None:
+    """Fail before any work on an --out that cannot be a folder, an unknown --method or bad sizes."""
+    from tenure.io import check_out_dir
+    from tenure.models.base import check_fit_settings
 
-
-def check_out(out: Path) -> None:
-    """Fail before any work if --out cannot be a folder (nothing is created yet)."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
-
-
-def check_method(method: str) -> None:
-    """Fail before any work on an unknown --method."""
-    from tenure.models.base import FIT_METHODS
-
-    if method not in FIT_METHODS:
-        raise InputError(f"--method: unknown method {method!r}; use one of {', '.join(FIT_METHODS)}")
+    check_out_dir(out)
+    check_fit_settings(method, draws, tune, chains)
 
 
 def load_priors_file(path: Path | None) -> dict[str, dict[str, Any]] | None:
@@ -56,31 +43,75 @@ def load_priors_file(path: Path | None) -> dict[str, dict[str, Any]] | None:
     return load_priors(path) if path is not None else None
 
 
-def results_table(idata: Any, var_names: list[str], title: str) -> Table:
-    """Mean, sd, 90 % interval, R-hat and bulk ESS per scalar parameter, as every `tenure fit` prints them."""
-    from tenure.models.base import summary_table
-    from tenure.models.effects import equal_tailed
+def results_table(result: Any, title: str) -> Table:
+    """The summary of a fit as every `tenure fit` prints it (the columns of summary.csv).
 
-    summary = summary_table(idata, var_names)
-    table = Table(title=title, title_justify="left")
+    The estimate is the posterior mean (mcmc, advi, bootstrap) or mode (map); R-hat and
+    bulk ESS appear for mcmc only.
+    """
+    from tenure.models.base import INTERVAL_CAPTION, INTERVAL_HIGH, INTERVAL_LOW
+
+    summary = result.summary()
+    estimate = "mode" if "mode" in summary.columns else "mean"
+    table = Table(title=f"{title}, {result.method}", title_justify="left", caption=INTERVAL_CAPTION,
+                  caption_justify="left")
     # Parameter names are never shortened (a narrow terminal wraps the interval column instead).
     table.add_column("parameter", justify="left", no_wrap=True,
                      min_width=max(len(p) for p in summary["parameter"].to_list()))
-    for col in ("mean", "sd", "90 % interval", "R-hat", "ESS bulk"):
+    columns = [estimate, "sd", "eti90", *(["R-hat", "ESS bulk"] if "r_hat" in summary.columns else [])]
+    for col in columns:
         table.add_column(col, justify="right")
-    post = idata.posterior
-    labels = summary["parameter"].to_list()
-    flat = {}
-    for name in var_names:
-        values = np.asarray(post[name].values)
-        values = values.reshape(values.shape[0] * values.shape[1], -1)
-        own = [lab for lab in labels if lab == name or lab.startswith(name + "[")]
-        for j, lab in enumerate(own):
-            flat[lab] = values[:, j]
     for row in summary.iter_rows(named=True):
-        lo, hi = equal_tailed(flat[row["parameter"]]) if row["parameter"] in flat else (np.nan, np.nan)
         # Escape: a label like churn_segment[price-driven] would otherwise be read as Rich markup and vanish.
-        table.add_row(escape(row["parameter"]), f"{row['mean']:.4g}", f"{row['sd']:.3g}", f"{lo:.4g} to {hi:.4g}",
-                      f"{row['r_hat']:.3f}" if np.isfinite(row["r_hat"]) else "–",
-                      f"{row['ess_bulk']:.0f}" if np.isfinite(row["ess_bulk"]) else "–")
+        cells = [escape(row["parameter"]), f"{row[estimate]:.4g}", f"{row['sd']:.3g}",
+                 f"{row[INTERVAL_LOW]:.4g} to {row[INTERVAL_HIGH]:.4g}"]
+        if "r_hat" in row:
+            cells += [f"{row['r_hat']:.3f}" if np.isfinite(row["r_hat"]) else "–",
+                      f"{row['ess_bulk']:.0f}" if np.isfinite(row["ess_bulk"]) else "–"]
+        table.add_row(*cells)
     return table
+
+
+def _describe(info: dict[str, Any]) -> str:
+    """What the model is fitted on, in a few words."""
+    if "cells" in info:
+        return f"{info.get('rows', 0):,} rows in {info['cells']:,} cells"
+    if "unique_rows" in info:
+        customers = info.get("customers", info.get("repeat_buyers", 0))
+        return f"{customers:,} customers in {info['unique_rows']:,} unique rows"
+    return f"{info.get('respondents', info.get('rows', 0)):,} respondents"
+
+
+def fit_and_write(
+    model: Any,
+    out: Path,
+    *,
+    command: str,
+    title: str,
+    seed: int,
+    extra: Callable[[Any, Path], None] | None = None,
+    **fit_settings: Any,
+) -> Any:
+    """Fit, print the table, the effect lines and warnings, and write the run folder ``out``.
+
+    ``out`` is replaced as a whole (:func:`tenure.io.run_folder`): afterwards it holds
+    exactly this run's ``posterior.nc``, ``summary.csv``, ``forest.png``, what ``extra``
+    writes and ``manifest.json``.
+    """
+    from tenure.io import run_folder
+
+    method = fit_settings.get("method", "mcmc")
+    console.print(f"{title}: {_describe(model.data_summary())}; fitting with {method}", highlight=False)
+    result = model.fit(seed=seed, progress=console.is_terminal, **fit_settings)
+    console.print(results_table(result, title))
+    for line in result.effects:
+        console.print(f"  • {line}", highlight=False)
+    for warning in result.warnings():
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    with run_folder(out, command=command, seed=seed, method=method) as stage:
+        result.write(stage, title)
+        if extra is not None:
+            extra(result, stage)
+        written = sorted(p.name for p in stage.iterdir())
+    console.print(f"wrote {out}: {', '.join(written)}, manifest.json", highlight=False)
+    return result
