@@ -21,7 +21,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.special import betaln
 from scipy import special
 from tenure.models.base import BayesianModel, prior
-from tenure.models.clv_data import check_time_unit, compress_summary, nuts_options, validate_summary
+from tenure.models.clv_data import check_time_unit, compress_summary, nuts_options, prediction_rows, validate_summary
 from tenure.models.clv_predict import Prediction, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
@@ -146,7 +146,8 @@ class BGBBModel(BayesianModel):
     def _rows(self, data: pl.DataFrame | None) -> pl.DataFrame:
         if data is None:
             return self.data.select("frequency", "recency", "T")
-        return validate_summary(data, where="prediction data", discrete=True).select("frequency", "recency", "T")
+        return prediction_rows(validate_summary(data, where="prediction data", discrete=True),
+                               "frequency", "recency", "T")
 
     def probability_alive(
         self, data: pl.DataFrame | None = None, *, interval: float = 0.9, keep_draws: bool = False

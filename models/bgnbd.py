@@ -35,7 +35,14 @@ import numpy as np
 import polars as pl
 from scipy import special
 from tenure.models.base import BayesianModel, prior
-from tenure.models.clv_data import check_time_unit, compress_summary, convert_periods, nuts_options, validate_summary
+from tenure.models.clv_data import (
+    check_time_unit,
+    compress_summary,
+    convert_periods,
+    nuts_options,
+    prediction_rows,
+    validate_summary,
+)
 from tenure.models.clv_predict import Prediction, curve_summary, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
@@ -274,8 +281,8 @@ class BGNBDModel(BayesianModel):
         covs = list(dict.fromkeys(self.purchase_covariates + self.dropout_covariates))
         if data is None:
             return self.data.select("frequency", "recency", "T", *covs)
-        return validate_summary(data, where="prediction data", covariates=covs).select(
-            "frequency", "recency", "T", *covs)
+        return prediction_rows(validate_summary(data, where="prediction data", covariates=covs),
+                               "frequency", "recency", "T", *covs)
 
     def _individual(self, draws: Mapping[str, np.ndarray], chunk: Mapping[str, np.ndarray]):
         """Per-draw, per-customer (r, α_i, a_i, b_i), each (n_draws, n_chunk) or broadcastable."""

@@ -19,7 +19,13 @@ import pytensor.tensor as pt
 from scipy import special
 from tenure.models.base import BayesianModel, prior
 from tenure.models.bgnbd import BGNBDModel, bgnbd_conditional_purchases
-from tenure.models.clv_data import compress_summary, convert_periods, nuts_options, validate_summary
+from tenure.models.clv_data import (
+    compress_summary,
+    convert_periods,
+    nuts_options,
+    prediction_rows,
+    validate_summary,
+)
 from tenure.models.clv_predict import Prediction, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
@@ -120,7 +126,8 @@ class GammaGammaModel(BayesianModel):
         self, data: pl.DataFrame, *, interval: float = 0.9, keep_draws: bool = False
     ) -> Prediction:
         """Expected mean spend per future transaction of each customer, with its interval."""
-        rows = validate_summary(data, where="prediction data", monetary=True).select("frequency", "monetary_value")
+        rows = prediction_rows(validate_summary(data, where="prediction data", monetary=True),
+                               "frequency", "monetary_value")
 
         def compute(draws, chunk):
             return gamma_gamma_expected_spend(draws["p"][:, None], draws["q"][:, None], draws["v"][:, None],
@@ -160,8 +167,8 @@ def customer_lifetime_value(
         raise InputError(f"discount_rate_per_period: must exceed -1, found {discount_rate_per_period}")
     step = convert_periods(1.0, time_unit, purchases.time_unit)
     covs = list(dict.fromkeys(purchases.purchase_covariates + purchases.dropout_covariates))
-    rows = validate_summary(data, where="prediction data", monetary=True, covariates=covs).select(
-        "frequency", "recency", "T", "monetary_value", *covs)
+    rows = prediction_rows(validate_summary(data, where="prediction data", monetary=True, covariates=covs),
+                           "frequency", "recency", "T", "monetary_value", *covs)
     d_bg = purchases._posterior()
     d_gg = spend._posterior()
     n = min(len(d_bg["r"]), len(d_gg["p"]))
