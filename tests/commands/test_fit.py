@@ -21,7 +21,7 @@ import pytest
 from tenure.models import MODELS, load, model_class
 from typer.testing import CliRunner
 
-import tenure.commands.fit_clv
+import tenure.commands.fit_clv  # registers the commands on fit_app
 import tenure.commands.fit_panel  # noqa: F401
 from tenure.commands._options import DEFAULT_SEED
 from tenure.commands.fit import fit_app
