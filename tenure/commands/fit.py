@@ -9,9 +9,12 @@ command takes the shared options of :mod:`tenure.commands._options` and ends in
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import typer
@@ -20,6 +23,9 @@ from rich.table import Table
 
 import tenure.models  # noqa: F401  (filters PyTensor's BLAS warning before any model is imported)
 from tenure.commands._common import console
+from tenure.commands._options import DEFAULT_SEED, Chains, Draws, FitSeed, Method, Priors, Tune
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 fit_app = typer.Typer(
     help="Fit a Bayesian model to panel, transaction or cohort data and save the posterior.",
@@ -27,13 +33,60 @@ fit_app = typer.Typer(
 )
 
 
-def check_fit(out: Path, method: str, draws: int, tune: int, chains: int) -> None:
-    """Fail before any work on an --out that cannot be a folder, an unknown --method or bad sizes."""
+@dataclass(frozen=True)
+class FitSettings:
+    """The sampler options every model command takes (:func:`sampler_options`)."""
+
+    method: str = "mcmc"
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    seed: int = DEFAULT_SEED
+    priors: Path | None = None
+
+    def fit_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``Model.fit``."""
+        return {k: v for k, v in asdict(self).items() if k != "priors"}
+
+
+#: The options :func:`sampler_options` adds, in the order of ``--help``: name, type (with its
+#: ``Annotated`` option from ``_options``) and default (those of ``BayesianModel.fit``).
+_SAMPLER_OPTIONS = (("priors", Priors, None), ("method", Method, "mcmc"), ("draws", Draws, 1000),
+                    ("tune", Tune, 1000), ("chains", Chains, 4), ("seed", FitSeed, DEFAULT_SEED))
+
+
+def sampler_options(fn: F) -> F:
+    """Give a fit command the shared options --priors, --method, --draws, --tune, --chains, -s/--seed.
+
+    The command declares ``settings: FitSettings`` and receives the six options as one
+    :class:`FitSettings`; Typer sees them as ordinary options, declared here once.
+    """
+    own = inspect.signature(fn, eval_str=True)
+    params = [p for p in own.parameters.values() if p.name != "settings"]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+               for name, kind, default in _SAMPLER_OPTIONS]
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        settings = FitSettings(**{name: kwargs.pop(name) for name, _, _ in _SAMPLER_OPTIONS})
+        return fn(*args, settings=settings, **kwargs)
+
+    command.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command  # type: ignore[return-value]
+
+
+def check_fit(out: Path, settings: FitSettings) -> dict[str, dict[str, Any]] | None:
+    """Fail before any work on an --out that cannot be a folder, an unknown --method, bad sizes or priors.
+
+    Returns the prior overrides of --priors (None without one).
+    """
     from tenure.io import check_out_dir
     from tenure.models.base import check_fit_settings
 
     check_out_dir(out)
-    check_fit_settings(method, draws, tune, chains)
+    check_fit_settings(settings.method, settings.draws, settings.tune, settings.chains)
+    return load_priors_file(settings.priors)
 
 
 def load_priors_file(path: Path | None) -> dict[str, dict[str, Any]] | None:
@@ -88,27 +141,25 @@ def fit_and_write(
     *,
     command: str,
     title: str,
-    seed: int,
+    settings: FitSettings,
     extra: Callable[[Any, Path], None] | None = None,
-    **fit_settings: Any,
 ) -> Any:
     """Fit, print the table, the effect lines and warnings, and write the run folder ``out``.
 
     ``out`` is replaced as a whole (:func:`tenure.io.run_folder`): afterwards it holds
-    exactly this run's ``posterior.nc``, ``summary.csv``, ``forest.png``, what ``extra``
-    writes and ``manifest.json``.
+    exactly this run's ``posterior.nc``, ``summary.csv``, ``forest.png``, what
+    ``extra(result, folder)`` writes and ``manifest.json``.
     """
     from tenure.io import run_folder
 
-    method = fit_settings.get("method", "mcmc")
-    console.print(f"{title}: {_describe(model.data_summary())}; fitting with {method}", highlight=False)
-    result = model.fit(seed=seed, progress=console.is_terminal, **fit_settings)
+    console.print(f"{title}: {_describe(model.data_summary())}; fitting with {settings.method}", highlight=False)
+    result = model.fit(progress=console.is_terminal, **settings.fit_options())
     console.print(results_table(result, title))
     for line in result.effects:
         console.print(f"  • {line}", highlight=False)
     for warning in result.warnings():
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
-    with run_folder(out, command=command, seed=seed, method=method) as stage:
+    with run_folder(out, command=command, seed=settings.seed, method=settings.method) as stage:
         result.write(stage, title)
         if extra is not None:
             extra(result, stage)

@@ -16,8 +16,8 @@ import polars as pl
 import typer
 
 from tenure.commands._common import cli_errors, console, err_console
-from tenure.commands._options import DEFAULT_SEED, Chains, Draws, FitSeed, Method, Priors, RequiredOutDir, Tune
-from tenure.commands.fit import check_fit, fit_and_write, fit_app, load_priors_file
+from tenure.commands._options import RequiredOutDir
+from tenure.commands.fit import FitSettings, check_fit, fit_and_write, fit_app, sampler_options
 
 SummaryData = Annotated[Path, typer.Argument(help=(
     "CSV or Parquet file: an RFM summary (frequency, recency, T, optional monetary_value and count) or a "
@@ -35,11 +35,12 @@ Covariates = Annotated[str | None, typer.Option(
     "e.g. trust,enthusiasm.", show_default=False)]
 
 
-def _check(out: Path, method: str, draws: int, tune: int, chains: int, time_unit: str) -> None:
+def _check(out: Path, settings: FitSettings, time_unit: str) -> dict[str, dict[str, Any]] | None:
+    """Check --out, the sampler options and --time-unit before any work; return the prior overrides."""
     from tenure.models.clv_data import check_time_unit
 
-    check_fit(out, method, draws, tune, chains)
     check_time_unit(time_unit)
+    return check_fit(out, settings)
 
 
 def _split(names: str | None) -> list[str]:
@@ -63,12 +64,13 @@ def _read_summary(path: Path, *, time_unit: str, customer_col: str, date_col: st
             observation_end=observation_end, where=str(path))
 
 
-def _fit(model: Any, out: Path, command: str, title: str, seed: int, **settings: Any) -> Any:
-    return fit_and_write(model, out, command=f"tenure fit {command}", title=title, seed=seed, **settings)
+def _fit(model: Any, out: Path, command: str, title: str, settings: FitSettings) -> Any:
+    return fit_and_write(model, out, command=f"tenure fit {command}", title=title, settings=settings)
 
 
 @fit_app.command("sbg")
 @cli_errors
+@sampler_options
 def sbg(
     data: Annotated[Path, typer.Argument(help=(
         "CSV or Parquet file: a cohort survival table (cohort, period, alive; period 0 holds the cohort's size) "
@@ -81,23 +83,17 @@ def sbg(
     covariates: Covariates = None,
     discount_rate: Annotated[float, typer.Option("--discount-rate", help="Discount rate per contract period for "
                                                  "the reported discounted expected lifetime (DEL).")] = 0.10,
-    priors: Priors = None,
-    method: Method = "mcmc",
-    draws: Draws = 1000,
-    tune: Tune = 1000,
-    chains: Chains = 4,
-    seed: FitSeed = DEFAULT_SEED,
+    *,
+    settings: FitSettings,
 ) -> None:
     """Shifted-beta-geometric retention (Fader & Hardie 2007): contract renewals, per cohort or pooled."""
     from tenure.io import read_table
     from tenure.models.sbg import SBGModel
 
-    _check(out, method, draws, tune, chains, time_unit)
-    overrides = load_priors_file(priors)
+    overrides = _check(out, settings, time_unit)
     model = SBGModel(read_table(data), time_unit=time_unit, pooled=not per_cohort,
                      covariates=_split(covariates), priors=overrides, where=str(data))
-    _fit(model, out, "sbg", "Shifted-beta-geometric retention", seed, method=method, draws=draws, tune=tune,
-         chains=chains)
+    _fit(model, out, "sbg", "Shifted-beta-geometric retention", settings)
     for cohort in ([None] if model.pooled else model.cohorts):
         value = model.discounted_expected_lifetime(discount_rate, cohort=cohort)
         label = "all cohorts" if cohort is None else f"cohort {cohort}"
@@ -108,6 +104,7 @@ def sbg(
 
 @fit_app.command("bgnbd")
 @cli_errors
+@sampler_options
 def bgnbd(
     data: SummaryData,
     out: RequiredOutDir,
@@ -123,28 +120,23 @@ def bgnbd(
     date_col: DateCol = "date",
     amount_col: AmountCol = "amount",
     observation_end: ObservationEnd = None,
-    priors: Priors = None,
-    method: Method = "mcmc",
-    draws: Draws = 1000,
-    tune: Tune = 1000,
-    chains: Chains = 4,
-    seed: FitSeed = DEFAULT_SEED,
+    *,
+    settings: FitSettings,
 ) -> None:
     """BG/NBD repeat buying with silent dropout (Fader, Hardie & Lee 2005), optionally with covariates."""
     from tenure.models.bgnbd import BGNBDModel
 
-    _check(out, method, draws, tune, chains, time_unit)
-    overrides = load_priors_file(priors)
+    overrides = _check(out, settings, time_unit)
     summary = _read_summary(data, time_unit=time_unit, customer_col=customer_col, date_col=date_col,
                             amount_col=amount_col, observation_end=observation_end)
     model = BGNBDModel(summary, time_unit=time_unit, purchase_covariates=_split(purchase_covariates),
                        dropout_covariates=_split(dropout_covariates), priors=overrides, where=str(data))
-    _fit(model, out, "bgnbd", f"BG/NBD (time unit: {time_unit})", seed, method=method, draws=draws, tune=tune,
-         chains=chains)
+    _fit(model, out, "bgnbd", f"BG/NBD (time unit: {time_unit})", settings)
 
 
 @fit_app.command("gamma-gamma")
 @cli_errors
+@sampler_options
 def gamma_gamma(
     data: Annotated[Path, typer.Argument(help=(
         "CSV or Parquet file: an RFM summary with monetary_value (frequency, recency, T, optional count) or a "
@@ -156,18 +148,13 @@ def gamma_gamma(
     date_col: DateCol = "date",
     amount_col: AmountCol = "amount",
     observation_end: ObservationEnd = None,
-    priors: Priors = None,
-    method: Method = "mcmc",
-    draws: Draws = 1000,
-    tune: Tune = 1000,
-    chains: Chains = 4,
-    seed: FitSeed = DEFAULT_SEED,
+    *,
+    settings: FitSettings,
 ) -> None:
     """Gamma-Gamma spend per transaction (Fader, Hardie & Lee 2005), fitted on repeat buyers."""
     from tenure.models.gamma_gamma import GammaGammaModel
 
-    _check(out, method, draws, tune, chains, time_unit)
-    overrides = load_priors_file(priors)
+    overrides = _check(out, settings, time_unit)
     summary = _read_summary(data, time_unit=time_unit, customer_col=customer_col, date_col=date_col,
                             amount_col=amount_col, observation_end=observation_end)
     where = str(data)
@@ -185,12 +172,12 @@ def gamma_gamma(
             summary = summary.filter(~zero)
         where = f"{data} (summarised by customer)"
     model = GammaGammaModel(summary, priors=overrides, where=where)
-    _fit(model, out, "gamma-gamma", "Gamma-Gamma spend", seed, method=method, draws=draws, tune=tune,
-         chains=chains)
+    _fit(model, out, "gamma-gamma", "Gamma-Gamma spend", settings)
 
 
 @fit_app.command("bgbb")
 @cli_errors
+@sampler_options
 def bgbb(
     data: Annotated[Path, typer.Argument(help=(
         "CSV or Parquet file: a discrete-time summary with whole numbers frequency (x), recency (t_x) and T (n, "
@@ -198,19 +185,13 @@ def bgbb(
     out: RequiredOutDir,
     time_unit: Annotated[str, typer.Option("--time-unit", help="Length of one transaction opportunity: days, "
                                            "weeks, months or years.")] = "years",
-    priors: Priors = None,
-    method: Method = "mcmc",
-    draws: Draws = 1000,
-    tune: Tune = 1000,
-    chains: Chains = 4,
-    seed: FitSeed = DEFAULT_SEED,
+    *,
+    settings: FitSettings,
 ) -> None:
     """BG/BB discrete-time repeat buying (Fader, Hardie & Shang 2010)."""
     from tenure.io import read_table
     from tenure.models.bgbb import BGBBModel
 
-    _check(out, method, draws, tune, chains, time_unit)
-    overrides = load_priors_file(priors)
+    overrides = _check(out, settings, time_unit)
     model = BGBBModel(read_table(data), time_unit=time_unit, priors=overrides, where=str(data))
-    _fit(model, out, "bgbb", f"BG/BB (one opportunity = one {time_unit[:-1]})", seed, method=method, draws=draws,
-         tune=tune, chains=chains)
+    _fit(model, out, "bgbb", f"BG/BB (one opportunity = one {time_unit[:-1]})", settings)

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from tenure.commands._common import cli_errors, console
-from tenure.commands._options import DEFAULT_SEED, Chains, Draws, FitSeed, Method, Priors, RequiredOutDir, Tune
-from tenure.commands.fit import check_fit, fit_and_write, fit_app, load_priors_file
+from tenure.commands._options import DEFAULT_SEED, Chains, Draws, FitSeed, RequiredOutDir
+from tenure.commands.fit import FitSettings, check_fit, fit_and_write, fit_app, sampler_options
 
 Panel = Annotated[Path, typer.Argument(help="Panel file (.csv or .parquet): one row per customer per period; "
                                        "see docs/models-panel.md.")]
@@ -26,65 +26,58 @@ Missing = Annotated[str, typer.Option(
     "--missing", help="Null survey scores: 'carry' the customer's last answer forward, or 'drop' the row.")]
 
 
-def _fit(model_factory: Any, panel: Path, out: Path, *, command: str, title: str, priors: Path | None,
-         method: str, draws: int, tune: int, chains: int, seed: int, extra: Any = None, **options: Any) -> None:
+def _fit(model_factory: Any, panel: Path, out: Path, settings: FitSettings, *, command: str, title: str,
+         extra: Any = None, **options: Any) -> None:
     """Check the options, build the model from the panel file, fit and write the run folder.
 
     ``extra(model, result, folder)`` writes the family's own tables into the run folder.
     """
-    check_fit(out, method, draws, tune, chains)
-    overrides = load_priors_file(priors)
+    overrides = check_fit(out, settings)
     with console.status("reading and compressing the panel"):
         model = model_factory(panel, overrides, **options)
-    fit_and_write(model, out, command=f"tenure fit {command}", title=title, seed=seed,
-                  extra=None if extra is None else lambda result, folder: extra(model, result, folder),
-                  method=method, draws=draws, tune=tune, chains=chains)
+    fit_and_write(model, out, command=f"tenure fit {command}", title=title, settings=settings,
+                  extra=None if extra is None else lambda result, folder: extra(model, result, folder))
 
 
 @fit_app.command("retention")
 @cli_errors
+@sampler_options
 def retention(
     panel: Panel,
     out: RequiredOutDir,
     segment_col: SegmentCol = None,
     missing: Missing = "carry",
-    priors: Priors = None,
-    method: Method = "mcmc",
-    draws: Draws = 1000,
-    tune: Tune = 1000,
-    chains: Chains = 4,
-    seed: FitSeed = DEFAULT_SEED,
+    *,
+    settings: FitSettings,
 ) -> None:
     """Discrete-time hazard of churn: how trust, enthusiasm and satisfaction move monthly churn odds."""
     from tenure.models.retention import RetentionModel
 
-    _fit(RetentionModel, panel, out, command="retention", title="Retention (discrete-time hazard)", priors=priors,
-         method=method, draws=draws, tune=tune, chains=chains, seed=seed, segment_col=segment_col, missing=missing)
+    _fit(RetentionModel, panel, out, settings, command="retention", title="Retention (discrete-time hazard)",
+         segment_col=segment_col, missing=missing)
 
 
 @fit_app.command("cross-sell")
 @cli_errors
+@sampler_options
 def cross_sell(
     panel: Panel,
     out: RequiredOutDir,
     segment_col: SegmentCol = None,
     missing: Missing = "carry",
-    priors: Priors = None,
-    method: Method = "mcmc",
-    draws: Draws = 1000,
-    tune: Tune = 1000,
-    chains: Chains = 4,
-    seed: FitSeed = DEFAULT_SEED,
+    *,
+    settings: FitSettings,
 ) -> None:
     """Poisson model of products added per period: trust, enthusiasm, their interaction, products held."""
     from tenure.models.cross_sell import CrossSellModel
 
-    _fit(CrossSellModel, panel, out, command="cross-sell", title="Cross-selling (Poisson)", priors=priors,
-         method=method, draws=draws, tune=tune, chains=chains, seed=seed, segment_col=segment_col, missing=missing)
+    _fit(CrossSellModel, panel, out, settings, command="cross-sell", title="Cross-selling (Poisson)",
+         segment_col=segment_col, missing=missing)
 
 
 @fit_app.command("joint")
 @cli_errors
+@sampler_options
 def joint(
     panel: Panel,
     out: RequiredOutDir,
@@ -92,12 +85,8 @@ def joint(
     missing: Missing = "carry",
     max_customers: Annotated[int, typer.Option("--max-customers",
                                                help="Refuse larger panels: two effects per customer.")] = 20_000,
-    priors: Priors = None,
-    method: Method = "mcmc",
-    draws: Draws = 1000,
-    tune: Tune = 1000,
-    chains: Chains = 4,
-    seed: FitSeed = DEFAULT_SEED,
+    *,
+    settings: FitSettings,
 ) -> None:
     """Retention and cross-selling together, with correlated customer effects (small panels).
 
@@ -105,23 +94,20 @@ def joint(
     """
     from tenure.models.joint import JointModel
 
-    _fit(JointModel, panel, out, command="joint", title="Joint retention and cross-selling", priors=priors,
-         method=method, draws=draws, tune=tune, chains=chains, seed=seed, segment_col=segment_col, missing=missing,
+    _fit(JointModel, panel, out, settings, command="joint", title="Joint retention and cross-selling",
+         segment_col=segment_col, missing=missing,
          max_customers=max_customers)
 
 
 @fit_app.command("nps")
 @cli_errors
+@sampler_options
 def nps(
     panel: Panel,
     out: RequiredOutDir,
     segment_col: SegmentCol = None,
-    priors: Priors = None,
-    method: Method = "mcmc",
-    draws: Draws = 1000,
-    tune: Tune = 1000,
-    chains: Chains = 4,
-    seed: FitSeed = DEFAULT_SEED,
+    *,
+    settings: FitSettings,
 ) -> None:
     """Net Promoter Score by segment and period with Bayesian intervals (Dirichlet-multinomial, pooled).
 
@@ -134,8 +120,8 @@ def nps(
     def cells(model: NPSModel, result: Any, folder: Path) -> None:
         write_table(model.cell_table(result.idata), folder / "nps_by_segment_period.csv", fmt="csv")
 
-    _fit(NPSModel, panel, out, command="nps", title="Net Promoter Score (Dirichlet-multinomial)", priors=priors,
-         method=method, draws=draws, tune=tune, chains=chains, seed=seed, extra=cells, segment_col=segment_col)
+    _fit(NPSModel, panel, out, settings, command="nps", title="Net Promoter Score (Dirichlet-multinomial)",
+         extra=cells, segment_col=segment_col)
 
 
 @fit_app.command("trim")
@@ -172,5 +158,6 @@ def trim(
             write_table(model.grid, folder / "grid.csv", fmt="csv")
             write_atomic(folder / "grid.png", lambda p: plot_grid(model.grid, p))
 
+    settings = FitSettings(method=BOOTSTRAP, draws=draws, tune=0, chains=chains, seed=seed)
     fit_and_write(model, out, command="tenure fit trim", title="TRI*M-style index (Bayesian bootstrap)",
-                  seed=seed, extra=tables, method=BOOTSTRAP, draws=draws, chains=chains)
+                  settings=settings, extra=tables)
