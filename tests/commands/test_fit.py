@@ -113,6 +113,19 @@ def test_loo_on_a_panel_fit() -> None:
     assert np.isfinite(az.loo(result.idata).elpd_loo)
 
 
+def test_calibrate_reads_retention_and_cross_sell_fits_through_load(tmp_path: Path) -> None:
+    from tenure.models import CrossSellModel, RetentionModel
+    from tenure.scenario import load_scenario
+    from tenure.simulations.calibrate import target_from_fits
+
+    panel = _score_panel(300, 6, seed=5)
+    RetentionModel(panel).fit(method="map", draws=100, chains=1).save(tmp_path / "r")
+    CrossSellModel(panel).fit(method="map", draws=100, chains=1).save(tmp_path / "x")
+    target = target_from_fits([tmp_path / "r", tmp_path / "x"], load_scenario(), 50, None, seed=1)
+    assert target.groups == ("retention", "cross_sell") and target.n_customers == 300
+    assert target.replicates.shape == (50, len(target.names))
+
+
 def test_a_rerun_into_the_same_out_leaves_only_the_new_run(tmp_path: Path) -> None:
     out = tmp_path / "fit"
     panel = tmp_path / "panel.csv"
