@@ -115,8 +115,9 @@ def test_loo_on_a_panel_fit() -> None:
 
 def test_calibrate_reads_retention_and_cross_sell_fits_through_load(tmp_path: Path) -> None:
     from tenure.models import CrossSellModel, RetentionModel
-    from tenure.scenario import load_scenario
     from tenure.simulations.calibrate import target_from_fits
+
+    from tenure.scenario import load_scenario
 
     panel = _score_panel(300, 6, seed=5)
     RetentionModel(panel).fit(method="map", draws=100, chains=1).save(tmp_path / "r")

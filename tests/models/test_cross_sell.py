@@ -45,7 +45,7 @@ def test_recovers_known_coefficients() -> None:
     """
     df, truth = simulate_panel(20_000, 24, seed=2024)
     model = CrossSellModel(df)
-    idata = model.fit(draws=500, tune=500, chains=2, seed=1)
+    idata = model.fit(draws=500, tune=500, chains=2, seed=1).idata
     post = idata.posterior
     for name in ("xsell_trust", "xsell_enthusiasm", "xsell_trust_x_enthusiasm", "xsell_products"):
         lo, hi = np.quantile(post[name].values, [0.05, 0.95])
@@ -55,7 +55,7 @@ def test_recovers_known_coefficients() -> None:
         assert lo < truth.xsell_intercept + offset < hi, (s, lo, hi)
     lo, hi = np.quantile(post["xsell_intercept"].values, [0.05, 0.95])
     assert lo < truth.xsell_intercept < hi
-    assert int(idata.idata.sample_stats["diverging"].sum()) == 0
+    assert int(idata.sample_stats["diverging"].sum()) == 0
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def test_recovers_known_coefficients() -> None:
     """
     df, truth = simulate_panel(20_000, 24, seed=2024)
     model = RetentionModel(df)
-    idata = model.fit(draws=500, tune=500, chains=2, seed=1)
+    idata = model.fit(draws=500, tune=500, chains=2, seed=1).idata
     post = idata.posterior
     expected = {
         "churn_trust": truth.churn_trust, "churn_enthusiasm": truth.churn_enthusiasm,
@@ -69,9 +69,9 @@ def test_recovers_known_coefficients() -> None:
     for j, value in enumerate(truth.churn_tenure[:3]):
         lo, hi = np.quantile(post["churn_tenure"].values[..., j], [0.05, 0.95])
         assert lo < value < hi, (j, lo, value, hi)
-    rhat = az.rhat(idata.idata, var_names=list(model.named_parameters))
+    rhat = az.rhat(idata, var_names=list(model.named_parameters))
     assert max(float(rhat[v]) for v in model.named_parameters) < 1.02
-    assert int(idata.idata.sample_stats["diverging"].sum()) == 0
+    assert int(idata.sample_stats["diverging"].sum()) == 0
 
 
 def test_effect_line_reads_like_the_issue_example() -> None:
@@ -118,7 +118,7 @@ def test_cli_rejects_unknown_prior_key(tmp_path: Path) -> None:
 def test_map_and_advi_keep_coordinate_labels(small_panel: pl.DataFrame, method: str) -> None:
     """summary.csv names entries by segment and tenure band for every method, as NUTS does."""
     model = RetentionModel(small_panel)
-    idata = model.fit(method=method, draws=20, chains=1, seed=0)
+    idata = model.fit(method=method, draws=20, chains=1, seed=0).idata
     assert idata.posterior["churn_segment"].coords["segment"].values.tolist() == ["alpha", "beta", "gamma"]
     assert idata.posterior["churn_tenure"].coords["tenure_band"].values.tolist() == ["3-5", "6-11", "12-23"]
     from tenure.models.base import summary_table
@@ -147,13 +147,13 @@ def test_engine_panel_effects_have_the_signs_and_order_the_engine_implies(engine
     fitted slopes must be attenuated versions of these: negative, no stronger than the latent value,
     and trust stronger than enthusiasm. Fixed seeds (engine 3, sampler 1), the first tried.
     """
-    idata = RetentionModel(engine_panel).fit(draws=500, tune=500, chains=2, seed=1)
+    idata = RetentionModel(engine_panel).fit(draws=500, tune=500, chains=2, seed=1).idata
     post = idata.posterior
     for name, latent in (("churn_trust", -0.5), ("churn_enthusiasm", -0.25), ("churn_satisfaction", -0.3)):
         lo, hi = np.quantile(post[name].values, [0.05, 0.95])
         assert latent < lo and hi < 0, (name, lo, hi)
     assert float((post["churn_trust"] < post["churn_enthusiasm"]).mean()) > 0.95
-    assert int(idata.idata.sample_stats["diverging"].sum()) == 0
+    assert int(idata.sample_stats["diverging"].sum()) == 0
 
 
 def test_small_engine_panel_fits_without_divergences() -> None:
@@ -169,5 +169,5 @@ def test_small_engine_panel_fits_without_divergences() -> None:
     cells = hazard_cells(panel)
     events = np.bincount(cells.segment, weights=cells.events)
     assert len(events) == 2 and 50 <= events.min() < 200
-    idata = RetentionModel.from_cells(cells).fit(draws=1000, tune=1000, chains=2, seed=0)
-    assert int(idata.idata.sample_stats["diverging"].sum()) == 0
+    idata = RetentionModel.from_cells(cells).fit(draws=1000, tune=1000, chains=2, seed=0).idata
+    assert int(idata.sample_stats["diverging"].sum()) == 0
