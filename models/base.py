@@ -1,9 +1,11 @@
-"""The shape every model family shares: data + priors -> ``pm.Model`` -> ``InferenceData``.
+"""The shape every model family shares: ``Model(data, priors=..., **options).fit(method=...)`` -> :class:`FitResult`.
 
-A family subclasses :class:`BayesianModel`, sets ``name``, ``default_priors`` and
-``named_parameters`` and implements :meth:`BayesianModel.build`. Fitting, prior
-overrides, diagnostics and saving are shared here so that every family behaves the
-same way on the command line and in Python.
+A family subclasses :class:`BayesianModel`, takes its tidy data first and compresses it
+in the constructor, sets ``name``, ``default_priors`` and ``named_parameters`` and
+implements :meth:`BayesianModel.build`. Fitting, prior overrides, the summary table
+(:func:`summary_table`: the mean or, for MAP, the mode, with the one 90 % equal-tailed
+interval), diagnostics, the log-likelihood for LOO, saving and loading are shared here,
+so that every family behaves the same way on the command line and in Python.
 
 Priors are data: ``{"param": {"dist": "Normal", "mu": 0.0, "sigma": 2.5}}`` where
 ``dist`` names a PyMC distribution and the other keys are its parameters. A TOML or
