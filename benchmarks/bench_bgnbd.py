@@ -50,7 +50,7 @@ def tenure_cdnow(draws: int, chains: int) -> dict:
     from tenure.models.bgnbd import BGNBDModel
 
     model = BGNBDModel(pl.read_csv(CDNOW), time_unit="weeks")
-    idata = model.fit(method="mcmc", draws=draws, tune=1000, chains=chains, seed=1)
+    idata = model.fit(method="mcmc", draws=draws, tune=1000, chains=chains, seed=1).idata
     means = {p: float(idata.posterior[p].mean()) for p in PARAMS}
     return {"min_ess_bulk": _min_ess(idata), "means": means}
 
@@ -72,8 +72,8 @@ def tenure_map() -> dict:
     from tenure.models.bgnbd import BGNBDModel
 
     model = BGNBDModel(pl.read_csv(CDNOW), time_unit="weeks")
-    idata = model.fit(method="map", draws=100, chains=1)
-    return {"estimates": json.loads(idata.attrs["tenure_map"])}
+    summary = model.fit(method="map", draws=100, chains=1).summary()
+    return {"estimates": dict(zip(summary["parameter"], summary["mode"], strict=True))}
 
 
 def lifetimes_mle() -> dict:
@@ -118,7 +118,7 @@ def tenure_million(n: int, draws: int, chains: int) -> dict:
     from tenure.models.bgnbd import BGNBDModel
 
     model = BGNBDModel(pl.DataFrame(data), time_unit="weeks")
-    idata = model.fit(method="mcmc", draws=draws, tune=1000, chains=chains, seed=1)
+    idata = model.fit(method="mcmc", draws=draws, tune=1000, chains=chains, seed=1).idata
     t2 = time.perf_counter()
     alive = model.probability_alive(pl.DataFrame(data))
     t3 = time.perf_counter()

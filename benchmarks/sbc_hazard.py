@@ -60,7 +60,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
 
 from panelgen import Truth, simulate_panel
-from tenure.models.panel import hazard_cells, read_panel
+from tenure.models.panel import read_panel
 from tenure.models.retention import RetentionModel
 
 #: The SBC prior: used to draw the truth and given to the model as its prior.
@@ -129,13 +129,13 @@ def one_replication(rep: int, child: np.random.SeedSequence, args: argparse.Name
     n_later = sum(1 for b in BANDS[1:] if b < args.periods)
     truth = draw_truth(np.random.default_rng(draw_seed), args.segments, n_later)
     panel = read_panel(simulate(truth, args.segments, n_later, args.customers, args.periods, data_seed))
-    cells = hazard_cells(panel)
-    model = RetentionModel(cells, SBC_PRIORS)
+    model = RetentionModel(panel, SBC_PRIORS)
+    cells = model.cells
     model.sampler_options = {**model.sampler_options, "backend": "pytensor"}  # C backend: starts in ~1 s
     present = model.coords()["tenure_band"]
     if len(present) != n_later:
         raise RuntimeError(f"replication {rep}: tenure bands present {present}, expected {n_later}")
-    idata = model.fit(method="mcmc", draws=args.draws, tune=args.tune, chains=args.chains, seed=fit_seed % 2**31)
+    idata = model.fit(method="mcmc", draws=args.draws, tune=args.tune, chains=args.chains, seed=fit_seed % 2**31).idata
     row: dict[str, float] = {"rep": rep, "data_seed": data_seed, "rows": cells.n_rows,
                              "events": int(cells.events.sum())}
     for name, value in truth.items():

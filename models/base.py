@@ -1,9 +1,11 @@
-"""The shape every model family shares: data + priors -> ``pm.Model`` -> ``InferenceData``.
+"""The shape every model family shares: ``Model(data, priors=..., **options).fit(method=...)`` -> :class:`FitResult`.
 
-A family subclasses :class:`BayesianModel`, sets ``name``, ``default_priors`` and
-``named_parameters`` and implements :meth:`BayesianModel.build`. Fitting, prior
-overrides, diagnostics and saving are shared here so that every family behaves the
-same way on the command line and in Python.
+A family subclasses :class:`BayesianModel`, takes its tidy data first and compresses it
+in the constructor, sets ``name``, ``default_priors`` and ``named_parameters`` and
+implements :meth:`BayesianModel.build`. Fitting, prior overrides, the summary table
+(:func:`summary_table`: the mean or, for MAP, the mode, with the one 90 % equal-tailed
+interval), diagnostics, the log-likelihood for LOO, saving and loading are shared here,
+so that every family behaves the same way on the command line and in Python.
 
 Priors are data: ``{"param": {"dist": "Normal", "mu": 0.0, "sigma": 2.5}}`` where
 ``dist`` names a PyMC distribution and the other keys are its parameters. A TOML or
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import tomllib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,11 +26,19 @@ import arviz as az
 import numpy as np
 
 from tenure.errors import InputError
+from tenure.scenario import DEFAULT_SEED
 
 if TYPE_CHECKING:
+    import polars as pl
     import pymc as pm
 
 FIT_METHODS = ("mcmc", "map", "advi")
+#: PyTensor's warning at every compilation that a pip-installed NumPy gives it no BLAS: nothing a user can act on.
+BLAS_WARNING = "PyTensor could not link to a BLAS"
+#: Every interval tenure reports is this equal-tailed one: the 5 % and 95 % quantiles of the draws.
+INTERVAL_PROB = 0.9
+INTERVAL_LOW, INTERVAL_HIGH = "eti90_low", "eti90_high"
+INTERVAL_CAPTION = "90 % equal-tailed interval (the 5 % and 95 % quantiles of the draws)"
 
 _PYMC_DISTRIBUTIONS = frozenset({
     "Beta", "Cauchy", "Exponential", "Flat", "Gamma", "HalfCauchy", "HalfFlat", "HalfNormal", "HalfStudentT",
@@ -104,10 +115,12 @@ def prior(name: str, spec: Mapping[str, Any], **kwargs: Any) -> Any:
 
 
 class BayesianModel:
-    """Base class: a model family built from validated data and a prior configuration.
+    """Base class: a model family built from its tidy data and a prior configuration.
 
-    Subclasses implement :meth:`build`. After :meth:`fit`, ``self.idata`` holds the
-    result, with the prior configuration and a data summary in its attributes.
+    Subclasses take their data first (``Model(data, priors=..., **options)``), compress it
+    in the constructor and implement :meth:`build`. :meth:`fit` returns a
+    :class:`FitResult`; ``self.result`` (and ``self.idata``) keep the latest one for
+    predictions.
     """
 
     name: ClassVar[str] = "model"
@@ -115,10 +128,12 @@ class BayesianModel:
     named_parameters: ClassVar[tuple[str, ...]] = ()
     sampler_options: ClassVar[dict[str, Any]] = {}
     """Extra keyword arguments for ``nutpie.sample`` (e.g. ``low_rank_modified_mass_matrix``)."""
+    time_unit: str | None = None
+    """Length of one period of the data (``"months"`` for the panels, ``--time-unit`` for the customer base)."""
 
     def __init__(self, priors: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.priors = merge_priors(self.default_priors, priors)
-        self.idata: az.InferenceData | None = None
+        self.result: FitResult | None = None
         self._model: pm.Model | None = None
 
     # -- to implement -------------------------------------------------------------
@@ -130,6 +145,36 @@ class BayesianModel:
         """A small JSON-able description of the data the model was built from."""
         return {}
 
+    def options(self) -> dict[str, Any]:
+        """The constructor's options besides data and priors, recorded with every fit (JSON-able)."""
+        return {}
+
+    @property
+    def var_names(self) -> list[str]:
+        """The model's parameters, named as in the literature."""
+        return list(self.named_parameters)
+
+    def summary_var_names(self, idata: az.InferenceData | None = None) -> list[str]:
+        """Parameters of :meth:`FitResult.summary`, the console table and the forest plot."""
+        return self.var_names
+
+    def effect_lines(self, idata: az.InferenceData | None = None, prob: float = INTERVAL_PROB) -> list[str]:
+        """Plain-language lines, one per effect (none by default)."""
+        return []
+
+    def pointwise_log_likelihood(self, idata: az.InferenceData) -> dict[str, np.ndarray] | None:
+        """Log-likelihood per observation, (draws, rows), for ``az.loo``; ``None``: PyMC computes it.
+
+        Families whose likelihood is a ``pm.Potential`` (the customer-base models) override
+        this and :meth:`observed_table` with the closed form in numpy; the observations are
+        their compressed rows, each weighted by its count.
+        """
+        return None
+
+    def observed_table(self) -> dict[str, np.ndarray]:
+        """The compressed rows the likelihood sees (``observed_data``); empty: PyMC's observed variables."""
+        return {}
+
     # -- shared -------------------------------------------------------------------
     @property
     def model(self) -> pm.Model:
@@ -138,23 +183,29 @@ class BayesianModel:
             self._model = self.build()
         return self._model
 
+    @property
+    def idata(self) -> az.InferenceData | None:
+        """The ``InferenceData`` of the latest fit, or ``None`` before fitting."""
+        return None if self.result is None else self.result.idata
+
     def fit(
         self,
         method: str = "mcmc",
         draws: int = 1000,
         tune: int = 1000,
-        chains: int = 2,
-        seed: int = 0,
+        chains: int = 4,
+        seed: int = DEFAULT_SEED,
         progress: bool = False,
-    ) -> az.InferenceData:
-        """Fit the model and return ArviZ ``InferenceData``.
+    ) -> FitResult:
+        """Fit the model; the defaults are those of ``tenure fit``.
 
         Parameters
         ----------
         method
-            ``"mcmc"``: NUTS with nutpie (default); ``"map"``: the posterior mode with a
-            Laplace (normal) approximation around it in the unconstrained space, so
-            intervals are still reported; ``"advi"``: mean-field variational inference.
+            ``"mcmc"``: NUTS with nutpie (default); ``"map"``: the posterior mode (with
+            flat priors the maximum-likelihood estimate) with a Laplace (normal)
+            approximation around it in the unconstrained space for the intervals;
+            ``"advi"``: mean-field variational inference.
         draws, tune, chains
             Posterior draws per chain, tuning steps and chains (``mcmc``); ``draws``
             and ``chains`` also size the approximate posteriors of ``map``/``advi``.
@@ -162,28 +213,123 @@ class BayesianModel:
             Fixes every random choice of the fit.
         progress
             Show the sampler's progress bar.
+
+        Returns
+        -------
+        FitResult
+            The posterior with the model name, method, configuration and time unit;
+            ``summary()`` gives the table of estimates, ``save(path)`` the NetCDF file.
         """
-        if method not in FIT_METHODS:
-            raise InputError(f"--method: unknown method {method!r}; use one of {', '.join(FIT_METHODS)}")
-        if draws < 1 or chains < 1 or tune < 0:
-            raise InputError("--draws and --chains must be at least 1, tune at least 0")
-        if method == "mcmc":
-            idata = self._sample_mcmc(draws=draws, tune=tune, chains=chains, seed=seed, progress=progress)
-        elif method == "map":
-            idata = laplace_approximation(self.model, draws=draws, chains=chains, seed=seed)
-        else:
-            idata = fit_advi(self.model, draws=draws, chains=chains, seed=seed, progress=progress)
-        idata.attrs["tenure_model"] = self.name
-        idata.attrs["tenure_method"] = method
-        idata.attrs["tenure_priors"] = json.dumps(self.priors)
-        idata.attrs["tenure_data_summary"] = json.dumps(self.data_summary(), default=_jsonable)
-        self.idata = idata
+        check_fit_settings(method, draws, tune, chains)
+        with warnings.catch_warnings():
+            # Also where a caller (a test runner) reset the filter that tenure.models installs.
+            warnings.filterwarnings("ignore", message=BLAS_WARNING, category=UserWarning)
+            if method == "mcmc":
+                idata = self._sample_mcmc(draws=draws, tune=tune, chains=chains, seed=seed, progress=progress)
+            elif method == "map":
+                idata = laplace_approximation(self.model, draws=draws, chains=chains, seed=seed)
+            else:
+                idata = fit_advi(self.model, draws=draws, chains=chains, seed=seed, progress=progress)
+            idata = self._after_fit(idata, seed)
+            settings = {"method": method, "draws": draws, "tune": 0 if method != "mcmc" else tune, "chains": chains,
+                        "seed": seed}
+            return self._result(idata, settings)
+
+    def _after_fit(self, idata: az.InferenceData, seed: int) -> az.InferenceData:
+        """Hook for quantities drawn after sampling (pooled means, cell NPS)."""
         return idata
+
+    def _result(self, idata: az.InferenceData, settings: Mapping[str, Any]) -> FitResult:
+        """Add the attributes, observed data and log-likelihood (for models with one), and keep the result."""
+        if settings["method"] in FIT_METHODS:
+            _add_observed_and_log_likelihood(self, idata)
+        idata.attrs["tenure_model"] = self.name
+        idata.attrs["tenure_method"] = settings["method"]
+        idata.attrs["tenure_priors"] = json.dumps(self.priors)
+        idata.attrs["tenure_config"] = json.dumps(
+            {"priors": self.priors, "options": self.options(), "fit": dict(settings)}, default=_jsonable)
+        idata.attrs["tenure_data_summary"] = json.dumps(self.data_summary(), default=_jsonable)
+        idata.attrs["tenure_time_unit"] = self.time_unit or ""
+        idata.attrs["tenure_var_names"] = json.dumps(self.summary_var_names(idata))
+        idata.attrs["tenure_effects"] = json.dumps(self.effect_lines(idata))
+        self.result = FitResult(idata)
+        return self.result
 
     def _sample_mcmc(self, *, draws: int, tune: int, chains: int, seed: int, progress: bool) -> az.InferenceData:
         """NUTS on :attr:`model` with nutpie; a family may override it with a faster sampler of the same density."""
         return sample_nutpie(self.model, draws=draws, tune=tune, chains=chains, seed=seed,
                              progress=progress, **self.sampler_options)
+
+
+def check_fit_settings(method: str, draws: int, tune: int, chains: int) -> None:
+    """Fail with one line on an unknown method or non-positive sizes (before any work)."""
+    if method not in FIT_METHODS:
+        raise InputError(f"--method: unknown method {method!r}; use one of {', '.join(FIT_METHODS)}")
+    if draws < 1 or chains < 1 or tune < 0:
+        raise InputError("--draws and --chains must be at least 1, --tune at least 0")
+
+
+#: Above this many values (chains × draws × observations) the log-likelihood is not stored (400 MB).
+LOG_LIKELIHOOD_MAX_VALUES = 50_000_000
+
+
+def _add_observed_and_log_likelihood(model: BayesianModel, idata: az.InferenceData) -> None:
+    """Add ``observed_data`` and ``log_likelihood`` groups, so that ``az.loo`` and ``az.compare`` work.
+
+    The observations are the model's compressed rows or cells (identical customers, or
+    the person-periods of one covariate cell, are one observation), so LOO here leaves
+    out one cell at a time.
+    """
+    observed = model.observed_table()
+    post = idata.posterior
+    n = post.sizes["chain"] * post.sizes["draw"]
+    rows = len(next(iter(observed.values()))) if observed else 0
+    loglik = model.pointwise_log_likelihood(idata) if n * rows <= LOG_LIKELIHOOD_MAX_VALUES else None
+    if loglik is None and not observed:
+        pm_model = model.model
+        size = sum(_observed_value(pm_model, v).size for v in pm_model.observed_RVs)
+        if not pm_model.observed_RVs or n * size > LOG_LIKELIHOOD_MAX_VALUES:
+            idata.attrs["tenure_log_likelihood"] = "not stored"
+            return
+        import pymc as pm
+
+        observed = {v.name: _observed_value(pm_model, v) for v in pm_model.observed_RVs}
+        # PyMC copies the model to compute it and refuses initial values (the pooled intercepts have one);
+        # they matter only for sampling, which is over, so they are set aside meanwhile.
+        initial = dict(pm_model.rvs_to_initial_values)
+        try:
+            for rv in initial:
+                pm_model.rvs_to_initial_values[rv] = None
+            pm.compute_log_likelihood(idata, model=pm_model, extend_inferencedata=True, progressbar=False)
+        finally:
+            pm_model.rvs_to_initial_values.update(initial)
+    elif loglik is None:
+        idata.attrs["tenure_log_likelihood"] = "not stored"
+        return
+    else:
+        idata.add_groups(log_likelihood={k: _with_row_dim(v, post) for k, v in loglik.items()})
+    import xarray as xr
+
+    if loglik is None:  # PyMC's observed variables, with the dimension names of its log_likelihood group
+        dims = {k: tuple(f"{k}_dim_{i}" for i in range(np.ndim(v))) for k, v in observed.items()}
+    else:
+        dims = {k: ("row",) for k in observed}
+    idata.add_groups(observed_data=xr.Dataset({k: xr.DataArray(np.asarray(v), dims=dims[k])
+                                               for k, v in observed.items()}))
+    idata.attrs["tenure_log_likelihood"] = "per compressed row or cell"
+
+
+def _observed_value(pm_model: pm.Model, rv: Any) -> np.ndarray:
+    value = pm_model.rvs_to_values[rv]
+    return np.asarray(value.get_value() if hasattr(value, "get_value") else value.data)
+
+
+def _with_row_dim(values: np.ndarray, post: Any) -> Any:
+    import xarray as xr
+
+    values = np.asarray(values).reshape(post.sizes["chain"], post.sizes["draw"], -1)
+    return xr.DataArray(values, dims=("chain", "draw", "row"),
+                        coords={"chain": post.chain.values, "draw": post.draw.values})
 
 
 def _jsonable(o: Any) -> Any:
@@ -294,8 +440,9 @@ def laplace_approximation(
     """MAP plus a normal approximation with the inverse Hessian in the unconstrained space.
 
     The draws are mapped back through the model's transforms, so constrained
-    parameters stay in their support. The mode itself is stored in
-    ``idata.attrs["tenure_map"]``.
+    parameters stay in their support. The mode itself (of the free parameters and of
+    every deterministic quantity) is stored in ``idata.attrs["tenure_map"]``; it is
+    the estimate :func:`summary_table` reports.
     """
     point = find_map(model, seed=seed)
     value_vars = model.value_vars
@@ -319,9 +466,10 @@ def laplace_approximation(
                    for n, v in draws_by_name.items() if n in keep},
         **_coords_and_dims(model, keep),
     )
-    idata.attrs["tenure_map"] = json.dumps(
-        {rv.name: np.asarray(point[rv.name]).tolist() for rv in model.free_RVs if rv.name in point}
-    )
+    # The mode of every reported quantity, deterministic ones included, is the transform of the mode
+    # (the mean of Laplace draws of a constrained parameter is not the estimate).
+    at_mode = dict(zip(names, to_constrained(*[np.asarray(point[v.name]) for v in value_vars]), strict=True))
+    idata.attrs["tenure_map"] = json.dumps({n: np.asarray(v).tolist() for n, v in at_mode.items() if n in keep})
     return idata
 
 
@@ -390,21 +538,69 @@ def _coords_and_dims(model: pm.Model, names: set[str]) -> dict[str, Any]:
     return {"coords": coords, "dims": dims}
 
 
-SUMMARY_COLUMNS = ("parameter", "mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk")
+def _labels_and_draws(post: Any, name: str) -> tuple[list[str], np.ndarray]:
+    """Labels like ``churn_segment[price-driven]`` and draws (n, entries) of one variable, in C order."""
+    da = post[name]
+    dims = [d for d in da.dims if d not in ("chain", "draw")]
+    values = np.asarray(da.transpose("chain", "draw", *dims).values)
+    flat = values.reshape(values.shape[0] * values.shape[1], -1)
+    if not dims:
+        return [name], flat
+    grids = np.meshgrid(*[[str(c) for c in da[d].values] for d in dims], indexing="ij")
+    labels = [f"{name}[{', '.join(parts)}]" for parts in zip(*(g.ravel() for g in grids), strict=True)]
+    return labels, flat
 
 
-def summary_table(idata: az.InferenceData, var_names: list[str] | None = None):
-    """One row per scalar parameter with the columns of ``summary.csv``."""
+def summary_table(idata: az.InferenceData, var_names: list[str] | None = None) -> pl.DataFrame:
+    """One row per scalar parameter: the estimate, sd and the 90 % equal-tailed interval.
+
+    The estimate is what the method gives: the posterior mean for ``mcmc`` and ``advi``
+    (column ``mean``), the posterior mode for ``map`` (column ``mode``; with flat priors
+    the maximum-likelihood estimate). ``sd`` and the interval come from the draws (for
+    ``map`` the Laplace approximation). R-hat and bulk ESS are reported for ``mcmc``
+    only: they describe Markov chains, and the other methods draw independently.
+    """
     import polars as pl
 
-    s = az.summary(idata, var_names=var_names, hdi_prob=0.94, round_to="none")
-    cols = {c: s[c].to_numpy() if c in s.columns else np.full(len(s), np.nan)
-            for c in ("mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk")}
-    return pl.DataFrame({"parameter": [str(i) for i in s.index], **cols})
+    post = idata.posterior
+    method = idata.attrs.get("tenure_method", "mcmc")
+    names = list(var_names) if var_names is not None else list(post.data_vars)
+    mode = json.loads(idata.attrs.get("tenure_map", "{}")) if method == "map" else {}
+    chains = post.sizes.get("chain", 1)
+    rows: dict[str, list[Any]] = {"parameter": [], "estimate": [], "sd": [], INTERVAL_LOW: [], INTERVAL_HIGH: [],
+                                  "r_hat": [], "ess_bulk": []}
+    for name in names:
+        labels, flat = _labels_and_draws(post, name)
+        lo, hi = np.quantile(flat, [(1 - INTERVAL_PROB) / 2, (1 + INTERVAL_PROB) / 2], axis=0)
+        if method == "map":
+            if name not in mode:
+                raise InputError(f"{name}: the MAP fit has no mode for this parameter")
+            estimate = np.ravel(mode[name])
+        else:
+            estimate = flat.mean(axis=0)
+        rows["parameter"] += labels
+        rows["estimate"] += [float(v) for v in estimate]
+        rows["sd"] += [float(v) for v in flat.std(axis=0, ddof=1 if flat.shape[0] > 1 else 0)]
+        rows[INTERVAL_LOW] += [float(v) for v in np.atleast_1d(lo)]
+        rows[INTERVAL_HIGH] += [float(v) for v in np.atleast_1d(hi)]
+        if method == "mcmc":
+            rhat, ess = (np.full(len(labels), np.nan), np.full(len(labels), np.nan))
+            if chains > 1:
+                dims = [d for d in post[name].dims if d not in ("chain", "draw")]
+                sub = post[[name]].transpose("chain", "draw", *dims)
+                rhat = np.ravel(az.rhat(sub)[name].values)
+                ess = np.ravel(az.ess(sub, method="bulk")[name].values)
+            rows["r_hat"] += [float(v) for v in rhat]
+            rows["ess_bulk"] += [float(v) for v in ess]
+    table = pl.DataFrame({k: v for k, v in rows.items() if method == "mcmc" or k not in ("r_hat", "ess_bulk")},
+                         schema_overrides={"parameter": pl.String})
+    return table.rename({"estimate": "mode" if method == "map" else "mean"})
 
 
 def diagnostics_warnings(idata: az.InferenceData, var_names: list[str] | None = None) -> list[str]:
-    """Plain-language warnings: divergences and R-hat above 1.01."""
+    """Plain-language warnings of an MCMC fit: divergences and R-hat above 1.01 (none for MAP or ADVI)."""
+    if idata.attrs.get("tenure_method", "mcmc") != "mcmc":
+        return []
     warnings: list[str] = []
     ss = idata.get("sample_stats")
     if ss is not None and "diverging" in ss:
@@ -421,34 +617,134 @@ def diagnostics_warnings(idata: az.InferenceData, var_names: list[str] | None = 
     return warnings
 
 
-def save_fit(
-    idata: az.InferenceData,
-    out_dir: str | Path,
-    var_names: list[str] | None = None,
-    title: str | None = None,
-) -> dict[str, Path]:
-    """Write ``posterior.nc``, ``summary.csv`` and ``forest.png`` atomically into ``out_dir``."""
+def plot_forest(summary: pl.DataFrame, path: Path, title: str | None = None) -> None:
+    """Estimates with their 90 % equal-tailed intervals, drawn from the summary table (not the draws)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tenure.io import write_atomic, write_table
+    estimate = "mode" if "mode" in summary.columns else "mean"
+    labels = summary["parameter"].to_list()
+    y = np.arange(len(labels))[::-1]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.3 * max(1, len(labels))))
+    ax.hlines(y, summary[INTERVAL_LOW].to_numpy(), summary[INTERVAL_HIGH].to_numpy(), color="C0", lw=2)
+    ax.plot(summary[estimate].to_numpy(), y, "o", color="C0")
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(f"{estimate} and {INTERVAL_CAPTION}")
+    if title:
+        ax.set_title(title)
+    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    paths["posterior"] = write_atomic(out / "posterior.nc", lambda p: idata.to_netcdf(str(p), engine="h5netcdf"))
-    paths["summary"] = write_table(summary_table(idata, var_names), out / "summary.csv", fmt="csv")
 
-    def _plot(p: Path) -> None:
-        axes = az.plot_forest(idata, var_names=var_names, combined=True, hdi_prob=0.9,
-                              figsize=(7, 1.5 + 0.35 * max(1, len(var_names or []))))
-        fig = np.ravel(axes)[0].figure
-        if title:
-            fig.suptitle(title)
-        fig.savefig(p, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
+class FitResult:
+    """A fitted posterior with what is needed to read it again: model, method, config and time unit.
 
-    paths["figure"] = write_atomic(out / "forest.png", _plot)
-    return paths
+    The ``InferenceData`` is in :attr:`idata`; its attributes (saved with it in NetCDF, as
+    pymc-marketing does) hold the model name (``tenure_model``), the method, the prior
+    configuration and the constructor options (``tenure_config``), the data summary, the
+    time unit and the reported parameters. :func:`tenure.models.load` reads a saved one back.
+    """
+
+    def __init__(self, idata: az.InferenceData) -> None:
+        self.idata = idata
+
+    @property
+    def model_name(self) -> str:
+        """The family that made the fit, e.g. ``"bgnbd"``."""
+        return str(self.idata.attrs.get("tenure_model", ""))
+
+    @property
+    def method(self) -> str:
+        """``"mcmc"``, ``"map"``, ``"advi"`` (or ``"bayesian-bootstrap"`` for the TRI*M-style index)."""
+        return str(self.idata.attrs.get("tenure_method", "mcmc"))
+
+    @property
+    def time_unit(self) -> str | None:
+        """The length of one period of the data, or ``None`` where the model has none."""
+        return self.idata.attrs.get("tenure_time_unit") or None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Priors, constructor options and fit settings."""
+        return json.loads(self.idata.attrs.get("tenure_config", "{}"))
+
+    @property
+    def data_summary(self) -> dict[str, Any]:
+        """What the model was fitted on (rows, customers, cells, segments, ...)."""
+        return json.loads(self.idata.attrs.get("tenure_data_summary", "{}"))
+
+    @property
+    def var_names(self) -> list[str]:
+        """The parameters of :meth:`summary`, in order."""
+        return json.loads(self.idata.attrs.get("tenure_var_names", "[]")) or list(self.posterior.data_vars)
+
+    @property
+    def effects(self) -> list[str]:
+        """The plain-language effect lines."""
+        return json.loads(self.idata.attrs.get("tenure_effects", "[]"))
+
+    @property
+    def posterior(self) -> Any:
+        """The posterior draws (an xarray Dataset)."""
+        return self.idata.posterior
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The attributes saved with the posterior."""
+        return self.idata.attrs
+
+    def summary(self, var_names: list[str] | None = None) -> pl.DataFrame:
+        """The table of estimates (see :func:`summary_table`): ``summary.csv`` and the console table."""
+        return summary_table(self.idata, var_names or self.var_names)
+
+    def warnings(self) -> list[str]:
+        """Divergences and R-hat above 1.01 (MCMC only)."""
+        return diagnostics_warnings(self.idata, [n for n in self.var_names if n in self.posterior])
+
+    def save(self, path: str | Path) -> Path:
+        """Write the posterior with its attributes as NetCDF, atomically; a folder gets ``posterior.nc``."""
+        from tenure.io import write_atomic
+
+        target = Path(path)
+        if target.is_dir() or not target.suffix:
+            target = target / POSTERIOR_FILE
+        return write_atomic(target, lambda p: self.idata.to_netcdf(str(p), engine="h5netcdf"))
+
+    def write(self, folder: str | Path, title: str | None = None) -> dict[str, Path]:
+        """Write ``posterior.nc``, ``summary.csv`` and ``forest.png`` into ``folder``."""
+        from tenure.io import write_atomic, write_table
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = self.summary()
+        return {
+            "posterior": self.save(out / POSTERIOR_FILE),
+            "summary": write_table(summary, out / "summary.csv", fmt="csv"),
+            "figure": write_atomic(out / "forest.png", lambda p: plot_forest(summary, p, title)),
+        }
+
+    def __repr__(self) -> str:
+        post = self.posterior
+        return (f"FitResult(model={self.model_name!r}, method={self.method!r}, time_unit={self.time_unit!r}, "
+                f"chains={post.sizes.get('chain', 0)}, draws={post.sizes.get('draw', 0)})")
+
+
+POSTERIOR_FILE = "posterior.nc"
+
+
+def load_result(path: str | Path) -> FitResult:
+    """Read a saved fit (a ``posterior.nc`` file, or a fit folder holding one)."""
+    p = Path(path)
+    file = p / POSTERIOR_FILE if p.is_dir() else p
+    if not file.is_file():
+        raise InputError(f"{p}: not a fit (no {POSTERIOR_FILE})")
+    try:
+        idata = az.from_netcdf(str(file))
+    except Exception as exc:  # netCDF readers raise several types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{file}: cannot read: {first}") from None
+    if "tenure_model" not in idata.attrs:
+        raise InputError(f"{file}: not a tenure fit (no tenure_model attribute)")
+    return FitResult(idata)

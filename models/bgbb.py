@@ -21,7 +21,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.special import betaln
 from scipy import special
 from tenure.models.base import BayesianModel, prior
-from tenure.models.clv_data import check_time_unit, compress_summary, nuts_options, validate_summary
+from tenure.models.clv_data import check_time_unit, compress_summary, nuts_options, prediction_rows, validate_summary
 from tenure.models.clv_predict import Prediction, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
@@ -111,11 +111,6 @@ class BGBBModel(BayesianModel):
         self.n_customers = int(self.data["count"].sum())
         self.sampler_options = nuts_options(self.data.height)
 
-    @property
-    def var_names(self) -> list[str]:
-        """Parameters reported in summaries."""
-        return list(self.named_parameters)
-
     def data_summary(self) -> dict[str, Any]:
         """Customers, unique rows and the opportunity length."""
         return {"customers": self.n_customers, "unique_rows": self.data.height, "time_unit": self.time_unit}
@@ -129,11 +124,19 @@ class BGBBModel(BayesianModel):
             pm.Potential("log_likelihood", pt.dot(w, bgbb_logp(*params, x, t_x, n)))
         return model
 
-    def fit(self, *args: Any, **kwargs: Any):
-        """Fit as :meth:`BayesianModel.fit` and record the opportunity length."""
-        idata = super().fit(*args, **kwargs)
-        idata.attrs["tenure_time_unit"] = self.time_unit
-        return idata
+    def options(self) -> dict[str, Any]:
+        """The opportunity length."""
+        return {"time_unit": self.time_unit}
+
+    def observed_table(self) -> dict[str, np.ndarray]:
+        """The compressed discrete-time rows."""
+        return {c: self.data[c].to_numpy() for c in self.data.columns}
+
+    def pointwise_log_likelihood(self, idata: Any) -> dict[str, np.ndarray]:
+        """count × log L of each compressed row per draw (eq. 5 in numpy)."""
+        d = posterior_draws(idata, self.var_names)
+        x, t_x, n, w = (self.data[c].to_numpy().astype(float) for c in ("frequency", "recency", "T", "count"))
+        return {"purchases": w * bgbb_loglike_np(*(d[k] for k in self.named_parameters), x, t_x, n)}
 
     def _posterior(self) -> dict[str, np.ndarray]:
         if self.idata is None:
@@ -143,7 +146,8 @@ class BGBBModel(BayesianModel):
     def _rows(self, data: pl.DataFrame | None) -> pl.DataFrame:
         if data is None:
             return self.data.select("frequency", "recency", "T")
-        return validate_summary(data, where="prediction data", discrete=True).select("frequency", "recency", "T")
+        return prediction_rows(validate_summary(data, where="prediction data", discrete=True),
+                               "frequency", "recency", "T")
 
     def probability_alive(
         self, data: pl.DataFrame | None = None, *, interval: float = 0.9, keep_draws: bool = False

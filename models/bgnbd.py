@@ -22,7 +22,8 @@ Examples
 >>> from tenure.models.bgnbd import BGNBDModel
 >>> summary = pl.read_csv("tests/data/cdnow_customers_summary.csv")  # doctest: +SKIP
 >>> model = BGNBDModel(summary, time_unit="weeks")  # doctest: +SKIP
->>> idata = model.fit(method="map")  # doctest: +SKIP
+>>> result = model.fit(method="map")  # doctest: +SKIP
+>>> result.summary()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ import numpy as np
 import polars as pl
 from scipy import special
 from tenure.models.base import BayesianModel, prior
-from tenure.models.clv_data import check_time_unit, compress_summary, convert_periods, nuts_options, validate_summary
+from tenure.models.clv_data import (
+    check_time_unit,
+    compress_summary,
+    convert_periods,
+    nuts_options,
+    prediction_rows,
+    validate_summary,
+)
 from tenure.models.clv_predict import Prediction, curve_summary, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
@@ -247,11 +255,21 @@ class BGNBDModel(BayesianModel):
         idata.attrs["tenure_sampler"] = "numba-closed-form"
         return idata
 
-    def fit(self, *args: Any, **kwargs: Any):
-        """Fit as :meth:`BayesianModel.fit` and record the time unit in the result's attributes."""
-        idata = super().fit(*args, **kwargs)
-        idata.attrs["tenure_time_unit"] = self.time_unit
-        return idata
+    def options(self) -> dict[str, Any]:
+        """Time unit, covariates and their means."""
+        return {"time_unit": self.time_unit, "purchase_covariates": list(self.purchase_covariates),
+                "dropout_covariates": list(self.dropout_covariates), "covariate_means": self.covariate_means}
+
+    def observed_table(self) -> dict[str, np.ndarray]:
+        """The compressed RFM rows."""
+        return {c: self.data[c].to_numpy() for c in self.data.columns}
+
+    def pointwise_log_likelihood(self, idata: az.InferenceData) -> dict[str, np.ndarray]:
+        """count × log L of each compressed row per draw (eq. 6 in numpy)."""
+        rows = {c: self.data[c].to_numpy().astype(float) for c in self.data.columns}
+        r, alpha, a, b = self._individual(posterior_draws(idata, self.var_names), rows)
+        ll = bgnbd_loglike_np(r, alpha, a, b, rows["frequency"], rows["recency"], rows["T"])
+        return {"purchases": rows["count"] * ll}
 
     # -- predictions ---------------------------------------------------------------
     def _posterior(self) -> dict[str, np.ndarray]:
@@ -263,8 +281,8 @@ class BGNBDModel(BayesianModel):
         covs = list(dict.fromkeys(self.purchase_covariates + self.dropout_covariates))
         if data is None:
             return self.data.select("frequency", "recency", "T", *covs)
-        return validate_summary(data, where="prediction data", covariates=covs).select(
-            "frequency", "recency", "T", *covs)
+        return prediction_rows(validate_summary(data, where="prediction data", covariates=covs),
+                               "frequency", "recency", "T", *covs)
 
     def _individual(self, draws: Mapping[str, np.ndarray], chunk: Mapping[str, np.ndarray]):
         """Per-draw, per-customer (r, α_i, a_i, b_i), each (n_draws, n_chunk) or broadcastable."""
@@ -333,6 +351,15 @@ class BGNBDModel(BayesianModel):
         vals = bgnbd_expected_purchases(ts[None, :], d["r"][:, None], d["alpha"][:, None], d["a"][:, None],
                                         d["b"][:, None])
         return curve_summary(vals, hs, f"horizon_{unit}", interval)
+
+
+def bgnbd_loglike_np(r, alpha, a, b, x, t_x, T) -> np.ndarray:
+    """:func:`bgnbd_logp` in numpy (broadcasting); Fader, Hardie & Lee (2005), eq. (6)."""
+    x = np.asarray(x, dtype=float)
+    first = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + special.betaln(a, b + x)
+             - special.betaln(a, b) - (r + x) * np.log(alpha + T))
+    log_odds = np.log(a) - np.log(b + np.maximum(x, 1.0) - 1.0) + _rx_log_ratio(r, alpha, x, t_x, T)
+    return first + np.where(x > 0, np.logaddexp(0.0, log_odds), 0.0)
 
 
 def _rx_log_ratio(r, alpha, x, t_x, T):

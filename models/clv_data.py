@@ -33,9 +33,14 @@ DAYS_PER_UNIT: dict[str, float] = {"days": 1.0, "weeks": 7.0, "months": 365.25 /
 TIME_UNITS = tuple(DAYS_PER_UNIT)
 
 SUMMARY_ALIASES: dict[str, str] = {"x": "frequency", "t_x": "recency", "zbar": "monetary_value",
-                                   "n": "T", "n_custs": "count", "weight": "count", "weights": "count"}
+                                   "n": "T", "n_custs": "count", "weight": "count", "weights": "count",
+                                   "ID": "customer_id", "id": "customer_id"}
 """Column names used in the papers (Fader, Hardie & Lee 2005; Fader, Hardie & Shang 2010)
 and in ``lifetimes``' shipped data sets, mapped to tenure's names."""
+
+
+ID_COLUMN = "customer_id"
+"""The customer key: kept by :func:`validate_summary` and in every prediction table."""
 
 
 def check_time_unit(time_unit: str, where: str = "--time-unit") -> str:
@@ -127,7 +132,7 @@ def validate_summary(
     Returns
     -------
     polars.DataFrame
-        ``frequency``, ``recency``, ``T``, ``count`` (1 when absent), then
+        ``customer_id`` (when present), ``frequency``, ``recency``, ``T``, ``count`` (1 when absent), then
         ``monetary_value`` when present and the covariates, all Float64 except
         ``count`` (Int64).
     """
@@ -149,6 +154,8 @@ def validate_summary(
     else:
         _check((freq > 0) & (rec == 0), where, "column 'recency' must be positive when frequency > 0, found", rec)
     out = {"frequency": freq, "recency": rec, "T": big_t}
+    if ID_COLUMN in df.columns:
+        out = {ID_COLUMN: df.get_column(ID_COLUMN), **out}
     if "count" in df.columns:
         count = _numeric_column(df, "count", where, integer=True)
         _check(count < 0, where, "column 'count' must be 0 or more, found", count)
@@ -404,3 +411,8 @@ def nuts_options(unique_rows: int) -> dict[str, object]:
     """
     return {"low_rank_modified_mass_matrix": True,
             "backend": "pytensor" if unique_rows <= SMALL_DATA_ROWS else "numba"}
+
+
+def prediction_rows(df: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    """``columns`` of a validated summary for a prediction, after the customer key when it has one."""
+    return df.select(*([ID_COLUMN] if ID_COLUMN in df.columns else []), *columns)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import arviz as az
 import numpy as np
 import polars as pl
+from tenure.models.clv_data import ID_COLUMN
 
 from tenure.errors import InputError
 
@@ -89,8 +90,9 @@ def reduce_over_draws(
     draws
         Posterior draws by parameter name, flattened over chains.
     rows
-        The rows to predict for; only numeric columns are passed to ``compute``. Rows
-        that are equal in every column are computed once.
+        The rows to predict for; all columns but the customer key ``customer_id`` are
+        passed to ``compute``, and the key is kept in the table. Rows that are equal in
+        every other column are computed once.
     interval
         Probability of the equal-tailed interval reported per row.
     keep_draws
@@ -100,7 +102,7 @@ def reduce_over_draws(
     """
     _check_interval(interval)
     n_draws = len(next(iter(draws.values())))
-    unique, inverse = _unique_rows(rows)
+    unique, inverse = _unique_rows(rows.drop(ID_COLUMN, strict=False))
     n_unique = unique.height
     step = chunk_rows or max(1, ELEMENTS_PER_CHUNK // max(n_draws, 1))
     mean = np.empty(n_unique)

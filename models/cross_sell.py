@@ -19,6 +19,7 @@ which equals the sum of the row-level Poisson log-pmfs exactly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -28,7 +29,7 @@ import polars as pl
 import pymc as pm
 from tenure.models.base import BayesianModel, prior
 from tenure.models.effects import ratio_line
-from tenure.models.panel import CountCells, count_cells, covariate_sd
+from tenure.models.panel import CountCells, as_panel, count_cells, covariate_sd
 from tenure.models.pooling import POOLED_TARGET_ACCEPT, MarginalisedMeansFit, poisson_cells_logp, pooled_intercepts
 
 SCORE_CENTRE = 3.0
@@ -40,19 +41,21 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
 
     Parameters
     ----------
-    cells
-        Exposure and counts per covariate cell, from :func:`~tenure.models.panel.count_cells`.
+    panel
+        A panel frame or file, validated as the command line does (:func:`~tenure.models.panel.as_panel`)
+        and compressed to exposure and counts per covariate cell (:func:`~tenure.models.panel.count_cells`).
     priors
         Overrides of :attr:`default_priors`.
-    likelihood
-        ``"cells"`` (compressed, default) or ``"rows"`` (PyMC's Poisson on cells from
-        :func:`~tenure.models.panel.count_rows`, to check the compression).
+    missing
+        Null survey scores: ``"carry"`` the customer's last answer forward, or ``"drop"`` the row.
+    segment_col
+        Column holding the segment (default ``segment`` if present).
     parametrization
         Segment intercepts: ``"auto"``, ``"centered"`` or ``"noncentered"``.
     """
 
     sampler_options: ClassVar[dict[str, Any]] = {"target_accept": POOLED_TARGET_ACCEPT}
-    name: ClassVar[str] = "cross_sell"
+    name: ClassVar[str] = "cross-sell"
     named_parameters: ClassVar[tuple[str, ...]] = (
         "xsell_intercept", "xsell_trust", "xsell_enthusiasm", "xsell_trust_x_enthusiasm",
     )
@@ -71,13 +74,36 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
         "xsell_segment_sd": {"dist": "Gamma", "alpha": 2.0, "beta": 4.0},
     }
 
+    time_unit = "months"
+
     def __init__(
         self,
-        cells: CountCells,
+        panel: pl.DataFrame | str | os.PathLike[str],
         priors: Mapping[str, Mapping[str, Any]] | None = None,
-        likelihood: str = "cells",
+        *,
+        missing: str = "carry",
+        segment_col: str | None = None,
         parametrization: str = "auto",
     ) -> None:
+        cells = count_cells(as_panel(panel, segment_col=segment_col, optional=()), missing=missing)
+        self._setup(cells, priors, "cells", parametrization)
+
+    @classmethod
+    def from_cells(
+        cls,
+        cells: CountCells,
+        priors: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        likelihood: str = "cells",
+        parametrization: str = "auto",
+    ) -> CrossSellModel:
+        """The model on cells compressed already (the joint model's, or :func:`~tenure.models.panel.count_rows`)."""
+        model = cls.__new__(cls)
+        model._setup(cells, priors, likelihood, parametrization)
+        return model
+
+    def _setup(self, cells: CountCells, priors: Mapping[str, Mapping[str, Any]] | None, likelihood: str,
+               parametrization: str) -> None:
         super().__init__(priors)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
@@ -87,16 +113,10 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
         self.likelihood = likelihood
         self.parametrization = parametrization
 
-    @classmethod
-    def from_panel(
-        cls,
-        panel: pl.DataFrame,
-        priors: Mapping[str, Mapping[str, Any]] | None = None,
-        missing: str = "carry",
-        parametrization: str = "auto",
-    ) -> CrossSellModel:
-        """Compress a validated panel (:func:`~tenure.models.panel.read_panel`) and build the model."""
-        return cls(count_cells(panel, missing=missing), priors, parametrization=parametrization)
+    def options(self) -> dict[str, Any]:
+        """Missing-score policy, segments, likelihood and parametrisation."""
+        return {"missing": self.cells.missing.get("policy"), "likelihood": self.likelihood,
+                "parametrization": self.parametrization, "segments": list(self.cells.segments)}
 
     def covariate_sds(self) -> dict[str, float]:
         """Standard deviation of trust, enthusiasm and products held over the rows."""

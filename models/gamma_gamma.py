@@ -16,9 +16,16 @@ import numpy as np
 import polars as pl
 import pymc as pm
 import pytensor.tensor as pt
+from scipy import special
 from tenure.models.base import BayesianModel, prior
 from tenure.models.bgnbd import BGNBDModel, bgnbd_conditional_purchases
-from tenure.models.clv_data import compress_summary, convert_periods, nuts_options, validate_summary
+from tenure.models.clv_data import (
+    compress_summary,
+    convert_periods,
+    nuts_options,
+    prediction_rows,
+    validate_summary,
+)
 from tenure.models.clv_predict import Prediction, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
@@ -80,11 +87,6 @@ class GammaGammaModel(BayesianModel):
         self.n_customers = int(self.data["count"].sum())
         self.sampler_options = nuts_options(self.data.height)
 
-    @property
-    def var_names(self) -> list[str]:
-        """Parameters reported in summaries."""
-        return list(self.named_parameters)
-
     def data_summary(self) -> dict[str, Any]:
         """Repeat buyers and unique rows used."""
         return {"repeat_buyers": self.n_customers, "unique_rows": self.data.height}
@@ -101,6 +103,20 @@ class GammaGammaModel(BayesianModel):
             pm.Potential("log_likelihood", pt.dot(w, gamma_gamma_logp(p, q, v, x, m)))
         return model
 
+    def observed_table(self) -> dict[str, np.ndarray]:
+        """The compressed repeat buyers."""
+        return {c: self.data[c].to_numpy() for c in self.data.columns}
+
+    def pointwise_log_likelihood(self, idata: Any) -> dict[str, np.ndarray]:
+        """count × log f(m̄) of each compressed row per draw (eq. 4 in numpy)."""
+        d = posterior_draws(idata, self.var_names)
+        x, m, w = (self.data[c].to_numpy().astype(float) for c in ("frequency", "monetary_value", "count"))
+        p, q, v = (d[k][:, None] for k in ("p", "q", "v"))
+        px = p * x
+        ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(v)
+              + (px - 1.0) * np.log(m) + px * np.log(x) - (px + q) * np.log(v + x * m))
+        return {"spend": w * ll}
+
     def _posterior(self) -> dict[str, np.ndarray]:
         if self.idata is None:
             raise InputError("gamma-gamma: fit the model before predicting")
@@ -110,7 +126,8 @@ class GammaGammaModel(BayesianModel):
         self, data: pl.DataFrame, *, interval: float = 0.9, keep_draws: bool = False
     ) -> Prediction:
         """Expected mean spend per future transaction of each customer, with its interval."""
-        rows = validate_summary(data, where="prediction data", monetary=True).select("frequency", "monetary_value")
+        rows = prediction_rows(validate_summary(data, where="prediction data", monetary=True),
+                               "frequency", "monetary_value")
 
         def compute(draws, chunk):
             return gamma_gamma_expected_spend(draws["p"][:, None], draws["q"][:, None], draws["v"][:, None],
@@ -150,8 +167,8 @@ def customer_lifetime_value(
         raise InputError(f"discount_rate_per_period: must exceed -1, found {discount_rate_per_period}")
     step = convert_periods(1.0, time_unit, purchases.time_unit)
     covs = list(dict.fromkeys(purchases.purchase_covariates + purchases.dropout_covariates))
-    rows = validate_summary(data, where="prediction data", monetary=True, covariates=covs).select(
-        "frequency", "recency", "T", "monetary_value", *covs)
+    rows = prediction_rows(validate_summary(data, where="prediction data", monetary=True, covariates=covs),
+                           "frequency", "recency", "T", "monetary_value", *covs)
     d_bg = purchases._posterior()
     d_gg = spend._posterior()
     n = min(len(d_bg["r"]), len(d_gg["p"]))

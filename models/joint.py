@@ -17,6 +17,7 @@ holds two numbers per customer: meant for panels up to :data:`MAX_CUSTOMERS`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -28,7 +29,7 @@ import pytensor.tensor as pt
 from tenure.models.base import BayesianModel
 from tenure.models.cross_sell import CrossSellModel
 from tenure.models.effects import equal_tailed
-from tenure.models.panel import TENURE_BANDS, count_cells, hazard_cells
+from tenure.models.panel import TENURE_BANDS, as_panel, count_cells, hazard_cells
 from tenure.models.pooling import MarginalisedMeansFit, binomial_kernel_logp, poisson_cells_logp
 from tenure.models.retention import RetentionModel
 
@@ -44,11 +45,13 @@ class JointModel(MarginalisedMeansFit, BayesianModel):
     Parameters
     ----------
     panel
-        A validated panel (:func:`~tenure.models.panel.read_panel`).
+        A panel frame or file, validated as the command line does (:func:`~tenure.models.panel.as_panel`).
     priors
         Overrides of :attr:`default_priors` (retention, cross-selling and customer-effect keys).
     missing
         Missing-score policy (``"carry"`` or ``"drop"``).
+    segment_col
+        Column holding the segment (default ``segment`` if present).
     max_customers
         Refuse larger panels (the effects grow with customers, not cells).
     """
@@ -66,15 +69,20 @@ class JointModel(MarginalisedMeansFit, BayesianModel):
         "attachment_corr": {"dist": "LKJCorr", "eta": 2.0},
     }
 
+    time_unit = "months"
+
     def __init__(
         self,
-        panel: pl.DataFrame,
+        panel: pl.DataFrame | str | os.PathLike[str],
         priors: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
         missing: str = "carry",
+        segment_col: str | None = None,
         max_customers: int = MAX_CUSTOMERS,
     ) -> None:
         super().__init__(priors)
-        n_customers = int(panel["_cust"].n_unique()) if "_cust" in panel.columns else panel["customer_id"].n_unique()
+        panel = as_panel(panel, segment_col=segment_col, optional=())
+        n_customers = int(panel["_cust"].n_unique())
         if n_customers > max_customers:
             raise InputError(f"panel: {n_customers:,} customers; the joint model holds two effects per customer "
                              f"and is meant for at most {max_customers:,}: fit retention and cross-sell separately")
@@ -84,15 +92,15 @@ class JointModel(MarginalisedMeansFit, BayesianModel):
         self.hazard_customer = inverse[: hazard.customer.size]
         self.count_customer = inverse[hazard.customer.size:]
         pick = {k: self.priors[k] for k in RetentionModel.default_priors}
-        self.retention = RetentionModel(hazard, pick, parametrization="noncentered")
-        self.cross_sell = CrossSellModel(counts, {k: self.priors[k] for k in CrossSellModel.default_priors},
-                                         parametrization="noncentered")
+        self.retention = RetentionModel.from_cells(hazard, pick, parametrization="noncentered")
+        self.cross_sell = CrossSellModel.from_cells(counts, {k: self.priors[k] for k in CrossSellModel.default_priors},
+                                                    parametrization="noncentered")
+        self.max_customers = max_customers
 
-    @classmethod
-    def from_panel(cls, panel: pl.DataFrame, priors: Mapping[str, Mapping[str, Any]] | None = None,
-                   missing: str = "carry") -> JointModel:
-        """Build from a validated panel."""
-        return cls(panel, priors, missing)
+    def options(self) -> dict[str, Any]:
+        """Missing-score policy, segments and the size limit."""
+        return {"missing": self.retention.cells.missing.get("policy"), "max_customers": self.max_customers,
+                "segments": list(self.retention.cells.segments)}
 
     def data_summary(self) -> dict[str, Any]:
         """Both models' summaries and the number of customer effects."""

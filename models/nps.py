@@ -24,6 +24,7 @@ the joint posterior, so small cells borrow strength and large cells keep their d
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -35,6 +36,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from tenure.models.base import BayesianModel, prior
 from tenure.models.effects import equal_tailed
+from tenure.models.panel import as_panel
 
 from tenure.errors import InputError
 from tenure.metrics import nps_wald_interval
@@ -95,10 +97,13 @@ class NPSModel(BayesianModel):
 
     Parameters
     ----------
-    counts
-        The table of :func:`nps_counts`.
+    panel
+        A panel frame or file with the ``nps`` column, validated as the command line does
+        (:func:`~tenure.models.panel.as_panel`) and counted per segment and period (:func:`nps_counts`).
     priors
         Overrides of :attr:`default_priors`.
+    segment_col
+        Column holding the segment (default ``segment`` if present).
     """
 
     name: ClassVar[str] = "nps"
@@ -115,19 +120,23 @@ class NPSModel(BayesianModel):
         "nps_concentration": {"dist": "LogNormal", "mu": 5.0, "sigma": 1.0},
     }
 
-    def __init__(self, counts: pl.DataFrame, priors: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    time_unit = "months"
+
+    def __init__(
+        self,
+        panel: pl.DataFrame | str | os.PathLike[str],
+        priors: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        segment_col: str | None = None,
+    ) -> None:
         super().__init__(priors)
+        counts = nps_counts(as_panel(panel, segment_col=segment_col, optional=("nps",)))
         self.counts = counts
         self.segments = sorted(counts["segment"].unique().to_list())
         self.periods = sorted(counts["period"].unique().to_list())
         self.seg_idx = np.searchsorted(self.segments, counts["segment"].to_numpy())
         self.per_idx = np.searchsorted(self.periods, counts["period"].to_numpy())
         self.y = counts.select(CATEGORIES).to_numpy().astype(np.int64)
-
-    @classmethod
-    def from_panel(cls, panel: pl.DataFrame, priors: Mapping[str, Mapping[str, Any]] | None = None) -> NPSModel:
-        """Count answers per segment and period of a validated panel and build the model."""
-        return cls(nps_counts(panel), priors)
 
     def data_summary(self) -> dict[str, Any]:
         """Respondents, categories, cells, segments and periods."""
@@ -167,10 +176,8 @@ class NPSModel(BayesianModel):
             pm.Deterministic("nps_segment", seg_pi[:, 2] - seg_pi[:, 0], dims="segment")
         return model
 
-    def fit(self, method: str = "mcmc", draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int = 0,
-            progress: bool = False) -> az.InferenceData:
-        """Fit, then add each cell's NPS draws ``nps_cell`` (segment × period) from its conjugate conditional."""
-        idata = super().fit(method=method, draws=draws, tune=tune, chains=chains, seed=seed, progress=progress)
+    def _after_fit(self, idata: az.InferenceData, seed: int) -> az.InferenceData:
+        """Add each cell's NPS draws ``nps_cell`` (segment × period) from its conjugate conditional."""
         post = idata.posterior
         base = post["nps_base"].values  # chain, draw, 2
         logits = np.broadcast_to(base[..., None], (*base.shape, self.y.shape[0])).copy()

@@ -99,6 +99,29 @@ def read_panel(
     return _validate(df, where, seg)
 
 
+#: Columns that only :func:`read_panel` adds: a frame holding them has been validated.
+_VALIDATED = frozenset({"_cust", "tenure"})
+
+
+def as_panel(
+    source: str | os.PathLike[str] | pl.DataFrame,
+    *,
+    segment_col: str | None = None,
+    optional: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """``source`` validated as :func:`read_panel` does, unless it already is its output.
+
+    This is what every panel model's constructor calls, so a raw frame in Python meets the
+    checks of the command line: a bad frame raises :class:`~tenure.errors.InputError`
+    naming the column and the first offending row.
+    """
+    if isinstance(source, pl.DataFrame) and _VALIDATED <= set(source.columns):
+        return source
+    if not isinstance(source, pl.DataFrame | str | os.PathLike):
+        raise InputError(f"panel: expected a polars DataFrame or a file path, found {type(source).__name__}")
+    return read_panel(source, segment_col=segment_col, optional=optional)
+
+
 def _read(path: Path, wanted: Sequence[str]) -> pl.DataFrame:
     """Read a panel file; Parquet reads only the wanted columns."""
     if path.suffix.lower() in (".parquet", ".pq") and path.is_file() and path.stat().st_size > 0:

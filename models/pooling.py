@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -139,10 +140,15 @@ class MarginalisedMeansFit:
 
     marginalised: list[MarginalisedMean]
 
-    def fit(self, method: str = "mcmc", draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int = 0,
-            progress: bool = False) -> az.InferenceData:
-        """Fit as the base class does, then add the pooled means to the posterior (same seed)."""
-        idata = super().fit(method=method, draws=draws, tune=tune, chains=chains,  # type: ignore[misc]
-                            seed=seed, progress=progress)
+    def _after_fit(self, idata: az.InferenceData, seed: int) -> az.InferenceData:
+        """Add the pooled means to the posterior (same seed); for MAP also their conditional mode."""
+        idata = super()._after_fit(idata, seed)  # type: ignore[misc]
         add_marginalised_means(idata, self.marginalised, seed=np.random.SeedSequence(seed).generate_state(1)[0])
+        if "tenure_map" in idata.attrs:
+            mode = json.loads(idata.attrs["tenure_map"])
+            for m in self.marginalised:
+                a, sd = np.asarray(mode[m.groups]), float(np.asarray(mode[f"{m.groups}_sd"]))
+                precision = 1.0 / m.prior_sigma**2 + a.size / sd**2
+                mode[m.name] = float((m.prior_mu / m.prior_sigma**2 + a.sum() / sd**2) / precision)
+            idata.attrs["tenure_map"] = json.dumps(mode)
         return idata

@@ -20,6 +20,7 @@ which is exact: it equals the sum of the row-level Bernoulli terms.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -34,6 +35,7 @@ from tenure.models.panel import (
     SCORE_COLUMNS,
     TENURE_BANDS,
     HazardCells,
+    as_panel,
     covariate_sd,
     hazard_cells,
     tenure_band_labels,
@@ -50,23 +52,27 @@ class RetentionModel(MarginalisedMeansFit, BayesianModel):
 
     Parameters
     ----------
-    cells
-        At-risk rows and events per covariate cell, from :func:`~tenure.models.panel.hazard_cells`.
+    panel
+        A panel frame or file, validated as the command line does (:func:`~tenure.models.panel.as_panel`)
+        and compressed to at-risk rows and events per covariate cell (:func:`~tenure.models.panel.hazard_cells`).
     priors
         Overrides of :attr:`default_priors` (e.g. from :func:`~tenure.models.base.load_priors`).
-    likelihood
-        ``"cells"``: the compressed binomial kernel (default); ``"rows"``: PyMC's
-        Bernoulli on uncompressed rows (cells from :func:`~tenure.models.panel.hazard_rows`),
-        kept to check the compression.
+    missing
+        Null survey scores: ``"carry"`` the customer's last answer forward, or ``"drop"`` the row.
+    bands
+        First period of each tenure band.
+    segment_col
+        Column holding the segment (default ``segment`` if present).
     parametrization
         Segment intercepts: ``"auto"``, ``"centered"`` or ``"noncentered"``
         (see :func:`~tenure.models.pooling.pooled_intercepts`).
 
     Examples
     --------
-    >>> from tenure.models.panel import read_panel
-    >>> model = RetentionModel.from_panel(read_panel("panel.parquet"))  # doctest: +SKIP
-    >>> idata = model.fit(method="mcmc", draws=1000, chains=4)  # doctest: +SKIP
+    >>> import polars as pl
+    >>> model = RetentionModel(pl.read_parquet("panel.parquet"))  # doctest: +SKIP
+    >>> result = model.fit(method="mcmc")  # doctest: +SKIP
+    >>> result.summary()  # doctest: +SKIP
     """
 
     sampler_options: ClassVar[dict[str, Any]] = {"target_accept": POOLED_TARGET_ACCEPT}
@@ -90,13 +96,37 @@ class RetentionModel(MarginalisedMeansFit, BayesianModel):
     }
     covariates: ClassVar[tuple[str, ...]] = SCORE_COLUMNS
 
+    time_unit = "months"
+
     def __init__(
         self,
-        cells: HazardCells,
+        panel: pl.DataFrame | str | os.PathLike[str],
         priors: Mapping[str, Mapping[str, Any]] | None = None,
-        likelihood: str = "cells",
+        *,
+        missing: str = "carry",
+        bands: Sequence[int] = TENURE_BANDS,
+        segment_col: str | None = None,
         parametrization: str = "auto",
     ) -> None:
+        cells = hazard_cells(as_panel(panel, segment_col=segment_col, optional=()), bands=bands, missing=missing)
+        self._setup(cells, priors, "cells", parametrization)
+
+    @classmethod
+    def from_cells(
+        cls,
+        cells: HazardCells,
+        priors: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        likelihood: str = "cells",
+        parametrization: str = "auto",
+    ) -> RetentionModel:
+        """The model on cells compressed already (the joint model's, or :func:`~tenure.models.panel.hazard_rows`)."""
+        model = cls.__new__(cls)
+        model._setup(cells, priors, likelihood, parametrization)
+        return model
+
+    def _setup(self, cells: HazardCells, priors: Mapping[str, Mapping[str, Any]] | None, likelihood: str,
+               parametrization: str) -> None:
         super().__init__(priors)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
@@ -106,17 +136,10 @@ class RetentionModel(MarginalisedMeansFit, BayesianModel):
         self.likelihood = likelihood
         self.parametrization = parametrization
 
-    @classmethod
-    def from_panel(
-        cls,
-        panel: pl.DataFrame,
-        priors: Mapping[str, Mapping[str, Any]] | None = None,
-        missing: str = "carry",
-        bands: Sequence[int] = TENURE_BANDS,
-        parametrization: str = "auto",
-    ) -> RetentionModel:
-        """Compress a validated panel (:func:`~tenure.models.panel.read_panel`) and build the model."""
-        return cls(hazard_cells(panel, bands=bands, missing=missing), priors, parametrization=parametrization)
+    def options(self) -> dict[str, Any]:
+        """Missing-score policy, segments, likelihood and parametrisation."""
+        return {"missing": self.cells.missing.get("policy"), "likelihood": self.likelihood,
+                "parametrization": self.parametrization, "segments": list(self.cells.segments)}
 
     def covariate_sds(self) -> dict[str, float]:
         """Standard deviation of each score over the at-risk rows."""

@@ -178,11 +178,39 @@ class SBGModel(BayesianModel):
             pm.Potential("log_likelihood", pt.dot(w, sbg_logp(a_i, b_i, periods, churned)))
         return model
 
-    def fit(self, *args: Any, **kwargs: Any):
-        """Fit as :meth:`BayesianModel.fit` and record the period length in the attributes."""
-        idata = super().fit(*args, **kwargs)
-        idata.attrs["tenure_time_unit"] = self.time_unit
-        return idata
+    def options(self) -> dict[str, Any]:
+        """Time unit, pooling and covariates with their means."""
+        return {"time_unit": self.time_unit, "pooled": self.pooled, "covariates": list(self.covariates),
+                "covariate_means": self.covariate_means}
+
+    def observed_table(self) -> dict[str, np.ndarray]:
+        """The compressed churn records."""
+        return {c: self.data[c].to_numpy() for c in self.data.columns}
+
+    def pointwise_log_likelihood(self, idata: Any) -> dict[str, np.ndarray]:
+        """count × log-likelihood of each compressed record per draw (eqs. 2 and 3 in numpy)."""
+        d = posterior_draws(idata, self.var_names)
+        cohort = np.searchsorted(np.asarray(self.cohorts), self.data["cohort"].to_numpy())
+        z = np.column_stack([self.data[c].to_numpy() - self.covariate_means[c] for c in self.covariates]
+                            ) if self.covariates else None
+        alpha, beta = self._individual(d, None if self.pooled else cohort, z)
+        t, churned, w = (self.data[c].to_numpy().astype(float) for c in ("periods", "churned", "count"))
+        ll = np.where(churned == 1, special.betaln(alpha + 1.0, beta + t - 1.0), special.betaln(alpha, beta + t))
+        return {"renewals": w * (ll - special.betaln(alpha, beta))}
+
+    def _individual(self, d: Mapping[str, np.ndarray], cohort: np.ndarray | None,
+                    z: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(α_i, β_i) per draw and row, from each row's cohort index (unless pooled) and centred covariates."""
+        alpha, beta = d["alpha"], d["beta"]
+        if cohort is None:
+            alpha, beta = alpha[:, None], beta[:, None]
+        else:
+            alpha, beta = alpha[:, cohort], beta[:, cohort]
+        if z is not None:
+            kappa = alpha + beta
+            mu = special.expit(np.log(alpha) - np.log(beta) + d["churn_coefficient"] @ z.T)
+            alpha, beta = mu * kappa, (1.0 - mu) * kappa
+        return alpha, beta
 
     # -- predictions ---------------------------------------------------------------
     def _params(self, cohort: str | None, covariates: Mapping[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -190,24 +218,22 @@ class SBGModel(BayesianModel):
         if self.idata is None:
             raise InputError("sbg: fit the model before predicting")
         d = posterior_draws(self.idata, self.var_names)
-        alpha, beta = d["alpha"], d["beta"]
+        k = None
         if not self.pooled:
             if cohort is None:
                 raise InputError(f"sbg: name a cohort (one of {', '.join(self.cohorts)})")
             if cohort not in self.cohorts:
                 raise InputError(f"sbg: unknown cohort {cohort!r}; known: {', '.join(self.cohorts)}")
-            k = self.cohorts.index(cohort)
-            alpha, beta = alpha[:, k], beta[:, k]
+            k = np.array([self.cohorts.index(cohort)])
+        z = None
         if self.covariates:
             values = dict(self.covariate_means, **(covariates or {}))
             unknown = set(values) - set(self.covariates)
             if unknown:
                 raise InputError(f"sbg: unknown covariate {sorted(unknown)[0]!r}")
-            z = np.array([values[c] - self.covariate_means[c] for c in self.covariates])
-            kappa = alpha + beta
-            mu = special.expit(np.log(alpha) - np.log(beta) + d["churn_coefficient"] @ z)
-            alpha, beta = mu * kappa, (1.0 - mu) * kappa
-        return alpha, beta
+            z = np.array([[values[c] - self.covariate_means[c] for c in self.covariates]])
+        alpha, beta = self._individual(d, k, z)
+        return alpha[:, 0], beta[:, 0]
 
     def survival_curve(
         self, horizon_periods: int, *, cohort: str | None = None, covariates: Mapping[str, float] | None = None,

@@ -27,19 +27,25 @@ factors (high, low), hidden opportunities (low, high), potential savings (low, l
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import arviz as az
 import numpy as np
 import polars as pl
-from tenure.models.panel import IMPORTANCE_COLUMNS, TRIM_COLUMNS
+from tenure.models.base import BayesianModel, FitResult
+from tenure.models.effects import equal_tailed
+from tenure.models.panel import IMPORTANCE_COLUMNS, TRIM_COLUMNS, as_panel
 
 from tenure.errors import InputError
 from tenure.metrics import TRIM_ITEMS, trim_band, trim_index
+from tenure.scenario import DEFAULT_SEED
 
 TYPES = ("apostles", "mercenaries", "hostages", "terrorists")
 DERIVED_METHODS = ("rest", "index")
+BOOTSTRAP = "bayesian-bootstrap"
 
 
 def parse_weights(text: str | Sequence[float] | None) -> np.ndarray:
@@ -86,8 +92,11 @@ def bootstrap_posterior(resp: pl.DataFrame, draws: int = 1000, chains: int = 4, 
     (segment × type). Draws are independent, so R-hat ≈ 1 and ESS ≈ draws.
     """
     rng = np.random.default_rng(seed)
-    patterns = resp.group_by("segment", *TRIM_COLUMNS).agg(n=pl.len(), index=pl.col("index").first(),
-                                                           type=pl.col("type").first())
+    # Sorted: the Gamma draws are assigned to patterns in this order, so a group-by's arbitrary order
+    # would give another posterior for the same seed.
+    patterns = (resp.group_by("segment", *TRIM_COLUMNS)
+                .agg(n=pl.len(), index=pl.col("index").first(), type=pl.col("type").first())
+                .sort("segment", *TRIM_COLUMNS))
     segments = sorted(patterns["segment"].unique().to_list())
     groups = [(s, patterns.filter(pl.col("segment") == s)) for s in segments]
     if len(segments) > 1:
@@ -164,3 +173,98 @@ def plot_grid(grid: pl.DataFrame, path: Any) -> None:
     ax.set_title("TRI*M-style grid")
     fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+class TrimModel(BayesianModel):
+    """The TRI*M-style index, typology and grid of a panel, with Bayesian-bootstrap uncertainty.
+
+    The same shape as the other families, without priors: the uncertainty is the
+    Bayesian bootstrap over respondents (see the module docstring).
+
+    Parameters
+    ----------
+    panel
+        A panel frame or file with the four ``trim_*`` items (and optionally the four
+        ``importance_*`` columns for the grid), validated as the command line does.
+    weights
+        Weights of overall rating, recommend, repurchase and advantage (``"2,1,1,1"`` or
+        four numbers); equal by default.
+    derived
+        Derived importance: ``"rest"`` (item against the index of the other items) or ``"index"``.
+    segment_col
+        Column holding the segment (default ``segment`` if present).
+
+    Examples
+    --------
+    >>> model = TrimModel(panel, weights=[2, 1, 1, 1])  # doctest: +SKIP
+    >>> result = model.fit(draws=1000, chains=4)  # doctest: +SKIP
+    >>> result.summary()  # doctest: +SKIP
+    """
+
+    name: ClassVar[str] = "trim"
+    named_parameters: ClassVar[tuple[str, ...]] = ("trim_index",)
+    time_unit = "months"
+
+    def __init__(
+        self,
+        panel: pl.DataFrame | str | os.PathLike[str],
+        *,
+        weights: str | Sequence[float] | None = None,
+        derived: str = "rest",
+        segment_col: str | None = None,
+    ) -> None:
+        super().__init__(None)
+        if derived not in DERIVED_METHODS:
+            raise InputError(f"--derived: unknown method {derived!r}; use one of {', '.join(DERIVED_METHODS)}")
+        self.weights = parse_weights(weights)
+        self.derived = derived
+        frame = as_panel(panel, segment_col=segment_col, optional=(*TRIM_COLUMNS, *IMPORTANCE_COLUMNS))
+        self.respondents = respondents(frame, self.weights)
+        self.grid = grid_table(frame, self.respondents, self.weights, derived)
+        self.n_rows = frame.height
+
+    def options(self) -> dict[str, Any]:
+        """Item weights and the derived-importance method."""
+        return {"weights": dict(zip(TRIM_ITEMS, self.weights.tolist(), strict=True)), "derived": self.derived}
+
+    def data_summary(self) -> dict[str, Any]:
+        """Respondents (rows answering all four items) and rows."""
+        return {"respondents": self.respondents.height, "rows": self.n_rows}
+
+    def fit(self, method: str = BOOTSTRAP, draws: int = 1000, tune: int = 0, chains: int = 4,
+            seed: int = DEFAULT_SEED, progress: bool = False) -> FitResult:
+        """Bayesian-bootstrap draws of the index and typology shares (``tune`` is unused: draws are independent)."""
+        if method != BOOTSTRAP:
+            raise InputError(f"--method: the TRI*M-style index is fitted by {BOOTSTRAP!r} only, not {method!r}")
+        if draws < 1 or chains < 1:
+            raise InputError("--draws and --chains must be at least 1")
+        idata = bootstrap_posterior(self.respondents, draws=draws, chains=chains, seed=seed)
+        idata.attrs["tenure_weights"] = json.dumps(self.options()["weights"])
+        return self._result(idata, {"method": method, "draws": draws, "tune": 0, "chains": chains, "seed": seed})
+
+    def index_table(self) -> pl.DataFrame:
+        """Index by segment and period (:func:`index_table`)."""
+        return index_table(self.respondents)
+
+    def typology_table(self, idata: az.InferenceData | None = None) -> pl.DataFrame:
+        """Posterior mean typology shares: one row per segment (and ``all``), one column per type."""
+        post = (idata or self.idata).posterior
+        shares = post["typology_share"].mean(("chain", "draw")).values
+        return pl.DataFrame({"segment": [str(s) for s in post["segment"].values],
+                             **{t: shares[:, j] for j, t in enumerate(TYPES)}})
+
+    def effect_lines(self, idata: az.InferenceData | None = None, prob: float = 0.9) -> list[str]:
+        """One line per segment (index, band, interval, typology mix) and one per grid item."""
+        post = (idata or self.idata).posterior
+        lines = []
+        for s in post["segment"].values:
+            v = post["trim_index"].sel(segment=s).values
+            lo, hi = equal_tailed(v, prob)
+            shares = post["typology_share"].sel(segment=s).mean(("chain", "draw")).values
+            mix = ", ".join(f"{t} {100 * x:.0f} %" for t, x in zip(TYPES, shares, strict=True))
+            lines.append(f"{s}: index {np.median(v):.1f} ({trim_band(float(np.median(v)))}; {100 * prob:.0f} % "
+                         f"interval {lo:.1f}–{hi:.1f}); {mix}")
+        for row in (self.grid.iter_rows(named=True) if self.grid is not None else ()):
+            lines.append(f"{row['item']}: {row['quadrant']} (stated {row['stated_importance']:.2f}, "
+                         f"derived {row['derived_importance']:.2f})")
+        return lines

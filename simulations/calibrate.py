@@ -391,9 +391,7 @@ def target_from_fits(dirs: Sequence[Path], scenario: Scenario, draws: int, perio
     distribution of the estimates (a Bernstein–von Mises argument: at panel sizes
     where calibration is worth doing the posterior is close to normal around the MLE).
     """
-    import json
-
-    import arviz as az
+    from tenure.models import load
 
     names: list[str] = []
     cols: list[np.ndarray] = []
@@ -405,11 +403,8 @@ def target_from_fits(dirs: Sequence[Path], scenario: Scenario, draws: int, perio
         post_file = d / "posterior.nc"
         if not post_file.is_file():
             raise InputError(f"{d}: not a fit folder (no posterior.nc) and not a panel file")
-        try:
-            idata = az.from_netcdf(str(post_file))
-        except Exception as exc:  # netCDF readers raise several types
-            raise InputError(f"{post_file}: cannot read: {str(exc).splitlines()[0] if str(exc) else exc}") from None
-        model = idata.attrs.get("tenure_model")
+        fit = load(d)
+        model = fit.model_name
         if model not in FIT_MODELS:
             raise InputError(f"{d}: a fit of model {model!r}; calibrate needs a fit of 'retention' or 'cross-sell' "
                              "(or the panel itself)")
@@ -417,8 +412,8 @@ def target_from_fits(dirs: Sequence[Path], scenario: Scenario, draws: int, perio
         if group in groups:
             raise InputError(f"{d}: a second {model} fit; give one fit folder per model")
         groups.append(group)
-        summary = json.loads(idata.attrs.get("tenure_data_summary", "{}"))
-        post = idata.posterior
+        summary = fit.data_summary
+        post = fit.posterior
         stat_names = RETENTION_STATS if group == "retention" else CROSS_SELL_STATS
         rows = float(summary.get("rows", 0))
         ev = float(summary.get("churn_events" if group == "retention" else "products_added", -1))

@@ -24,6 +24,9 @@ from typing import Any
 
 from tenure.errors import InputError
 
+#: The ``run.seed`` of every built-in market, and the seed of every fit without ``--seed``.
+DEFAULT_SEED = 20261124
+
 PROB = (0.0, 1.0)
 NONNEG = (0.0, math.inf)
 REAL = (-math.inf, math.inf)

@@ -26,8 +26,7 @@ from typing import Annotated
 
 import typer
 
-#: The seed of the built-in markets' ``run.seed``, and of every fit without ``--seed``.
-DEFAULT_SEED = 20261124
+from tenure.scenario import DEFAULT_SEED
 
 MARKET_HELP = "A built-in market (see `tenure scenario list`) or a scenario TOML file. Default: 'default'."
 

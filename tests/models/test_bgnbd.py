@@ -116,7 +116,7 @@ def test_covariates_on_purchase_and_dropout_are_recovered():
     truth = {"r": 0.8, "alpha": 5.0, "a": 0.8, "b": 2.5, "purchase": 0.4, "dropout_a": 0.0, "dropout_b": 0.5}
     data = simulate_bgnbd(np.random.default_rng(20240605), 6000, truth)
     model = BGNBDModel(data, purchase_covariates=["trust"], dropout_covariates=["enthusiasm"])
-    idata = model.fit(method="map", draws=2000, chains=1, seed=2)
+    idata = model.fit(method="map", draws=2000, chains=1, seed=2).idata
     post = idata.posterior
     checks = {"r": truth["r"], "alpha": truth["alpha"], "a": truth["a"], "b": truth["b"],
               "purchase_coefficient": truth["purchase"], "dropout_coefficient_a": truth["dropout_a"],
@@ -133,16 +133,16 @@ def test_cli_map_fit_writes_the_outputs(tmp_path):
     result = CliRunner().invoke(fit_app, ["bgnbd", str(DATA / "cdnow_customers_summary.csv"), "--out", str(out),
                                           "--method", "map", "--draws", "200", "--chains", "2"])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "forest.png"}
+    assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "forest.png", "manifest.json"}
     summary = pl.read_csv(out / "summary.csv")
     assert summary["parameter"].to_list() == ["r", "alpha", "a", "b"]
-    assert "ESS bulk" in result.output
+    assert "ESS bulk" not in result.output and summary.columns[1] == "mode"  # MAP: the mode, no chains
 
 
 @pytest.mark.slow
 def test_cdnow_full_posterior_with_nutpie(cdnow):
     model = BGNBDModel(cdnow)
-    idata = model.fit(method="mcmc", draws=1000, tune=1000, chains=2, seed=1)
+    idata = model.fit(method="mcmc", draws=1000, tune=1000, chains=2, seed=1).idata
     from tenure.models.base import summary_table
 
     s = summary_table(idata, model.var_names)
@@ -204,7 +204,7 @@ def test_fast_path_is_used_only_where_it_expresses_the_model(cdnow):
 
 def test_fast_nuts_on_cdnow_recovers_the_published_region(cdnow):
     model = BGNBDModel(cdnow)
-    idata = model.fit(method="mcmc", draws=1000, tune=1000, chains=2, seed=3)
+    idata = model.fit(method="mcmc", draws=1000, tune=1000, chains=2, seed=3).idata
     assert idata.attrs["tenure_sampler"] == "numba-closed-form"
     # The same variables, in the same order, as nutpie's draws of the PyMC model.
     pm_model = model.build()
@@ -229,7 +229,7 @@ def test_fast_nuts_on_cdnow_recovers_the_published_region(cdnow):
 
 def test_pymc_path_runs_for_an_unexpressible_prior(cdnow):
     model = BGNBDModel(cdnow.head(300), priors={"r": {"dist": "HalfCauchy", "beta": 1.0}})
-    idata = model.fit(method="mcmc", draws=50, tune=50, chains=1, seed=0)
+    idata = model.fit(method="mcmc", draws=50, tune=50, chains=1, seed=0).idata
     assert idata.attrs["tenure_sampler"] == "pymc"
     assert {"r", "alpha", "a", "b"} <= set(idata.posterior.data_vars)
 
@@ -238,7 +238,7 @@ def test_fast_path_does_not_import_pymc():
     code = ("import sys, polars as pl\n"
             "from tenure.models.bgnbd import BGNBDModel\n"
             f"m = BGNBDModel(pl.read_csv({str(DATA / 'cdnow_customers_summary.csv')!r}))\n"
-            "idata = m.fit(method='mcmc', draws=100, tune=100, chains=1)\n"
+            "idata = m.fit(method='mcmc', draws=100, tune=100, chains=1).idata\n"
             "assert idata.attrs['tenure_sampler'] == 'numba-closed-form'\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pymc', 'pytensor')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -74,7 +74,8 @@ def test_summary_of_the_cdnow_cohort():
 def test_validate_summary_accepts_the_papers_names_and_counts():
     raw = pl.read_csv(DATA / "cdnow_customers_summary_with_transactions.csv")
     s = validate_summary(raw, monetary=True)
-    assert s.columns == ["frequency", "recency", "T", "count", "monetary_value"]
+    # The customer key (CDNOW's ID) is kept, first, so that predictions can name their customers.
+    assert s.columns == ["customer_id", "frequency", "recency", "T", "count", "monetary_value"]
     assert int(s["count"].sum()) == 2357
 
 

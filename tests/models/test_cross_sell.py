@@ -26,8 +26,9 @@ def test_compressed_logp_equals_row_level_poisson(small_panel: pl.DataFrame, par
     """Σ_cells [Y·η − n·e^η − Σ log y!] is the row-level Poisson log-likelihood."""
     cells = count_cells(small_panel)
     assert cells.exposure.size < small_panel.height
-    compressed = CrossSellModel(cells, parametrization=parametrization).model
-    rows = CrossSellModel(count_rows(small_panel)[0], likelihood="rows", parametrization=parametrization).model
+    compressed = CrossSellModel.from_cells(cells, parametrization=parametrization).model
+    rows = CrossSellModel.from_cells(count_rows(small_panel)[0], likelihood="rows",
+                                     parametrization=parametrization).model
     logp_c, logp_r = compressed.compile_logp(), rows.compile_logp()
     rng = np.random.default_rng(1)
     start = compressed.initial_point()
@@ -43,8 +44,8 @@ def test_recovers_known_coefficients() -> None:
     interval covers with probability 0.9 over seeds when calibrated.
     """
     df, truth = simulate_panel(20_000, 24, seed=2024)
-    model = CrossSellModel.from_panel(read_panel(df))
-    idata = model.fit(draws=500, tune=500, chains=2, seed=1)
+    model = CrossSellModel(df)
+    idata = model.fit(draws=500, tune=500, chains=2, seed=1).idata
     post = idata.posterior
     for name in ("xsell_trust", "xsell_enthusiasm", "xsell_trust_x_enthusiasm", "xsell_products"):
         lo, hi = np.quantile(post[name].values, [0.05, 0.95])
@@ -61,7 +62,7 @@ def test_recovers_known_coefficients() -> None:
 def test_map_and_advi_run_and_agree_with_the_truth_roughly() -> None:
     """The fast methods give usable answers on a clear signal (± 4 posterior sds of the truth)."""
     df, truth = simulate_panel(4000, 18, seed=31)
-    model = CrossSellModel.from_panel(read_panel(df))
+    model = CrossSellModel(df)
     for method in ("map", "advi"):
         post = model.fit(method=method, draws=200, chains=1, seed=2).posterior
         mean, sd = float(post["xsell_enthusiasm"].mean()), float(post["xsell_enthusiasm"].std())

@@ -69,5 +69,5 @@ def test_pooled_model_cells_near_raw_nps_and_cli(tmp_path: Path) -> None:
 
 def test_model_builds_with_named_parameter() -> None:
     df, _ = simulate_panel(200, 4, seed=2)
-    model = NPSModel.from_panel(read_panel(df))
+    model = NPSModel(df)
     assert "nps_overall" in model.model.named_vars

@@ -27,8 +27,8 @@ def small_panel() -> pl.DataFrame:
 @pytest.mark.parametrize("parametrization", ["centered", "noncentered"])
 def test_compressed_logp_equals_row_level_bernoulli(small_panel: pl.DataFrame, parametrization: str) -> None:
     """The cell likelihood is the Bernoulli sum over rows, not an approximation."""
-    compressed = RetentionModel(hazard_cells(small_panel), parametrization=parametrization).model
-    rows = RetentionModel(hazard_rows(small_panel), likelihood="rows", parametrization=parametrization).model
+    compressed = RetentionModel.from_cells(hazard_cells(small_panel), parametrization=parametrization).model
+    rows = RetentionModel.from_cells(hazard_rows(small_panel), likelihood="rows", parametrization=parametrization).model
     assert hazard_cells(small_panel).at_risk.size < small_panel.height
     logp_c, logp_r = compressed.compile_logp(), rows.compile_logp()
     rng = np.random.default_rng(0)
@@ -48,8 +48,8 @@ def test_recovers_known_coefficients() -> None:
     seeds, and the SBC script (benchmarks/sbc_hazard.py) checks that calibration.
     """
     df, truth = simulate_panel(20_000, 24, seed=2024)
-    model = RetentionModel.from_panel(read_panel(df))
-    idata = model.fit(draws=500, tune=500, chains=2, seed=1)
+    model = RetentionModel(df)
+    idata = model.fit(draws=500, tune=500, chains=2, seed=1).idata
     post = idata.posterior
     expected = {
         "churn_trust": truth.churn_trust, "churn_enthusiasm": truth.churn_enthusiasm,
@@ -95,7 +95,7 @@ def test_cli_writes_outputs_with_priors_and_data_summary(tmp_path: Path) -> None
     # Segment labels in brackets survive the Rich table (they used to be read as markup and vanish).
     assert "churn_segment[alpha]" in result.output and "churn_tenure[3-5]" in result.output
     summary = pl.read_csv(out / "summary.csv")
-    assert summary.columns == ["parameter", "mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk"]
+    assert summary.columns == ["parameter", "mean", "sd", "eti90_low", "eti90_high", "r_hat", "ess_bulk"]
     assert summary["parameter"].to_list()[:4] == list(RetentionModel.named_parameters)
     assert (out / "forest.png").stat().st_size > 0
     idata = az.from_netcdf(out / "posterior.nc")
@@ -117,8 +117,8 @@ def test_cli_rejects_unknown_prior_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize("method", ["map", "advi"])
 def test_map_and_advi_keep_coordinate_labels(small_panel: pl.DataFrame, method: str) -> None:
     """summary.csv names entries by segment and tenure band for every method, as NUTS does."""
-    model = RetentionModel.from_panel(small_panel)
-    idata = model.fit(method=method, draws=20, chains=1, seed=0)
+    model = RetentionModel(small_panel)
+    idata = model.fit(method=method, draws=20, chains=1, seed=0).idata
     assert idata.posterior["churn_segment"].coords["segment"].values.tolist() == ["alpha", "beta", "gamma"]
     assert idata.posterior["churn_tenure"].coords["tenure_band"].values.tolist() == ["3-5", "6-11", "12-23"]
     from tenure.models.base import summary_table
@@ -147,7 +147,7 @@ def test_engine_panel_effects_have_the_signs_and_order_the_engine_implies(engine
     fitted slopes must be attenuated versions of these: negative, no stronger than the latent value,
     and trust stronger than enthusiasm. Fixed seeds (engine 3, sampler 1), the first tried.
     """
-    idata = RetentionModel.from_panel(engine_panel).fit(draws=500, tune=500, chains=2, seed=1)
+    idata = RetentionModel(engine_panel).fit(draws=500, tune=500, chains=2, seed=1).idata
     post = idata.posterior
     for name, latent in (("churn_trust", -0.5), ("churn_enthusiasm", -0.25), ("churn_satisfaction", -0.3)):
         lo, hi = np.quantile(post[name].values, [0.05, 0.95])
@@ -169,5 +169,5 @@ def test_small_engine_panel_fits_without_divergences() -> None:
     cells = hazard_cells(panel)
     events = np.bincount(cells.segment, weights=cells.events)
     assert len(events) == 2 and 50 <= events.min() < 200
-    idata = RetentionModel(cells).fit(draws=1000, tune=1000, chains=2, seed=0)
+    idata = RetentionModel.from_cells(cells).fit(draws=1000, tune=1000, chains=2, seed=0).idata
     assert int(idata.sample_stats["diverging"].sum()) == 0
