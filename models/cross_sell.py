@@ -29,7 +29,13 @@ import pymc as pm
 from tenure.models.base import BayesianModel, prior
 from tenure.models.effects import ratio_line
 from tenure.models.panel import CountCells, count_cells, covariate_sd
-from tenure.models.pooling import POOLED_TARGET_ACCEPT, MarginalisedMeansFit, poisson_cells_logp, pooled_intercepts
+from tenure.models.pooling import (
+    POOLED_TARGET_ACCEPT,
+    SEGMENT_SD_PRIOR,
+    MarginalisedMeansFit,
+    poisson_cells_logp,
+    pooled_intercepts,
+)
 
 SCORE_CENTRE = 3.0
 LIKELIHOODS = ("cells", "rows")
@@ -66,9 +72,8 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
         # The interaction multiplies a per-point ratio, per point of the other score: tighter.
         "xsell_trust_x_enthusiasm": {"dist": "Normal", "mu": 0.0, "sigma": 0.5},
         "xsell_products": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
-        # Spread of segment intercepts: Gamma(2, 4), mean 0.5, zero-avoiding (Chung et al. 2013), so
-        # that a handful of segments does not push the sampler into the funnel at sd → 0.
-        "xsell_segment_sd": {"dist": "Gamma", "alpha": 2.0, "beta": 4.0},
+        # Spread of segment intercepts: zero-avoiding (Chung et al. 2013), see SEGMENT_SD_PRIOR.
+        "xsell_segment_sd": dict(SEGMENT_SD_PRIOR),
     }
 
     def __init__(

@@ -38,7 +38,13 @@ from tenure.models.panel import (
     hazard_cells,
     tenure_band_labels,
 )
-from tenure.models.pooling import POOLED_TARGET_ACCEPT, MarginalisedMeansFit, binomial_kernel_logp, pooled_intercepts
+from tenure.models.pooling import (
+    POOLED_TARGET_ACCEPT,
+    SEGMENT_SD_PRIOR,
+    MarginalisedMeansFit,
+    binomial_kernel_logp,
+    pooled_intercepts,
+)
 
 #: Midpoint of the 1–5 scale; scores enter the model as (score − 3).
 SCORE_CENTRE = 3.0
@@ -84,9 +90,8 @@ class RetentionModel(MarginalisedMeansFit, BayesianModel):
         "churn_satisfaction": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
         # Log-odds shift of each later tenure band against the first.
         "churn_tenure": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
-        # Spread of segment intercepts: Gamma(2, 4), mean 0.5, zero-avoiding (Chung et al. 2013), so
-        # that a handful of segments does not push the sampler into the funnel at sd → 0.
-        "churn_segment_sd": {"dist": "Gamma", "alpha": 2.0, "beta": 4.0},
+        # Spread of segment intercepts: zero-avoiding (Chung et al. 2013), see SEGMENT_SD_PRIOR.
+        "churn_segment_sd": dict(SEGMENT_SD_PRIOR),
     }
     covariates: ClassVar[tuple[str, ...]] = SCORE_COLUMNS
 
