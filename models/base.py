@@ -130,6 +130,10 @@ class BayesianModel:
         """A small JSON-able description of the data the model was built from."""
         return {}
 
+    def diagnostic_var_names(self, idata: az.InferenceData) -> list[str]:
+        """The parameters whose R-hat the fit commands check."""
+        return list(self.named_parameters)
+
     # -- shared -------------------------------------------------------------------
     @property
     def model(self) -> pm.Model:
@@ -404,7 +408,7 @@ def summary_table(idata: az.InferenceData, var_names: list[str] | None = None):
 
 
 def diagnostics_warnings(idata: az.InferenceData, var_names: list[str] | None = None) -> list[str]:
-    """Plain-language warnings: divergences and R-hat above 1.01."""
+    """Plain-language warnings: divergences and R-hat above 1.01, naming every entry above it (worst first)."""
     warnings: list[str] = []
     ss = idata.get("sample_stats")
     if ss is not None and "diverging" in ss:
@@ -414,11 +418,20 @@ def diagnostics_warnings(idata: az.InferenceData, var_names: list[str] | None = 
                             "consider stronger priors or more tuning")
     if idata.posterior.sizes.get("chain", 1) > 1:
         rhat = az.rhat(idata, var_names=var_names)
-        bad = [f"{k}={float(np.max(v)):.3f}" for k, v in rhat.data_vars.items()
-               if np.any(np.asarray(v) > 1.01)]
+        entries = [(name, float(value)) for k, v in rhat.data_vars.items() for name, value in _labelled(k, v)]
+        bad = [f"{name}={value:.3f}" for name, value in sorted(entries, key=lambda e: -e[1]) if value > 1.01]
         if bad:
             warnings.append("R-hat above 1.01 (chains disagree): " + ", ".join(bad))
     return warnings
+
+
+def _labelled(name: str, values: Any) -> list[tuple[str, Any]]:
+    """Each entry of a per-parameter array with its label as in ``summary.csv`` (``customer_sd[retention]``)."""
+    if not values.dims:
+        return [(name, values.values)]
+    flat = values.stack(_entry=values.dims)
+    labels = [entry if isinstance(entry, tuple) else (entry,) for entry in flat["_entry"].values]
+    return [(f"{name}[{', '.join(str(x) for x in label)}]", v) for label, v in zip(labels, flat.values, strict=True)]
 
 
 def save_fit(

@@ -57,7 +57,7 @@ def _fit_and_report(model: Any, out: Path, *, method: str, draws: int, tune: int
     console.print(results_table(idata, var_names, title))
     for line in lines:
         console.print(f"  • {line}", highlight=False)
-    for warning in diagnostics_warnings(idata, list(model.named_parameters)):
+    for warning in diagnostics_warnings(idata, model.diagnostic_var_names(idata)):
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     paths = save_fit(idata, prepare_out_dir(out), var_names=var_names, title=title)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
