@@ -21,13 +21,13 @@ CENTERED_MIN_EVENTS = 50
 #: posterior of a spread estimated from 2–3 groups does not diverge (costs a few more gradients on cells).
 POOLED_TARGET_ACCEPT = 0.95
 PARAMETRIZATIONS = ("auto", "centered", "noncentered")
-#: Default prior of the spread of segment intercepts (log-odds or log-rate): Gamma(3, 6), mean 0.5, 90 % of its
-#: mass between 0.14 and 1.05. With 2–3 segments the data say little about the spread, so its prior shapes the
+#: Default prior of the spread of segment intercepts (log-odds or log-rate): Gamma(4, 8), mean 0.5, 90 % of its
+#: mass between 0.17 and 0.97. With 2–3 segments the data say little about the spread, so its prior shapes the
 #: posterior's lower tail, where the intercepts are squeezed together: Gamma(2, 4) (density ∝ sd² on the log
-#: scale) left enough mass below sd 0.05 for NUTS to diverge in that neck (2–13 of 4000 draws on 5 % engine
-#: panels, centred or not); Gamma(3, 6) keeps the same mean and makes sd < 0.05 about 5× less likely
-#: (0.4 % against 1.8 %).
-SEGMENT_SD_PRIOR: dict[str, Any] = {"dist": "Gamma", "alpha": 3.0, "beta": 6.0}
+#: scale) left enough mass below sd 0.05 (1.8 %) for NUTS to diverge in that neck (2–13 of 4000 draws on 5 %
+#: engine panels, centred or not, at target acceptance 0.95 or 0.99); Gamma(3, 6) (0.4 %) still diverged twice
+#: on one of three; Gamma(4, 8) keeps the mean and puts 0.08 % there.
+SEGMENT_SD_PRIOR: dict[str, Any] = {"dist": "Gamma", "alpha": 4.0, "beta": 8.0}
 
 
 @dataclass(frozen=True)
