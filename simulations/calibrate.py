@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,6 @@ class PanelArrays:
     counts_customers: CountCells | None = None
     count_cell: np.ndarray | None = None
     has_nps: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _with_tenure(df: pl.DataFrame) -> pl.DataFrame:
