@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import typer
+from rich.markup import escape
 
 from tenure.commands._common import cli_errors, console
 from tenure.commands.fit import (
@@ -58,7 +59,7 @@ def _fit_and_report(model: Any, out: Path, *, method: str, draws: int, tune: int
     for line in lines:
         console.print(f"  • {line}", highlight=False)
     for warning in diagnostics_warnings(idata, model.diagnostic_var_names(idata)):
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)  # labels hold [ ]
     paths = save_fit(idata, prepare_out_dir(out), var_names=var_names, title=title)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
 
