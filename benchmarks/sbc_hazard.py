@@ -28,7 +28,7 @@ The SBC prior is narrower than the model's defaults, so that no replication make
 panel where nearly everyone leaves in the first month, and is the prior of both the
 simulation and the fit (SBC needs only that they agree; the defaults are tested by the
 recovery tests): churn_intercept ~ Normal(−3, 0.5), each slope ~ Normal(0, 0.3), each
-tenure shift ~ Normal(0, 0.5), churn_segment_sd ~ Gamma(2, 4) (the default).
+tenure shift ~ Normal(0, 0.5), churn_segment_sd ~ Gamma(2, 4) (the default until it became Gamma(4, 8)).
 
 Uniformity: ranks binned into ``--bins`` (10) equal bins, Pearson chi-square against
 the uniform, one p-value per parameter. Writes to ``--out``: ``sbc_ranks.csv`` (one

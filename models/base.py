@@ -175,6 +175,11 @@ class BayesianModel:
         """The compressed rows the likelihood sees (``observed_data``); empty: PyMC's observed variables."""
         return {}
 
+    def diagnostic_var_names(self, idata: az.InferenceData) -> list[str]:
+        """The parameters whose R-hat the fit commands check."""
+        return list(self.named_parameters)
+
+
     # -- shared -------------------------------------------------------------------
     @property
     def model(self) -> pm.Model:
@@ -251,6 +256,7 @@ class BayesianModel:
         idata.attrs["tenure_data_summary"] = json.dumps(self.data_summary(), default=_jsonable)
         idata.attrs["tenure_time_unit"] = self.time_unit or ""
         idata.attrs["tenure_var_names"] = json.dumps(self.summary_var_names(idata))
+        idata.attrs["tenure_diagnostic_var_names"] = json.dumps(self.diagnostic_var_names(idata))
         idata.attrs["tenure_effects"] = json.dumps(self.effect_lines(idata))
         self.result = FitResult(idata)
         return self.result
@@ -598,7 +604,8 @@ def summary_table(idata: az.InferenceData, var_names: list[str] | None = None) -
 
 
 def diagnostics_warnings(idata: az.InferenceData, var_names: list[str] | None = None) -> list[str]:
-    """Plain-language warnings of an MCMC fit: divergences and R-hat above 1.01 (none for MAP or ADVI)."""
+    """Plain-language warnings of an MCMC fit: divergences and R-hat above 1.01, naming every entry above it
+    (worst first); none for MAP or ADVI."""
     if idata.attrs.get("tenure_method", "mcmc") != "mcmc":
         return []
     warnings: list[str] = []
@@ -610,11 +617,20 @@ def diagnostics_warnings(idata: az.InferenceData, var_names: list[str] | None = 
                             "consider stronger priors or more tuning")
     if idata.posterior.sizes.get("chain", 1) > 1:
         rhat = az.rhat(idata, var_names=var_names)
-        bad = [f"{k}={float(np.max(v)):.3f}" for k, v in rhat.data_vars.items()
-               if np.any(np.asarray(v) > 1.01)]
+        entries = [(name, float(value)) for k, v in rhat.data_vars.items() for name, value in _labelled(k, v)]
+        bad = [f"{name}={value:.3f}" for name, value in sorted(entries, key=lambda e: -e[1]) if value > 1.01]
         if bad:
             warnings.append("R-hat above 1.01 (chains disagree): " + ", ".join(bad))
     return warnings
+
+
+def _labelled(name: str, values: Any) -> list[tuple[str, Any]]:
+    """Each entry of a per-parameter array with its label as in ``summary.csv`` (``customer_sd[retention]``)."""
+    if not values.dims:
+        return [(name, values.values)]
+    flat = values.stack(_entry=values.dims)
+    labels = [entry if isinstance(entry, tuple) else (entry,) for entry in flat["_entry"].values]
+    return [(f"{name}[{', '.join(str(x) for x in label)}]", v) for label, v in zip(labels, flat.values, strict=True)]
 
 
 def plot_forest(summary: pl.DataFrame, path: Path, title: str | None = None) -> None:
@@ -701,7 +717,8 @@ class FitResult:
 
     def warnings(self) -> list[str]:
         """Divergences and R-hat above 1.01 (MCMC only)."""
-        return diagnostics_warnings(self.idata, [n for n in self.var_names if n in self.posterior])
+        names = json.loads(self.idata.attrs.get("tenure_diagnostic_var_names", "[]")) or self.var_names
+        return diagnostics_warnings(self.idata, [n for n in names if n in self.posterior])
 
     def save(self, path: str | Path) -> Path:
         """Write the posterior with its attributes as NetCDF, atomically; a folder gets ``posterior.nc``."""

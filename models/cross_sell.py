@@ -27,13 +27,53 @@ import arviz as az
 import numpy as np
 import polars as pl
 import pymc as pm
+import pytensor.tensor as pt
 from tenure.models.base import BayesianModel, prior
 from tenure.models.effects import ratio_line
 from tenure.models.panel import CountCells, as_panel, count_cells, covariate_sd
-from tenure.models.pooling import POOLED_TARGET_ACCEPT, MarginalisedMeansFit, poisson_cells_logp, pooled_intercepts
+from tenure.models.pooling import (
+    POOLED_TARGET_ACCEPT,
+    SEGMENT_SD_PRIOR,
+    MarginalisedMeansFit,
+    cells_mle,
+    poisson_cells_derivatives,
+    poisson_cells_logp,
+    pooled_intercepts,
+    segment_design,
+)
 
 SCORE_CENTRE = 3.0
 LIKELIHOODS = ("cells", "rows")
+
+
+#: The covariates of the linear predictor, in the order of :func:`count_design`.
+COEFFICIENTS = ("xsell_trust", "xsell_enthusiasm", "xsell_trust_x_enthusiasm", "xsell_products")
+
+
+def count_design(cells: CountCells) -> np.ndarray:
+    """The covariates of the linear predictor per cell, without the segment intercepts (:data:`COEFFICIENTS`).
+
+    Scores centred at :data:`SCORE_CENTRE`, their product, and products held beyond the
+    first: η = a[segment] + design·coefficients.
+    """
+    ct, ce = cells.trust - SCORE_CENTRE, cells.enthusiasm - SCORE_CENTRE
+    return np.column_stack([ct, ce, ct * ce, cells.products - 1.0])
+
+
+def count_mle(cells: CountCells) -> dict[str, float]:
+    """Maximum-likelihood estimates of the model's equation on cells (flat priors, segment intercepts unpooled).
+
+    Keys: ``xsell_segment[s]`` for each segment with rows, :data:`COEFFICIENTS`, and
+    ``xsell_intercept``, the mean of the segment intercepts.
+    """
+    keep = cells.exposure > 0
+    segs = np.unique(cells.segment[keep])
+    x = np.hstack([segment_design(np.searchsorted(segs, cells.segment[keep]), segs.size), count_design(cells)[keep]])
+    b = cells_mle(x, poisson_cells_logp, poisson_cells_derivatives,
+                  (cells.events[keep], cells.exposure[keep], cells.log_factorial[keep]))
+    out = {f"xsell_segment[{cells.segments[s]}]": float(v) for s, v in zip(segs, b[:segs.size], strict=True)}
+    return {**out, "xsell_intercept": float(b[:segs.size].mean()),
+            **{n: float(v) for n, v in zip(COEFFICIENTS, b[segs.size:], strict=True)}}
 
 
 class CrossSellModel(MarginalisedMeansFit, BayesianModel):
@@ -69,9 +109,8 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
         # The interaction multiplies a per-point ratio, per point of the other score: tighter.
         "xsell_trust_x_enthusiasm": {"dist": "Normal", "mu": 0.0, "sigma": 0.5},
         "xsell_products": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
-        # Spread of segment intercepts: Gamma(2, 4), mean 0.5, zero-avoiding (Chung et al. 2013), so
-        # that a handful of segments does not push the sampler into the funnel at sd → 0.
-        "xsell_segment_sd": {"dist": "Gamma", "alpha": 2.0, "beta": 4.0},
+        # Spread of segment intercepts: zero-avoiding (Chung et al. 2013), see SEGMENT_SD_PRIOR.
+        "xsell_segment_sd": dict(SEGMENT_SD_PRIOR),
     }
 
     time_unit = "months"
@@ -137,11 +176,8 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
         seg_events = np.bincount(c.segment, weights=c.events, minlength=len(c.segments))
         sds = self.covariate_sds()
         p = self.priors
-        ct, ce = c.trust - SCORE_CENTRE, c.enthusiasm - SCORE_CENTRE
-        b_t = prior("xsell_trust", p["xsell_trust"])
-        b_e = prior("xsell_enthusiasm", p["xsell_enthusiasm"])
-        b_te = prior("xsell_trust_x_enthusiasm", p["xsell_trust_x_enthusiasm"])
-        b_p = prior("xsell_products", p["xsell_products"])
+        coefficients = [prior(k, p[k]) for k in COEFFICIENTS]
+        b_t, b_e, b_te = coefficients[:3]
         alpha, marginal = pooled_intercepts("xsell_segment", "xsell_intercept", p["xsell_intercept"],
                                             p["xsell_segment_sd"], c.segment, len(c.segments), seg_events,
                                             "segment", self.parametrization)
@@ -149,7 +185,7 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
         pm.Deterministic("xsell_trust_per_sd", b_t * sds["trust"])
         pm.Deterministic("xsell_enthusiasm_per_sd", b_e * sds["enthusiasm"])
         pm.Deterministic("xsell_trust_x_enthusiasm_per_sd", b_te * sds["trust"] * sds["enthusiasm"])
-        return alpha + b_t * ct + b_e * ce + b_te * ct * ce + b_p * (c.products - 1.0)
+        return alpha + pt.dot(count_design(c), pt.stack(coefficients))
 
     def build(self) -> pm.Model:
         """The PyMC model (see the module docstring for the equation)."""

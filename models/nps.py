@@ -42,8 +42,9 @@ from tenure.errors import InputError
 from tenure.metrics import nps_wald_interval
 
 CATEGORIES = ("detractors", "passives", "promoters")
-#: A group with this many answers pins its log-odds to about ±0.05: the centred form samples better.
-CENTERED_MIN_RESPONDENTS = 2000
+#: Centred effects when a group's own log-odds are known this many times more precisely than the groups spread
+#: (sd of the data against the between-group sd, both estimated from the raw counts); non-centred otherwise.
+CENTERED_PRECISION_RATIO = 5.0
 
 
 def nps_counts(panel: pl.DataFrame) -> pl.DataFrame:
@@ -145,14 +146,29 @@ class NPSModel(BayesianModel):
                 **{c: int(v) for c, v in zip(CATEGORIES, totals, strict=True)},
                 "segments": self.segments, "periods": [int(p) for p in self.periods]}
 
+    def _well_determined(self, idx: np.ndarray, n: int) -> bool:
+        """Whether each group's promoter-against-detractor log-odds is pinned well inside the groups' spread.
+
+        Raw log-odds l_g = log((P + ½)/(D + ½)) have sampling variance v_g ≈ 1/(P + ½) + 1/(D + ½);
+        the between-group variance is estimated by moments as var(l) − mean(v). Centred effects sample well
+        when the data pin each group (√mean v ≤ between sd / :data:`CENTERED_PRECISION_RATIO`); otherwise
+        the effects are mostly prior and the non-centred form avoids the funnel. Answer counts alone are
+        not enough: on a 5 % engine panel two segments of ~1 000 answers each differ by 18 NPS points
+        (centred is right) while 24 periods of ~2 000 answers each barely differ (non-centred is right).
+        """
+        d = np.bincount(idx, weights=self.y[:, 0], minlength=n) + 0.5
+        p = np.bincount(idx, weights=self.y[:, 2], minlength=n) + 0.5
+        logodds, var = np.log(p / d), 1.0 / p + 1.0 / d
+        between = max(float(np.var(logodds, ddof=1)) - float(var.mean()), 0.0)
+        return float(np.sqrt(var.mean())) * CENTERED_PRECISION_RATIO <= np.sqrt(between)
+
     def _effects(self, name: str, sd_name: str, dims: str, idx: np.ndarray) -> Any:
-        """Zero-sum effects, centred when every group has :data:`CENTERED_MIN_RESPONDENTS` answers."""
+        """Zero-sum effects, centred when the data pin every group (:meth:`_well_determined`)."""
         n = int(idx.max()) + 1
         if n == 1:
             return pt.zeros((2, 1))
         sd = prior(sd_name, self.priors[sd_name])
-        respondents = np.bincount(idx, weights=self.y.sum(axis=1), minlength=n)
-        if respondents.min() >= CENTERED_MIN_RESPONDENTS:
+        if self._well_determined(idx, n):
             return pm.ZeroSumNormal(name, sigma=sd, dims=("category", dims))
         z = pm.ZeroSumNormal(f"{name}_z", sigma=1.0, dims=("category", dims))
         return pm.Deterministic(name, sd * z, dims=("category", dims))

@@ -40,11 +40,50 @@ from tenure.models.panel import (
     hazard_cells,
     tenure_band_labels,
 )
-from tenure.models.pooling import POOLED_TARGET_ACCEPT, MarginalisedMeansFit, binomial_kernel_logp, pooled_intercepts
+from tenure.models.pooling import (
+    POOLED_TARGET_ACCEPT,
+    SEGMENT_SD_PRIOR,
+    MarginalisedMeansFit,
+    binomial_kernel_derivatives,
+    binomial_kernel_logp,
+    cells_mle,
+    pooled_intercepts,
+    segment_design,
+)
 
 #: Midpoint of the 1–5 scale; scores enter the model as (score − 3).
 SCORE_CENTRE = 3.0
 LIKELIHOODS = ("cells", "rows")
+
+
+def hazard_design(cells: HazardCells) -> tuple[np.ndarray, list[str]]:
+    """The covariates of the linear predictor per cell, without the segment intercepts, and their names.
+
+    Scores centred at :data:`SCORE_CENTRE`, then one indicator per later tenure band that
+    holds rows (the first band is the baseline): η = a[segment] + design·coefficients.
+    """
+    c = cells
+    later = [int(b) for b in np.unique(c.band[c.at_risk > 0]) if b > 0]
+    labels = tenure_band_labels(c.bands)
+    columns = [getattr(c, k) - SCORE_CENTRE for k in SCORE_COLUMNS] + [(c.band == b).astype(float) for b in later]
+    names = [f"churn_{k}" for k in SCORE_COLUMNS] + [f"churn_tenure[{labels[b]}]" for b in later]
+    return np.column_stack(columns), names
+
+
+def hazard_mle(cells: HazardCells) -> dict[str, float]:
+    """Maximum-likelihood estimates of the model's equation on cells (flat priors, segment intercepts unpooled).
+
+    Keys: ``churn_segment[s]`` for each segment with rows, the slopes and tenure shifts by
+    their model names, and ``churn_intercept``, the mean of the segment intercepts.
+    """
+    keep = cells.at_risk > 0
+    segs = np.unique(cells.segment[keep])
+    design, names = hazard_design(cells)
+    x = np.hstack([segment_design(np.searchsorted(segs, cells.segment[keep]), segs.size), design[keep]])
+    b = cells_mle(x, binomial_kernel_logp, binomial_kernel_derivatives, (cells.events[keep], cells.at_risk[keep]))
+    out = {f"churn_segment[{cells.segments[s]}]": float(v) for s, v in zip(segs, b[:segs.size], strict=True)}
+    return {**out, "churn_intercept": float(b[:segs.size].mean()),
+            **{n: float(v) for n, v in zip(names, b[segs.size:], strict=True)}}
 
 
 class RetentionModel(MarginalisedMeansFit, BayesianModel):
@@ -90,9 +129,8 @@ class RetentionModel(MarginalisedMeansFit, BayesianModel):
         "churn_satisfaction": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
         # Log-odds shift of each later tenure band against the first.
         "churn_tenure": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
-        # Spread of segment intercepts: Gamma(2, 4), mean 0.5, zero-avoiding (Chung et al. 2013), so
-        # that a handful of segments does not push the sampler into the funnel at sd → 0.
-        "churn_segment_sd": {"dist": "Gamma", "alpha": 2.0, "beta": 4.0},
+        # Spread of segment intercepts: zero-avoiding (Chung et al. 2013), see SEGMENT_SD_PRIOR.
+        "churn_segment_sd": dict(SEGMENT_SD_PRIOR),
     }
     covariates: ClassVar[tuple[str, ...]] = SCORE_COLUMNS
 
@@ -163,9 +201,6 @@ class RetentionModel(MarginalisedMeansFit, BayesianModel):
     def linear_predictor(self) -> Any:
         """Create the priors (inside a model context) and return the log-odds of churn per cell."""
         c = self.cells
-        later = self._later_bands()
-        band_pos = np.zeros(len(c.bands), dtype=np.int64)
-        band_pos[later] = np.arange(1, later.size + 1)
         seg_events = np.bincount(c.segment, weights=c.events, minlength=len(c.segments))
         sds = self.covariate_sds()
         p = self.priors
@@ -174,13 +209,13 @@ class RetentionModel(MarginalisedMeansFit, BayesianModel):
                                             p["churn_segment_sd"], c.segment, len(c.segments), seg_events,
                                             "segment", self.parametrization)
         self.marginalised = [marginal] if marginal else []
-        eta = alpha + sum(slopes[k] * (getattr(c, k) - SCORE_CENTRE) for k in self.covariates)
-        if later.size:
-            tenure = prior("churn_tenure", p["churn_tenure"], dims="tenure_band")
-            eta = eta + pt.concatenate([pt.zeros(1), tenure])[band_pos[c.band]]
+        coefficients = [slopes[k] for k in self.covariates]
+        if self._later_bands().size:
+            coefficients.append(prior("churn_tenure", p["churn_tenure"], dims="tenure_band"))
         for k in self.covariates:
             pm.Deterministic(f"churn_{k}_per_sd", slopes[k] * sds[k])
-        return eta
+        design, _ = hazard_design(c)
+        return alpha + pt.dot(design, pt.concatenate([pt.atleast_1d(b) for b in coefficients]))
 
     def build(self) -> pm.Model:
         """The PyMC model (see the module docstring for the equation)."""

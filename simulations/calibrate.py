@@ -30,14 +30,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 from tenure.engine.simulator import Simulator
-from tenure.models.panel import SCORE_COLUMNS, TENURE_BANDS, prepare_scores
+from tenure.models.cross_sell import count_mle
+from tenure.models.panel import (
+    SCORE_COLUMNS,
+    SINGLE_SEGMENT,
+    TENURE_BANDS,
+    XSELL_COLUMNS,
+    CountCells,
+    HazardCells,
+    count_cells,
+    hazard_cells,
+)
+from tenure.models.retention import hazard_mle
 
 from tenure.errors import InputError
 from tenure.scenario import Scenario, field_help
@@ -85,7 +96,10 @@ SHRINK = 0.5
 FINAL_STEP = 2.0
 #: A check statistic further than this many predictive standard deviations misses.
 CHECK_Z = 3.5
-CENTRE = 3.0
+HAZARD_KEYS = ("segment", "band", *SCORE_COLUMNS)
+HAZARD_SUMS = ("at_risk", "events")
+COUNT_KEYS = ("segment", *XSELL_COLUMNS, "products")
+COUNT_SUMS = ("exposure", "events", "log_factorial")
 
 
 # -- the panel as arrays ---------------------------------------------------------------
@@ -93,28 +107,30 @@ CENTRE = 3.0
 
 @dataclass
 class PanelArrays:
-    """A panel reduced to the integer arrays the statistics need (one entry per row).
+    """A panel compressed as the models compress it, plus the per-row arrays of the answer and check statistics.
 
-    ``cust`` numbers customers 0..n-1 so a bootstrap weight per customer becomes a
-    weight per row by indexing. Scores are carried forward (models/panel.py); rows
-    before a customer's first answer have ``hz_cell``/``xs_cell`` −1.
+    ``hazard`` and ``counts`` are the models' cells (:func:`~tenure.models.panel.hazard_cells`,
+    :func:`~tenure.models.panel.count_cells`, scores carried forward). With ``by_customer``
+    (a panel to bootstrap) they are kept per customer too, and ``hazard_cell``/``count_cell``
+    give each customer cell's covariate cell, so a bootstrap weight per customer re-weights
+    them; ``cust`` numbers each row's customer 0..n-1 for the raw answers.
     """
 
     n_customers: int
     periods: int
     segments: tuple[str, ...]
+    hazard: HazardCells
+    counts: CountCells
     cust: np.ndarray
     period: np.ndarray
     churned: np.ndarray
     cross: np.ndarray
-    hz_cell: np.ndarray
-    hz_keys: np.ndarray  # (cells, 5): segment, band, trust, enthusiasm, satisfaction
-    xs_cell: np.ndarray
-    xs_keys: np.ndarray  # (cells, 4): segment, trust, enthusiasm, products
     answers: dict[str, np.ndarray]  # raw answers (−1 when not surveyed), SCORE_COLUMNS and "nps"
-    carried: dict[str, np.ndarray]  # carried scores (−1 before the first answer), trust and enthusiasm
+    hazard_customers: HazardCells | None = None
+    hazard_cell: np.ndarray | None = None
+    counts_customers: CountCells | None = None
+    count_cell: np.ndarray | None = None
     has_nps: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _with_tenure(df: pl.DataFrame) -> pl.DataFrame:
@@ -127,36 +143,26 @@ def _with_tenure(df: pl.DataFrame) -> pl.DataFrame:
             .drop("_new"))
 
 
-def panel_arrays(df: pl.DataFrame, segments: Sequence[str] | None = None) -> PanelArrays:
+def panel_arrays(df: pl.DataFrame, segments: Sequence[str] | None = None, by_customer: bool = False) -> PanelArrays:
     """Reduce a validated panel (read_panel) or an engine panel to :class:`PanelArrays`.
 
-    ``segments``: the segment names to keep apart; ``None`` pools every customer into
-    one segment (used when the panel's segments are not the scenario's).
+    ``segments``: the segment names to keep apart (a segment not among them joins the
+    first); ``None`` pools every customer into one segment (used when the panel's segments
+    are not the scenario's). ``by_customer``: keep the cells per customer, for a bootstrap.
     """
     if "tenure" not in df.columns or "_cust" not in df.columns:
         df = _with_tenure(df.sort(["customer_id", "period"]))
-    seg_names = tuple(segments) if segments else ("all",)
-    if segments:
-        seg = df["segment"].replace_strict(list(seg_names), list(range(len(seg_names))), default=0,
-                                           return_dtype=pl.Int64)
-    else:
-        seg = pl.repeat(0, df.height, dtype=pl.Int64, eager=True)
-    band = np.searchsorted(np.asarray(TENURE_BANDS), df["tenure"].to_numpy(), side="right") - 1
-    filled, _ = prepare_scores(df.select(["_cust", *SCORE_COLUMNS]).with_row_index("_i"), SCORE_COLUMNS, "carry")
-    rows = filled["_i"].to_numpy().astype(np.int64)
-    n = df.height
-    seg_np = seg.to_numpy()
-    products = np.minimum(df["products"].to_numpy().astype(np.int64), 255)
-    carried = {}
-    for c in SCORE_COLUMNS:
-        full = np.full(n, -1, dtype=np.int64)
-        full[rows] = filled[c].to_numpy().astype(np.int64)
-        carried[c] = full
-    ok = carried["trust"] >= 0
-    hz_key = np.stack([seg_np, band, carried["trust"], carried["enthusiasm"], carried["satisfaction"]], axis=1)
-    hz_cell, hz_keys = _cells(hz_key, ok)
-    xs_key = np.stack([seg_np, carried["trust"], carried["enthusiasm"], products], axis=1)
-    xs_cell, xs_keys = _cells(xs_key, ok)
+    seg_names = tuple(segments) if segments else (SINGLE_SEGMENT,)
+    segment = (pl.when(pl.col("segment").is_in(list(seg_names))).then(pl.col("segment"))
+               .otherwise(pl.lit(seg_names[0])) if segments else pl.lit(SINGLE_SEGMENT))
+    df = df.with_columns(segment=segment)
+    hazard = hazard_cells(df, bands=TENURE_BANDS, by_customer=by_customer)
+    counts = count_cells(df, by_customer=by_customer)
+    per_customer: dict[str, Any] = {}
+    if by_customer:
+        per_customer["hazard_customers"], per_customer["counts_customers"] = hazard, counts
+        hazard, per_customer["hazard_cell"] = _pool_customers(hazard, HAZARD_KEYS, HAZARD_SUMS)
+        counts, per_customer["count_cell"] = _pool_customers(counts, COUNT_KEYS, COUNT_SUMS)
     answers = {c: df[c].fill_null(-1).to_numpy().astype(np.int64) for c in SCORE_COLUMNS}
     has_nps = "nps" in df.columns and df["nps"].null_count() < df.height
     if has_nps:
@@ -164,109 +170,56 @@ def panel_arrays(df: pl.DataFrame, segments: Sequence[str] | None = None) -> Pan
     period = df["period"].to_numpy().astype(np.int64)
     return PanelArrays(
         n_customers=int(df["_cust"].max()), periods=int(period.max() - period.min() + 1), segments=seg_names,
-        cust=df["_cust"].to_numpy().astype(np.int64) - 1, period=period - period.min(),
-        churned=df["churned"].to_numpy().astype(float), cross=df["cross_sold"].to_numpy().astype(float),
-        hz_cell=hz_cell, hz_keys=hz_keys, xs_cell=xs_cell, xs_keys=xs_keys, answers=answers,
-        carried={c: carried[c] for c in ("trust", "enthusiasm")}, has_nps=has_nps,
+        hazard=hazard, counts=counts, cust=df["_cust"].to_numpy().astype(np.int64) - 1,
+        period=period - period.min(), churned=df["churned"].to_numpy().astype(float),
+        cross=df["cross_sold"].to_numpy().astype(float), answers=answers, has_nps=has_nps, **per_customer,
     )
 
 
-def _cells(keys: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cell number of every row (−1 where ``ok`` is false) and the distinct keys.
+def _pool_customers(cells: Any, keys: Sequence[str], sums: Sequence[str]) -> tuple[Any, np.ndarray]:
+    """Cells per customer → (the same cells summed over customers, each customer cell's pooled cell).
 
-    Keys are small non-negative integers, so a mixed-radix code and a bincount find the
-    cells in O(rows), without sorting.
+    ``keys`` are the covariate fields, ``sums`` the fields that add up over customers.
     """
-    cell = np.full(keys.shape[0], -1, dtype=np.int64)
-    if not ok.any():
-        return cell, np.zeros((0, keys.shape[1]), dtype=np.int64)
-    k = keys[ok]
-    radix = k.max(axis=0) + 1
-    code = np.zeros(k.shape[0], dtype=np.int64)
-    for j in range(k.shape[1]):
-        code = code * radix[j] + k[:, j]
-    present = np.flatnonzero(np.bincount(code, minlength=int(np.prod(radix))))
-    lookup = np.full(int(np.prod(radix)), -1, dtype=np.int64)
-    lookup[present] = np.arange(present.size)
-    cell[ok] = lookup[code]
-    uniq = np.empty((present.size, k.shape[1]), dtype=np.int64)
-    rest = present.copy()
-    for j in range(k.shape[1] - 1, -1, -1):
-        uniq[:, j] = rest % radix[j]
-        rest //= radix[j]
-    return cell, uniq
+    key = np.column_stack([getattr(cells, k) for k in keys])
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    pooled = replace(cells, **{k: getattr(cells, k)[first] for k in keys},
+                     **{k: np.bincount(inverse, getattr(cells, k), minlength=first.size) for k in sums},
+                     customer=None)
+    return pooled, inverse
+
+
+def _weighted(pooled: Any, per_customer: Any, cell: np.ndarray | None, w: np.ndarray | None,
+              sums: Sequence[str]) -> Any:
+    """The pooled cells with every customer's rows counted ``w[customer]`` times (a bootstrap replicate)."""
+    if w is None:
+        return pooled
+    if per_customer is None or cell is None:
+        raise ValueError("weights need the cells per customer: panel_arrays(..., by_customer=True)")
+    weight = w[per_customer.customer - 1]
+    size = getattr(pooled, sums[0]).size
+    return replace(pooled, **{k: np.bincount(cell, weight * getattr(per_customer, k), minlength=size) for k in sums})
 
 
 # -- auxiliary estimators ----------------------------------------------------------------
 
 
-def _newton(x: np.ndarray, fit: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
-            iters: int = 50) -> np.ndarray:
-    """Maximise a concave log-likelihood by Newton's method; ``fit(b)`` gives (loglik, grad, -hess)."""
-    b = np.zeros(x.shape[1])
-    ll, g, h = fit(b)
-    for _ in range(iters):
-        step = np.linalg.solve(h + 1e-8 * np.eye(h.shape[0]), g)
-        t = 1.0
-        while t > 1e-4:
-            ll_new, g_new, h_new = fit(b + t * step)
-            if ll_new >= ll - 1e-10:
-                break
-            t *= 0.5
-        b = b + t * step
-        converged = abs(ll_new - ll) < 1e-10 * (1.0 + abs(ll))
-        ll, g, h = ll_new, g_new, h_new
-        if converged:
-            break
-    return b
-
-
-def _seg_design(seg: np.ndarray, n_seg: int) -> np.ndarray:
-    return np.eye(n_seg)[seg] if n_seg > 1 else np.ones((seg.size, 1))
-
-
-def fit_retention(keys: np.ndarray, at_risk: np.ndarray, events: np.ndarray, n_seg: int) -> dict[str, float]:
-    """Logistic hazard MLE on cells, the equation of models/retention.py without priors.
+def fit_retention(cells: HazardCells) -> dict[str, float]:
+    """The retention model's equation by maximum likelihood on its cells (models/retention.py, no priors).
 
     churn_intercept is the mean of the segment intercepts (the pooled model's hyper-mean).
     """
-    keep = at_risk > 0
-    k, n, e = keys[keep], at_risk[keep], events[keep]
-    bands = [b for b in range(1, len(TENURE_BANDS)) if np.any(k[:, 1] == b)]
-    cols = [_seg_design(k[:, 0], n_seg)]
-    cols += [(k[:, 1] == b).astype(float)[:, None] for b in bands]
-    cols += [(k[:, j] - CENTRE)[:, None] for j in (2, 3, 4)]
-    x = np.hstack(cols)
-
-    def fit(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        eta = x @ b
-        p = 1.0 / (1.0 + np.exp(-eta))
-        ll = np.sum(e * eta - n * np.logaddexp(0.0, eta))
-        return ll, x.T @ (e - n * p), (x * (n * p * (1 - p))[:, None]).T @ x
-
-    b = _newton(x, fit)
-    return {"churn_intercept": float(b[:n_seg].mean()), "churn_trust": float(b[-3]),
-            "churn_enthusiasm": float(b[-2]), "churn_satisfaction": float(b[-1]),
-            "churn_rate": float(_logit(e.sum() / n.sum()))}
+    est = hazard_mle(cells)
+    return {**{k: est[k] for k in RETENTION_STATS[:-1]},
+            "churn_rate": float(_logit(cells.events.sum() / cells.at_risk.sum()))}
 
 
-def fit_cross_sell(keys: np.ndarray, exposure: np.ndarray, events: np.ndarray, n_seg: int) -> dict[str, float]:
-    """Poisson MLE on cells, the equation of models/cross_sell.py without priors."""
-    keep = exposure > 0
-    k, n, y = keys[keep], exposure[keep], events[keep]
-    ct, ce = k[:, 1] - CENTRE, k[:, 2] - CENTRE
-    x = np.hstack([_seg_design(k[:, 0], n_seg), ct[:, None], ce[:, None], (ct * ce)[:, None],
-                   (k[:, 3] - 1.0)[:, None]])
-
-    def fit(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        eta = np.clip(x @ b, -50, 50)
-        mu = n * np.exp(eta)
-        return np.sum(y * eta - mu), x.T @ (y - mu), (x * mu[:, None]).T @ x
-
-    b = _newton(x, fit)
-    return {"xsell_intercept": float(b[:n_seg].mean()), "xsell_trust": float(b[n_seg]),
-            "xsell_enthusiasm": float(b[n_seg + 1]), "xsell_trust_x_enthusiasm": float(b[n_seg + 2]),
-            "cross_sell_rate": float(math.log(max(y.sum(), 0.5) / n.sum()))}
+def fit_cross_sell(cells: CountCells) -> dict[str, float]:
+    """The cross-selling model's equation by maximum likelihood on its cells (models/cross_sell.py, no priors)."""
+    est = count_mle(cells)
+    return {**{k: est[k] for k in CROSS_SELL_STATS[:-1]},
+            "cross_sell_rate": float(math.log(max(cells.events.sum(), 0.5) / cells.exposure.sum()))}
 
 
 def _logit(p: float) -> float:
@@ -290,22 +243,16 @@ def statistics(pa: PanelArrays, weights: np.ndarray | None = None, groups: Seque
     groups = groups or ("retention", "cross_sell", "cross_sell_levels", "answers", *(("nps",) if pa.has_nps else ()))
     w = np.ones(pa.cust.size) if weights is None else weights[pa.cust]
     out: dict[str, float] = {}
-    n_seg = len(pa.segments)
+    counts = _weighted(pa.counts, pa.counts_customers, pa.count_cell, weights, COUNT_SUMS)
     if "retention" in groups:
-        ok = pa.hz_cell >= 0
-        at_risk = np.bincount(pa.hz_cell[ok], w[ok], minlength=len(pa.hz_keys))
-        events = np.bincount(pa.hz_cell[ok], w[ok] * pa.churned[ok], minlength=len(pa.hz_keys))
-        out.update(fit_retention(pa.hz_keys, at_risk, events, n_seg))
+        out.update(fit_retention(_weighted(pa.hazard, pa.hazard_customers, pa.hazard_cell, weights, HAZARD_SUMS)))
     if "cross_sell" in groups:
-        ok = pa.xs_cell >= 0
-        exposure = np.bincount(pa.xs_cell[ok], w[ok], minlength=len(pa.xs_keys))
-        events = np.bincount(pa.xs_cell[ok], w[ok] * pa.cross[ok], minlength=len(pa.xs_keys))
-        out.update(fit_cross_sell(pa.xs_keys, exposure, events, n_seg))
+        out.update(fit_cross_sell(counts))
     if "cross_sell_levels" in groups:
         for c in ("trust", "enthusiasm"):
-            s = pa.carried[c]
-            exposure = np.bincount(np.maximum(s, 0), w, minlength=6)
-            events = np.bincount(np.maximum(s, 0), w * pa.cross, minlength=6)
+            level = getattr(counts, c).astype(np.int64)
+            exposure = np.bincount(level, counts.exposure, minlength=6)
+            events = np.bincount(level, counts.events, minlength=6)
             for v in range(1, 6):
                 out[f"xsell_rate_{c}_{v}"] = float(math.log(max(events[v], 0.5) / max(exposure[v], 1.0)))
     if "answers" in groups:
@@ -367,9 +314,9 @@ def target_from_panel(df: pl.DataFrame, source: str, scenario: Scenario, draws: 
     names = [s["name"] for s in scenario["segments"]]
     panel_segments = sorted(df["segment"].unique().to_list())
     segments = tuple(names) if len(names) > 1 and set(panel_segments) <= set(names) else None
-    pa = panel_arrays(df, segments)
-    if (pa.hz_cell >= 0).sum() == 0:
+    if df.select(pl.all_horizontal(pl.col(c).is_null() for c in SCORE_COLUMNS).all()).item():
         raise InputError(f"{source}: no rows with survey answers to carry forward: nothing to calibrate on")
+    pa = panel_arrays(df, segments, by_customer=True)
     groups = ("retention", "cross_sell", "cross_sell_levels", "answers", *(("nps",) if pa.has_nps else ()))
     obs = statistics(pa, groups=groups)
     rng = np.random.default_rng(seed)
@@ -690,12 +637,16 @@ def check_statistics(pa: PanelArrays) -> dict[str, float]:
             out[f"churn_rate[period {t}]"] = churn[t] / per[t]
             out[f"cross_sell_rate[period {t}]"] = cross[t] / per[t]
     for c in ("trust", "enthusiasm"):
-        s = pa.carried[c]
+        churn_level = getattr(pa.hazard, c).astype(np.int64)
+        at_risk = np.bincount(churn_level, pa.hazard.at_risk, minlength=6)
+        churns = np.bincount(churn_level, pa.hazard.events, minlength=6)
+        xsell_level = getattr(pa.counts, c).astype(np.int64)
+        exposure = np.bincount(xsell_level, pa.counts.exposure, minlength=6)
+        added = np.bincount(xsell_level, pa.counts.events, minlength=6)
         for v in range(1, 6):
-            sel = s == v
-            if sel.sum() >= 50:
-                out[f"churn_rate[{c} {v}]"] = float(pa.churned[sel].mean())
-                out[f"cross_sell_rate[{c} {v}]"] = float(pa.cross[sel].mean())
+            if at_risk[v] >= 50:
+                out[f"churn_rate[{c} {v}]"] = float(churns[v] / at_risk[v])
+                out[f"cross_sell_rate[{c} {v}]"] = float(added[v] / exposure[v])
     for c in SCORE_COLUMNS:
         a = pa.answers[c]
         a = a[a >= 0]

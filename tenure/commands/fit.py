@@ -158,7 +158,7 @@ def fit_and_write(
     for line in result.effects:
         console.print(f"  • {line}", highlight=False)
     for warning in result.warnings():
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)  # labels hold [ ]
     with run_folder(out, command=command, seed=settings.seed, method=settings.method) as stage:
         result.write(stage, title)
         if extra is not None:

@@ -69,3 +69,22 @@ def test_attachment_line_does_not_claim_a_direction_the_interval_does_not_suppor
     clear = az.from_dict(posterior={**base, "attachment_corr": rng.normal(0.5, 0.05, (1, 400))})
     assert model.effect_lines(clear)[-1].startswith("customers who stay longer than their scores predict also "
                                                     "buy more: correlation +0.50")
+
+
+def test_rhat_warning_names_every_parameter_that_fails() -> None:
+    import arviz as az
+    from tenure.models.base import diagnostics_warnings
+
+    rng = np.random.default_rng(0)
+    apart = np.array([0.0, 1.0])[:, None]  # two chains a whole sd apart: R-hat far above 1.01
+    post = {"attachment_corr": rng.normal(0, 1, (2, 300)) + apart,
+            "customer_sd": rng.normal(0, 1, (2, 300, 2)) + np.array([[[0.0, 0.0]], [[1.0, 0.0]]]),
+            "churn_trust": rng.normal(0, 1, (2, 300)),
+            "customer_z": rng.normal(0, 1, (2, 300, 5, 2)) + apart[..., None, None]}
+    idata = az.from_dict(posterior=post, coords={"effect": ["retention", "cross_sell"]},
+                         dims={"customer_sd": ["effect"]})
+    names = JointModel.diagnostic_var_names(None, idata)  # type: ignore[arg-type]
+    assert "customer_z" not in names
+    (warning,) = diagnostics_warnings(idata, names)
+    assert "attachment_corr=" in warning and "customer_sd[retention]=" in warning
+    assert "customer_sd[cross_sell]" not in warning and "churn_trust" not in warning

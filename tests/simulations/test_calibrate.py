@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 from tenure.engine.simulator import Simulator
-from tenure.models.panel import read_panel
+from tenure.models.panel import HazardCells, read_panel
 from tenure.simulations import calibrate as C
 from tenure.simulations.compare import compare_uncertainty
 from typer.testing import CliRunner
@@ -52,7 +52,10 @@ def test_auxiliary_statistics_recover_a_known_logistic_hazard():
     eta = -3.0 + 0.1 * keys[:, 1] - 0.4 * (keys[:, 2] - 3) - 0.2 * (keys[:, 3] - 3) + 0.1 * (keys[:, 4] - 3)
     n = np.full(len(keys), 20_000.0)
     events = rng.binomial(20_000, 1 / (1 + np.exp(-eta))).astype(float)
-    got = C.fit_retention(keys, n, events, 1)
+    cells = HazardCells(segment=keys[:, 0], band=keys[:, 1], trust=keys[:, 2].astype(float),
+                        enthusiasm=keys[:, 3].astype(float), satisfaction=keys[:, 4].astype(float),
+                        at_risk=n, events=events, segments=("all",))
+    got = C.fit_retention(cells)
     assert got["churn_trust"] == pytest.approx(-0.4, abs=0.03)  # se ≈ 0.007 at 2.5M rows
     assert got["churn_enthusiasm"] == pytest.approx(-0.2, abs=0.03)
     assert got["churn_satisfaction"] == pytest.approx(0.1, abs=0.03)
