@@ -39,7 +39,7 @@ from tenure.models.effects import equal_tailed
 from tenure.models.panel import as_panel
 
 from tenure.errors import InputError
-from tenure.metrics import nps_wald_interval
+from tenure.metrics import DETRACTOR_MAX, PROMOTER_MIN, nps_wald_interval
 
 CATEGORIES = ("detractors", "passives", "promoters")
 #: Centred effects when a group's own log-odds are known this many times more precisely than the groups spread
@@ -59,8 +59,9 @@ def nps_counts(panel: pl.DataFrame) -> pl.DataFrame:
     if answered.height == 0:
         raise InputError("panel: column 'nps' has no answers")
     return (answered.group_by("segment", "period")
-            .agg(detractors=(pl.col("nps") <= 6).sum(), passives=pl.col("nps").is_between(7, 8).sum(),
-                 promoters=(pl.col("nps") >= 9).sum(), respondents=pl.len())
+            .agg(detractors=(pl.col("nps") <= DETRACTOR_MAX).sum(),
+                 passives=pl.col("nps").is_between(DETRACTOR_MAX + 1, PROMOTER_MIN - 1).sum(),
+                 promoters=(pl.col("nps") >= PROMOTER_MIN).sum(), respondents=pl.len())
             .sort("segment", "period"))
 
 

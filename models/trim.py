@@ -40,7 +40,7 @@ from tenure.models.effects import equal_tailed
 from tenure.models.panel import IMPORTANCE_COLUMNS, TRIM_COLUMNS, as_panel
 
 from tenure.errors import InputError
-from tenure.metrics import TRIM_ITEMS, trim_band, trim_index
+from tenure.metrics import TRIM_ITEMS, TYPOLOGY_LOYAL_MIN, TYPOLOGY_SATISFIED_MIN, trim_band, trim_index
 from tenure.scenario import DEFAULT_SEED
 
 TYPES = ("apostles", "mercenaries", "hostages", "terrorists")
@@ -72,8 +72,8 @@ def respondents(panel: pl.DataFrame, weights: Sequence[float] | None = None) -> 
         raise InputError("panel: no row answers all four TRI*M items")
     w = parse_weights(weights)
     items = answered.select(TRIM_COLUMNS).to_numpy().astype(float)
-    satisfied = items[:, 0] >= 4
-    loyal = (items[:, 1] + items[:, 2]) / 2.0 >= 4
+    satisfied = items[:, 0] >= TYPOLOGY_SATISFIED_MIN
+    loyal = items[:, 1] + items[:, 2] >= TYPOLOGY_LOYAL_MIN
     kind = np.select([satisfied & loyal, satisfied & ~loyal, ~satisfied & loyal], list(TYPES[:3]), TYPES[3])
     return answered.with_columns(index=pl.Series(trim_index(items, w)), type=pl.Series(kind))
 

@@ -51,6 +51,7 @@ from tenure.models.panel import (
 from tenure.models.retention import hazard_mle
 
 from tenure.errors import InputError
+from tenure.metrics import DETRACTOR_MAX, PROMOTER_MIN
 from tenure.scenario import Scenario, field_help
 
 
@@ -263,7 +264,7 @@ def statistics(pa: PanelArrays, weights: np.ndarray | None = None, groups: Seque
         ok = a >= 0
         ww = w[ok]
         out["nps_answer_mean"] = float(np.sum(ww * a[ok]) / ww.sum())
-        out["nps"] = float((np.sum(ww * (a[ok] >= 9)) - np.sum(ww * (a[ok] <= 6))) / ww.sum())
+        out["nps"] = float((np.sum(ww * (a[ok] >= PROMOTER_MIN)) - np.sum(ww * (a[ok] <= DETRACTOR_MAX))) / ww.sum())
     return out
 
 
@@ -660,7 +661,7 @@ def check_statistics(pa: PanelArrays) -> dict[str, float]:
         share = np.bincount(a, minlength=11)[:11] / a.size
         for v in range(11):
             out[f"share answering {v}[nps]"] = float(share[v])
-        out["nps"] = float((a >= 9).mean() - (a <= 6).mean())
+        out["nps"] = float((a >= PROMOTER_MIN).mean() - (a <= DETRACTOR_MAX).mean())
     return out
 
 
