@@ -324,9 +324,13 @@ def sample(buf: np.ndarray, *, draws: int, tune: int, chains: int, seed: int, pr
     """NUTS with nutpie on the packed data; returns ArviZ ``InferenceData`` like the PyMC route."""
     import nutpie
 
+    from tenure.interrupt import raise_if_requested
+
     options.pop("backend", None)
-    return nutpie.sample(make_compiled_model(buf), draws=draws, tune=tune, chains=chains, seed=seed,
-                         progress_bar=progress, store_divergences=False, **options)
+    idata = nutpie.sample(make_compiled_model(buf), draws=draws, tune=tune, chains=chains, seed=seed,
+                          progress_bar=progress, store_divergences=False, **options)
+    raise_if_requested()  # nutpie returns the draws made so far when interrupted: never a result
+    return idata
 
 
 def logp_and_grad_py(theta: np.ndarray, buf: np.ndarray) -> tuple[float, np.ndarray]:

@@ -374,7 +374,9 @@ def sample_nutpie(
         compiled = compile_nutpie_pytensor(model)
     else:
         raise ValueError(f"unknown nutpie backend {backend!r}; use 'numba' or 'pytensor'")
-    return nutpie.sample(
+    from tenure.interrupt import raise_if_requested
+
+    idata = nutpie.sample(
         compiled,
         draws=draws,
         tune=tune,
@@ -384,6 +386,8 @@ def sample_nutpie(
         store_divergences=False,
         **options,
     )
+    raise_if_requested()  # nutpie returns the draws made so far when interrupted: never a result
+    return idata
 
 
 def compile_nutpie_pytensor(model: pm.Model, jitter: float = 1.0) -> Any:

@@ -56,6 +56,9 @@ app.add_typer(fit_app, name="fit")
 
 def main() -> None:
     """Entry point of the ``tenure`` console script."""
+    from tenure import interrupt
+
+    interrupt.install()
     app()
 
 

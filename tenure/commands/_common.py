@@ -48,9 +48,11 @@ def cli_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except InputError as exc:
             raise fail(str(exc).replace("[", "\\[")) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted: nothing was written for unfinished outputs")
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            from tenure.interrupt import exit_code
+
+            err_console.print("interrupted: nothing written; any earlier outputs are unchanged", highlight=False)
+            sys.exit(exit_code(exc))
 
     return wrapper  # type: ignore[return-value]
 
