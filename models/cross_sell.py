@@ -34,6 +34,7 @@ from tenure.models.panel import CountCells, as_panel, count_cells, covariate_sd
 from tenure.models.pooling import (
     POOLED_TARGET_ACCEPT,
     SEGMENT_SD_PRIOR,
+    CellModel,
     MarginalisedMeansFit,
     cells_mle,
     poisson_cells_derivatives,
@@ -43,7 +44,6 @@ from tenure.models.pooling import (
 )
 
 SCORE_CENTRE = 3.0
-LIKELIHOODS = ("cells", "rows")
 
 
 #: The covariates of the linear predictor, in the order of :func:`count_design`.
@@ -76,7 +76,7 @@ def count_mle(cells: CountCells) -> dict[str, float]:
             **{n: float(v) for n, v in zip(COEFFICIENTS, b[segs.size:], strict=True)}}
 
 
-class CrossSellModel(MarginalisedMeansFit, BayesianModel):
+class CrossSellModel(CellModel, MarginalisedMeansFit, BayesianModel):
     """Poisson regression of products added per period with a trust × enthusiasm interaction.
 
     Parameters
@@ -93,6 +93,8 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
     parametrization
         Segment intercepts: ``"auto"``, ``"centered"`` or ``"noncentered"``.
     """
+
+    _row_count = "exposure"
 
     sampler_options: ClassVar[dict[str, Any]] = {"target_accept": POOLED_TARGET_ACCEPT}
     name: ClassVar[str] = "cross-sell"
@@ -126,36 +128,6 @@ class CrossSellModel(MarginalisedMeansFit, BayesianModel):
     ) -> None:
         cells = count_cells(as_panel(panel, segment_col=segment_col, optional=()), missing=missing)
         self._setup(cells, priors, "cells", parametrization)
-
-    @classmethod
-    def from_cells(
-        cls,
-        cells: CountCells,
-        priors: Mapping[str, Mapping[str, Any]] | None = None,
-        *,
-        likelihood: str = "cells",
-        parametrization: str = "auto",
-    ) -> CrossSellModel:
-        """The model on cells compressed already (the joint model's, or :func:`~tenure.models.panel.count_rows`)."""
-        model = cls.__new__(cls)
-        model._setup(cells, priors, likelihood, parametrization)
-        return model
-
-    def _setup(self, cells: CountCells, priors: Mapping[str, Mapping[str, Any]] | None, likelihood: str,
-               parametrization: str) -> None:
-        super().__init__(priors)
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
-        if likelihood == "rows" and not np.all(cells.exposure == 1):
-            raise ValueError("likelihood='rows' needs one row per cell (count_rows)")
-        self.cells = cells
-        self.likelihood = likelihood
-        self.parametrization = parametrization
-
-    def options(self) -> dict[str, Any]:
-        """Missing-score policy, segments, likelihood and parametrisation."""
-        return {"missing": self.cells.missing.get("policy"), "likelihood": self.likelihood,
-                "parametrization": self.parametrization, "segments": list(self.cells.segments)}
 
     def covariate_sds(self) -> dict[str, float]:
         """Standard deviation of trust, enthusiasm and products held over the rows."""

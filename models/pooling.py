@@ -207,6 +207,44 @@ def segment_design(segment: np.ndarray, n_segments: int) -> np.ndarray:
     return np.eye(n_segments)[segment] if n_segments > 1 else np.ones((segment.size, 1))
 
 
+#: The two likelihood routes of the cell models: compressed cells (the default) or one row per cell.
+LIKELIHOODS = ("cells", "rows")
+
+
+class CellModel:
+    """What the retention and cross-selling models share: they are built on compressed cells.
+
+    ``_row_count`` names the cell field that counts rows, so that the row-level
+    likelihood (one row per cell, used to test that compression is exact) can be checked.
+    """
+
+    _row_count = "at_risk"
+
+    @classmethod
+    def from_cells(cls, cells: Any, priors: Mapping[str, Mapping[str, Any]] | None = None, *,
+                   likelihood: str = "cells", parametrization: str = "auto") -> Any:
+        """The model on cells compressed already (the joint model's, or the panel module's ``*_rows``)."""
+        model = cls.__new__(cls)
+        model._setup(cells, priors, likelihood, parametrization)
+        return model
+
+    def _setup(self, cells: Any, priors: Mapping[str, Mapping[str, Any]] | None, likelihood: str,
+               parametrization: str) -> None:
+        super().__init__(priors)  # type: ignore[call-arg]  # the BayesianModel beside this mixin
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
+        if likelihood == "rows" and not np.all(getattr(cells, self._row_count) == 1):
+            raise ValueError("likelihood='rows' needs one row per cell")
+        self.cells = cells
+        self.likelihood = likelihood
+        self.parametrization = parametrization
+
+    def options(self) -> dict[str, Any]:
+        """Missing-score policy, segments, likelihood and parametrisation."""
+        return {"missing": self.cells.missing.get("policy"), "likelihood": self.likelihood,
+                "parametrization": self.parametrization, "segments": list(self.cells.segments)}
+
+
 class MarginalisedMeansFit:
     """Mixin for :class:`~tenure.models.base.BayesianModel`: after fitting, draw the integrated-out means."""
 

@@ -43,6 +43,7 @@ from tenure.models.panel import (
 from tenure.models.pooling import (
     POOLED_TARGET_ACCEPT,
     SEGMENT_SD_PRIOR,
+    CellModel,
     MarginalisedMeansFit,
     binomial_kernel_derivatives,
     binomial_kernel_logp,
@@ -53,7 +54,6 @@ from tenure.models.pooling import (
 
 #: Midpoint of the 1–5 scale; scores enter the model as (score − 3).
 SCORE_CENTRE = 3.0
-LIKELIHOODS = ("cells", "rows")
 
 
 def hazard_design(cells: HazardCells) -> tuple[np.ndarray, list[str]]:
@@ -86,7 +86,7 @@ def hazard_mle(cells: HazardCells) -> dict[str, float]:
             **{n: float(v) for n, v in zip(names, b[segs.size:], strict=True)}}
 
 
-class RetentionModel(MarginalisedMeansFit, BayesianModel):
+class RetentionModel(CellModel, MarginalisedMeansFit, BayesianModel):
     """Discrete-time hazard of churn with survey covariates, tenure bands and pooled segments.
 
     Parameters
@@ -148,36 +148,6 @@ class RetentionModel(MarginalisedMeansFit, BayesianModel):
     ) -> None:
         cells = hazard_cells(as_panel(panel, segment_col=segment_col, optional=()), bands=bands, missing=missing)
         self._setup(cells, priors, "cells", parametrization)
-
-    @classmethod
-    def from_cells(
-        cls,
-        cells: HazardCells,
-        priors: Mapping[str, Mapping[str, Any]] | None = None,
-        *,
-        likelihood: str = "cells",
-        parametrization: str = "auto",
-    ) -> RetentionModel:
-        """The model on cells compressed already (the joint model's, or :func:`~tenure.models.panel.hazard_rows`)."""
-        model = cls.__new__(cls)
-        model._setup(cells, priors, likelihood, parametrization)
-        return model
-
-    def _setup(self, cells: HazardCells, priors: Mapping[str, Mapping[str, Any]] | None, likelihood: str,
-               parametrization: str) -> None:
-        super().__init__(priors)
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
-        if likelihood == "rows" and not np.all(cells.at_risk == 1):
-            raise ValueError("likelihood='rows' needs one row per cell (hazard_rows)")
-        self.cells = cells
-        self.likelihood = likelihood
-        self.parametrization = parametrization
-
-    def options(self) -> dict[str, Any]:
-        """Missing-score policy, segments, likelihood and parametrisation."""
-        return {"missing": self.cells.missing.get("policy"), "likelihood": self.likelihood,
-                "parametrization": self.parametrization, "segments": list(self.cells.segments)}
 
     def covariate_sds(self) -> dict[str, float]:
         """Standard deviation of each score over the at-risk rows."""
