@@ -8,6 +8,7 @@ folder ``--out``: ``posterior.nc``, ``summary.csv``, ``forest.png`` and ``manife
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,40 +40,29 @@ def _fit(model_factory: Any, panel: Path, out: Path, settings: FitSettings, *, c
                   extra=None if extra is None else lambda result, folder: extra(model, result, folder))
 
 
-@fit_app.command("retention")
-@cli_errors
-@sampler_options
-def retention(
-    panel: Panel,
-    out: RequiredOutDir,
-    segment_col: SegmentCol = None,
-    missing: Missing = "carry",
-    *,
-    settings: FitSettings,
-) -> None:
-    """Discrete-time hazard of churn: how trust, enthusiasm and satisfaction move monthly churn odds."""
-    from tenure.models.retention import RetentionModel
+def _register_cell_model(command: str, module: str, cls: str, title: str, doc: str) -> None:
+    """Register ``tenure fit COMMAND`` for a model on compressed cells (retention and cross-sell share options)."""
 
-    _fit(RetentionModel, panel, out, settings, command="retention", title="Retention (discrete-time hazard)",
-         segment_col=segment_col, missing=missing)
+    @fit_app.command(command, help=doc)
+    @cli_errors
+    @sampler_options
+    def fit_cell_model(
+        panel: Panel,
+        out: RequiredOutDir,
+        segment_col: SegmentCol = None,
+        missing: Missing = "carry",
+        *,
+        settings: FitSettings,
+    ) -> None:
+        model_class = getattr(importlib.import_module(module), cls)
+        _fit(model_class, panel, out, settings, command=command, title=title, segment_col=segment_col,
+             missing=missing)
 
 
-@fit_app.command("cross-sell")
-@cli_errors
-@sampler_options
-def cross_sell(
-    panel: Panel,
-    out: RequiredOutDir,
-    segment_col: SegmentCol = None,
-    missing: Missing = "carry",
-    *,
-    settings: FitSettings,
-) -> None:
-    """Poisson model of products added per period: trust, enthusiasm, their interaction, products held."""
-    from tenure.models.cross_sell import CrossSellModel
-
-    _fit(CrossSellModel, panel, out, settings, command="cross-sell", title="Cross-selling (Poisson)",
-         segment_col=segment_col, missing=missing)
+_register_cell_model("retention", "tenure.models.retention", "RetentionModel", "Retention (discrete-time hazard)",
+                     "Discrete-time hazard of churn: how trust, enthusiasm and satisfaction move monthly churn odds.")
+_register_cell_model("cross-sell", "tenure.models.cross_sell", "CrossSellModel", "Cross-selling (Poisson)",
+                     "Poisson model of products added per period: trust, enthusiasm, their interaction, products held.")
 
 
 @fit_app.command("joint")
