@@ -156,6 +156,16 @@ def check_out_dir(path: str | os.PathLike[str]) -> Path:
 
 
 MANIFEST = "manifest.json"
+
+#: What legitimately differs between two runs with the same inputs and seed: wall-clock fields of
+#: run.json, manifest.json and the reports, and the creation time ArviZ stamps on a posterior (so the
+#: manifest's checksums of those files differ; their contents are compared); a figure's
+#: bytes may differ too: figures are not results.
+#: The reproducibility test compares everything else (README, "Reproducibility").
+NOT_REPRODUCIBLE = frozenset({
+    "finished_at", "elapsed_seconds", "wall_seconds", "checkpoint_seconds", "shard_step_seconds",
+    "customer_periods_per_second", "seconds", "timings",
+})
 _STAGING = ".staging-"
 
 
