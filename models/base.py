@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import arviz as az
 import numpy as np
 
+from tenure.checks import finite, read_text
+from tenure.checks import seed as check_seed
 from tenure.errors import InputError
 
 if TYPE_CHECKING:
@@ -53,9 +55,7 @@ def load_priors(path: str | Path) -> dict[str, dict[str, Any]]:
     distribution's parameters.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"--priors {p}: file not found")
-    text = p.read_text()
+    text = read_text(p, f"--priors {p}", "TOML or JSON")
     if not text.strip():
         raise InputError(f"--priors {p}: file is empty")
     try:
@@ -81,15 +81,36 @@ def merge_priors(
         if key not in merged:
             known = ", ".join(sorted(merged))
             raise InputError(f"{where}: unknown parameter {key!r}; known: {known}")
+        if not isinstance(spec, Mapping):
+            raise InputError(f"{where}: parameter {key!r}: expected a table with 'dist' and its parameters")
         spec = dict(spec)
         if "dist" in spec and spec["dist"] != merged[key].get("dist"):
             merged[key] = spec  # a new family replaces all of its parameters
         else:
             merged[key].update(spec)
         dist = merged[key].get("dist")
-        if not _is_pymc_distribution(dist):
+        if not isinstance(dist, str) or not _is_pymc_distribution(dist):
             raise InputError(f"{where}: parameter {key!r}: unknown distribution {dist!r}")
+        check_prior_parameters(merged[key], f"{where}: {key}")
     return merged
+
+
+#: Prior parameters that must be positive (scales, shapes, concentrations).
+POSITIVE_PRIOR_PARAMETERS = frozenset({"sigma", "tau", "alpha", "beta", "lam", "nu", "b", "kappa", "eta"})
+
+
+def check_prior_parameters(spec: Mapping[str, Any], where: str) -> None:
+    """Every parameter of one prior a finite number (a list of them for vector priors), scales positive."""
+    for name, value in spec.items():
+        if name == "dist":
+            continue
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise InputError(f"{where}.{name}: expected a number, got an empty list")
+        for v in values:
+            x = finite(v, f"{where}.{name}")
+            if name in POSITIVE_PRIOR_PARAMETERS and x <= 0:
+                raise InputError(f"{where}.{name}: must be positive, got {x:g}")
 
 
 def prior(name: str, spec: Mapping[str, Any], **kwargs: Any) -> Any:
@@ -99,8 +120,9 @@ def prior(name: str, spec: Mapping[str, Any], **kwargs: Any) -> Any:
     params = {k: v for k, v in spec.items() if k != "dist"}
     try:
         return getattr(pm, spec["dist"])(name, **params, **kwargs)
-    except TypeError as exc:
-        raise InputError(f"priors: parameter {name!r}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"priors: parameter {name!r}: {first}") from exc
 
 
 class BayesianModel:
@@ -167,6 +189,7 @@ class BayesianModel:
             raise InputError(f"--method: unknown method {method!r}; use one of {', '.join(FIT_METHODS)}")
         if draws < 1 or chains < 1 or tune < 0:
             raise InputError("--draws and --chains must be at least 1, tune at least 0")
+        check_seed(seed)
         if method == "mcmc":
             idata = self._sample_mcmc(draws=draws, tune=tune, chains=chains, seed=seed, progress=progress)
         elif method == "map":

@@ -58,6 +58,11 @@ def seed(value: int | None, what: str = "--seed") -> int | None:
     return None if value is None else whole(value, what, 0, SEED_MAX)
 
 
+def discount_rate(value: Any, what: str = "--discount-rate") -> float:
+    """A discount rate per period in (0, 10]: at 0 a long-lived customer's discounted lifetime is infinite."""
+    return in_range(value, what, 0.0, 10.0, open_low=True)
+
+
 def read_text(path: str | Path, what: str, kind: str = "TOML") -> str:
     """The text of a UTF-8 file; a missing file, a folder or other bytes give one line naming it."""
     p = Path(path)
