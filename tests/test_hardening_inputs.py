@@ -111,7 +111,7 @@ def _one_line_refusal(args: list[str], out=None) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.output
     if out is not None:
         assert not out.exists()
 
