@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 import typer
 
-from tenure import checks
+from tenure.checks import discount_rate as check_discount_rate
 from tenure.commands._common import cli_errors, console, err_console
 from tenure.commands.fit import (
     CHAINS_HELP,
@@ -121,7 +121,7 @@ def sbg(
     from tenure.models.sbg import SBGModel
 
     _check_common(out, method, time_unit)
-    checks.discount_rate(discount_rate)
+    check_discount_rate(discount_rate)
     overrides = load_priors_file(priors)
     model = SBGModel(read_table(data), time_unit=time_unit, pooled=not per_cohort,
                      covariates=_split(covariates), priors=overrides, where=str(data))
