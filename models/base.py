@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import arviz as az
 import numpy as np
 
+from tenure.checks import finite, read_text
+from tenure.checks import seed as check_seed
 from tenure.errors import InputError
 from tenure.scenario import DEFAULT_SEED
 
@@ -64,9 +66,7 @@ def load_priors(path: str | Path) -> dict[str, dict[str, Any]]:
     distribution's parameters.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"--priors {p}: file not found")
-    text = p.read_text()
+    text = read_text(p, f"--priors {p}", "TOML or JSON")
     if not text.strip():
         raise InputError(f"--priors {p}: file is empty")
     try:
@@ -92,15 +92,36 @@ def merge_priors(
         if key not in merged:
             known = ", ".join(sorted(merged))
             raise InputError(f"{where}: unknown parameter {key!r}; known: {known}")
+        if not isinstance(spec, Mapping):
+            raise InputError(f"{where}: parameter {key!r}: expected a table with 'dist' and its parameters")
         spec = dict(spec)
         if "dist" in spec and spec["dist"] != merged[key].get("dist"):
             merged[key] = spec  # a new family replaces all of its parameters
         else:
             merged[key].update(spec)
         dist = merged[key].get("dist")
-        if not _is_pymc_distribution(dist):
+        if not isinstance(dist, str) or not _is_pymc_distribution(dist):
             raise InputError(f"{where}: parameter {key!r}: unknown distribution {dist!r}")
+        check_prior_parameters(merged[key], f"{where}: {key}")
     return merged
+
+
+#: Prior parameters that must be positive (scales, shapes, concentrations).
+POSITIVE_PRIOR_PARAMETERS = frozenset({"sigma", "tau", "alpha", "beta", "lam", "nu", "b", "kappa", "eta"})
+
+
+def check_prior_parameters(spec: Mapping[str, Any], where: str) -> None:
+    """Every parameter of one prior a finite number (a list of them for vector priors), scales positive."""
+    for name, value in spec.items():
+        if name == "dist":
+            continue
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise InputError(f"{where}.{name}: expected a number, got an empty list")
+        for v in values:
+            x = finite(v, f"{where}.{name}")
+            if name in POSITIVE_PRIOR_PARAMETERS and x <= 0:
+                raise InputError(f"{where}.{name}: must be positive, got {x:g}")
 
 
 def prior(name: str, spec: Mapping[str, Any], **kwargs: Any) -> Any:
@@ -110,8 +131,9 @@ def prior(name: str, spec: Mapping[str, Any], **kwargs: Any) -> Any:
     params = {k: v for k, v in spec.items() if k != "dist"}
     try:
         return getattr(pm, spec["dist"])(name, **params, **kwargs)
-    except TypeError as exc:
-        raise InputError(f"priors: parameter {name!r}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"priors: parameter {name!r}: {first}") from exc
 
 
 class BayesianModel:
@@ -226,6 +248,7 @@ class BayesianModel:
             ``summary()`` gives the table of estimates, ``save(path)`` the NetCDF file.
         """
         check_fit_settings(method, draws, tune, chains)
+        check_seed(seed)
         with warnings.catch_warnings():
             # Also where a caller (a test runner) reset the filter that tenure.models installs.
             warnings.filterwarnings("ignore", message=BLAS_WARNING, category=UserWarning)

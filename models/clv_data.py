@@ -271,6 +271,7 @@ def summary_from_transactions(
     cols = {"customer_id": transactions.get_column(customer_col), "date": dates}
     if amount_col:
         amount = _numeric_column(transactions, amount_col, where)
+        _check(amount < 0, where, f"column {amount_col!r} must be 0 or more, found", amount)
         cols["amount"] = amount
     log = pl.DataFrame(cols)
     if observation_end is None:

@@ -93,6 +93,8 @@ def read_panel(
         raise InputError(f"{where}: missing required column {missing[0]!r} (required: {', '.join(REQUIRED_COLUMNS)})")
     if segment_col is not None and segment_col not in df.columns:
         raise InputError(f"{where}: --segment-col {segment_col!r}: no such column")
+    if seg in df.columns:
+        _check_segment_column(df, seg, where)
     present_optional = [c for c in keep_optional if c in df.columns]
     df = df.select([*REQUIRED_COLUMNS, *([seg] if seg in df.columns else []), *present_optional])
     df = df.with_row_index("_row", offset=1)
@@ -152,10 +154,11 @@ def _as_integer(df: pl.DataFrame, col: str, where: str, *, nullable: bool) -> pl
         out = text.cast(pl.Int64, strict=False)
         bad = s.is_not_null() & (text != "") & out.is_null()
     elif s.dtype.is_float():
-        bad = s.is_not_null() & (s.is_nan() | s.is_infinite() | (s != s.round()))
         out = s.cast(pl.Int64, strict=False)
+        bad = s.is_not_null() & (s.is_nan() | s.is_infinite() | (s != s.round()) | out.is_null())
     elif s.dtype.is_integer():
-        out, bad = s.cast(pl.Int64), None
+        out = s.cast(pl.Int64, strict=False)  # beyond 64 bits becomes null, reported below
+        bad = s.is_not_null() & out.is_null()
     elif s.dtype == pl.Null:
         out, bad = s.cast(pl.Int64), None
     else:
@@ -201,6 +204,16 @@ def _as_bool(df: pl.DataFrame, col: str, where: str) -> pl.Series:
         row, _ = _first_bad(df, col, out.is_null())
         raise InputError(f"{where}: column {col!r}: missing value at row {row}")
     return out.alias(col)
+
+
+def _check_segment_column(df: pl.DataFrame, seg: str, where: str) -> None:
+    """A segment column holds labels: not a named panel column (ids, answers, counts), not numbers or true/false."""
+    named = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+    if seg != "segment" and seg in named:
+        raise InputError(f"{where}: --segment-col {seg!r}: a panel column with its own meaning, not a segment")
+    dtype = df[seg].dtype
+    if dtype.is_float() or dtype == pl.Boolean:
+        raise InputError(f"{where}: --segment-col {seg!r}: expected segment labels, found type {dtype}")
 
 
 def _validate(df: pl.DataFrame, where: str, seg: str) -> pl.DataFrame:

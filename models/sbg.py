@@ -39,6 +39,7 @@ from tenure.models.clv_data import (
 )
 from tenure.models.clv_predict import curve_summary, posterior_draws, summarize_draws
 
+from tenure.checks import discount_rate
 from tenure.curves import sbg_survival
 from tenure.errors import InputError
 
@@ -260,6 +261,7 @@ class SBGModel(BayesianModel):
         covariates: Mapping[str, float] | None = None, interval: float = 0.9,
     ) -> dict[str, float]:
         """DEL of a new customer in periods (multiply by the margin per period for CLV)."""
+        discount_rate(discount_rate_per_period)
         alpha, beta = self._params(cohort, covariates)
         return _summary(sbg_del(alpha, beta, discount_rate_per_period), interval)
 
@@ -268,6 +270,7 @@ class SBGModel(BayesianModel):
         covariates: Mapping[str, float] | None = None, interval: float = 0.9,
     ) -> dict[str, float]:
         """DERL in periods of a customer who has renewed ``renewals`` times."""
+        discount_rate(discount_rate_per_period)
         alpha, beta = self._params(cohort, covariates)
         return _summary(sbg_derl(alpha, beta, discount_rate_per_period, renewals), interval)
 

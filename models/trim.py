@@ -56,8 +56,8 @@ def parse_weights(text: str | Sequence[float] | None) -> np.ndarray:
         w = np.array([float(x) for x in (text.split(",") if isinstance(text, str) else text)])
     except ValueError as exc:
         raise InputError(f"--weights: expected four numbers like 1,1,1,1, got {text!r}") from exc
-    if w.shape != (len(TRIM_ITEMS),) or np.any(w < 0) or w.sum() <= 0:
-        raise InputError(f"--weights: need four non-negative numbers with a positive sum "
+    if w.shape != (len(TRIM_ITEMS),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise InputError(f"--weights: need four finite non-negative numbers with a positive sum "
                          f"({', '.join(TRIM_ITEMS)}), got {text!r}")
     return w
 

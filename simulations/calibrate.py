@@ -736,8 +736,9 @@ def load_markets(market: Path) -> tuple[Scenario, list[Scenario], pl.DataFrame]:
         if not df[c].dtype.is_numeric():
             raise InputError(f"{path}: column {c!r}: expected numbers")
         vals = df[c].cast(pl.Float64)
-        if vals.null_count() or not np.all(np.isfinite(vals.to_numpy())):
-            raise InputError(f"{path}: column {c!r}: missing or non-finite value")
+        bad = ~np.isfinite(vals.fill_null(float("nan")).to_numpy())
+        if bad.any():
+            raise InputError(f"{path}: column {c!r}: missing or non-finite value at row {int(np.argmax(bad)) + 1}")
     markets = []
     for row in df.iter_rows(named=True):
         over: dict[str, dict[str, float]] = {}

@@ -6,6 +6,9 @@ One grammar for every command (tenure/commands/_options.py): the market position
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from tenure import __version__
@@ -55,11 +58,27 @@ app.add_typer(fit_app, name="fit")
 
 
 def main() -> None:
-    """Entry point of the ``tenure`` console script."""
+    """Entry point of the ``tenure`` console script.
+
+    The last resort behind every command's own checks: an exception that slipped past
+    them ends in one line and exit code 1, and ``--debug`` (or ``TENURE_DEBUG=1``)
+    shows its traceback instead.
+    """
     from tenure import interrupt
 
     interrupt.install()
-    app()
+    debug = "--debug" in sys.argv[1:] or os.environ.get("TENURE_DEBUG", "") not in ("", "0")
+    args = [a for a in sys.argv[1:] if a != "--debug"]
+    if debug:
+        app(args)
+        return
+    try:
+        app(args)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"internal error: {type(exc).__name__}: {first} (run again with --debug or TENURE_DEBUG=1 "
+              "for the traceback)", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -152,7 +152,22 @@ def check_out_dir(path: str | os.PathLike[str]) -> Path:
         raise InputError(f"--out {out}: cannot write under {parent}: not a folder")
     if not os.access(parent, os.W_OK):
         raise InputError(f"--out {out}: cannot write to {parent}")
+    _probe_write(parent, f"--out {out}")
     return out
+
+
+def _probe_write(folder: Path, what: str) -> None:
+    """Write and remove a small file in ``folder``: a read-only or full file system fails here, before any work."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tenure-probe-", dir=folder)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as exc:
+        raise InputError(f"{what}: cannot write to {folder}: {exc.strerror or exc}") from None
 
 
 MANIFEST = "manifest.json"

@@ -22,14 +22,33 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tenure.checks import read_text
 from tenure.errors import InputError
 
 #: The ``run.seed`` of every built-in market, and the seed of every fit without ``--seed``.
 DEFAULT_SEED = 20261124
+#: Modelling limits, each with its reason (docs/model.md, "Limits", lists them).
+MAX_MARKET = 2**31
+"""Market size: latent means are summed over customers in 2**-24 fixed point in 64 bits, so
+2**31 customers with latent values up to 2**7 stay below 2**63."""
+MAX_MAGNITUDE = 100.0
+"""Largest absolute value of a quality, logit or rate parameter: a logit of 100 is already
+certainty, and it keeps latent states within 2**7 for the fixed-point sums."""
+MAX_MONEY_PER_CUSTOMER = 1e5
+"""Currency per customer per period (margins, repair cost, every budget over the initial base):
+revenue is summed in cents in 64 bits, 2**31 customers x 255 products x 1e5 x 100 < 2**63."""
+MAX_SEGMENTS = 64
+"""Segments: the kernel picks a segment's parameters in one pass per segment, so every step's
+cost grows with their number; the segment index is stored in 8 bits."""
+MAX_PERIODS = 10_000
+"""Months simulated, and the oldest initial age: tenure and cohort are stored in 16 bits
+(periods + max_initial_tenure < 2**15)."""
 
 PROB = (0.0, 1.0)
-NONNEG = (0.0, math.inf)
-REAL = (-math.inf, math.inf)
+NONNEG = (0.0, MAX_MAGNITUDE)
+REAL = (-MAX_MAGNITUDE, MAX_MAGNITUDE)
+MONEY = (0.0, MAX_MONEY_PER_CUSTOMER)
+BUDGET = (0.0, math.inf)  # bounded per customer in validate()
 
 
 @dataclass(frozen=True)
@@ -69,7 +88,7 @@ SEGMENT_SCHEMA: dict[str, Field] = {
     "price_burden": _f("price felt, on the quality scale; perceived value = quality - price burden"),
     "value_weight": _f("logit reduction of churn per unit of perceived value (price-driven customers weigh it more)"),
     "switching_barrier": _f("logit reduction of churn from contracts and barriers"),
-    "margin_per_product": _f("margin per product held per period (currency)", NONNEG),
+    "margin_per_product": _f("margin per product held per period (currency)", MONEY),
     "incident_probability": _f("probability of a negative incident per customer per period", PROB),
     "initial_trust": _f("mean starting trust (0-1)", PROB),
     "initial_enthusiasm": _f("mean starting enthusiasm (0-1)", PROB),
@@ -84,8 +103,8 @@ SEGMENT_SCHEMA: dict[str, Field] = {
 }
 
 SHOCK_SCHEMA: dict[str, Field] = {
-    "start": _i("first period of the shock"),
-    "end": _i("last period of the shock (inclusive)"),
+    "start": _i("first period of the shock", (0, MAX_PERIODS)),
+    "end": _i("last period of the shock (inclusive)", (0, MAX_PERIODS)),
     "incident_multiplier": _f("incident probabilities are multiplied by this during the shock", NONNEG),
     "competitor_pull": _f("extra logit shift of churn during the shock"),
     "quality": _f("change of product quality during the shock"),
@@ -98,22 +117,22 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "sources": Field("strs", "sources behind its numbers"),
     },
     "run": {
-        "customers": _i("initial customer base", (1, 2**40)),
-        "periods": _i("months simulated", (1, 10_000)),
+        "customers": _i("initial customer base", (1, MAX_MARKET)),
+        "periods": _i("months simulated", (1, MAX_PERIODS)),
         "seed": _i("seed fixing every random draw", (0, 2**63 - 1)),
         "initial_tenure": Field(
             "choice", "'steady': stationary ages; 'new': every initial customer at age 0", choices=("steady", "new")
         ),
-        "max_initial_tenure": _i("oldest age (months) in a steady initial base", (0, 10_000)),
+        "max_initial_tenure": _i("oldest age (months) in a steady initial base", (0, MAX_PERIODS)),
     },
     "market": {
-        "size": _i("addressable market: customers plus prospects"),
+        "size": _i("addressable market: customers plus prospects", (1, MAX_MARKET)),
         "catalogue_size": _i("products a customer can hold at most", (1, 255)),
         "monthly_discount_rate": _f("discount rate per month", (0.0, 1.0)),
         "competitor_pull": _f("logit shift of every customer's churn hazard"),
     },
     "acquisition": {
-        "budget": _f("paid acquisition spend per period (currency)", NONNEG),
+        "budget": _f("paid acquisition spend per period (currency)", BUDGET),
         "ceiling": _f("c: share of prospects a saturated campaign wins per period", PROB),
         "k": _f("response per unit of spend per prospect: a(A) = c (1 - exp(-k A))", NONNEG),
         "organic_rate": _f("Bass innovation p: share of prospects joining unprompted per period", PROB),
@@ -123,11 +142,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "referral_enthusiasm_bonus": _f("extra starting enthusiasm of referred customers", PROB),
     },
     "retention": {
-        "service": _f("service-quality spend per period (currency)", NONNEG),
-        "loyalty": _f("loyalty-programme spend per period (currency)", NONNEG),
-        "engagement": _f("engagement-contact spend per period (currency)", NONNEG),
-        "alarm": _f("alarm-system (feedback coverage) spend per period (currency)", NONNEG),
-        "employee": _f("employee-engagement spend per period (currency)", NONNEG),
+        "service": _f("service-quality spend per period (currency)", BUDGET),
+        "loyalty": _f("loyalty-programme spend per period (currency)", BUDGET),
+        "engagement": _f("engagement-contact spend per period (currency)", BUDGET),
+        "alarm": _f("alarm-system (feedback coverage) spend per period (currency)", BUDGET),
+        "employee": _f("employee-engagement spend per period (currency)", BUDGET),
     },
     "levers": {
         "service_quality_max": _f("quality gain of saturated service spend", NONNEG),
@@ -141,7 +160,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "alarm_coverage_max": _f("share of incidents detected with saturated alarm spend", PROB),
         "alarm_k": _f("alarm response per currency per customer per period", NONNEG),
         "repair_probability": _f("probability that a detected incident is repaired", PROB),
-        "repair_cost": _f("cost per repaired incident (currency)", NONNEG),
+        "repair_cost": _f("cost per repaired incident (currency)", MONEY),
         "repair_restore": _f("share of an incident's damage that a repair undoes", PROB),
         "employee_engagement_base": _f("employee engagement with no spend (0-1)", PROB),
         "employee_engagement_max": _f("employee engagement with saturated spend (0-1)", PROB),
@@ -305,14 +324,10 @@ def load_scenario(spec: str | Path | None = None, overrides: dict[str, Any] | No
         where, source = f"scenario {name}", name
     else:
         path = Path(spec)
-        if not path.exists():
-            if path.suffix == "":
-                raise InputError(f"unknown scenario {str(spec)!r}; built-in scenarios: {', '.join(builtin_names())}")
-            raise InputError(f"{path}: file not found")
-        if path.is_dir():
-            raise InputError(f"{path}: is a folder, expected a scenario TOML file")
+        if not path.exists() and path.suffix == "":
+            raise InputError(f"unknown scenario {str(spec)!r}; built-in scenarios: {', '.join(builtin_names())}")
         where, source = str(path), str(path)
-        raw = _read_toml(path.read_text(), where)
+        raw = _read_toml(read_text(path, where, "scenario TOML"), where)
         base_name = raw.pop("base", "default")
         if not isinstance(base_name, str):
             raise InputError(f"{where}: base: expected a scenario name")
@@ -429,8 +444,8 @@ def validate(data: dict[str, Any], where: str = "scenario") -> dict[str, Any]:
     names = [s["name"] for s in out["segments"]]
     if len(set(names)) != len(names):
         raise InputError(f"{where}: segments: names must be unique, got {names}")
-    if len(out["segments"]) > 255:
-        raise InputError(f"{where}: segments: at most 255 segments")
+    if len(out["segments"]) > MAX_SEGMENTS:
+        raise InputError(f"{where}: segments: at most {MAX_SEGMENTS} segments, got {len(out['segments'])}")
     total = sum(s["share"] for s in out["segments"])
     if abs(total - 1.0) > 1e-6:
         raise InputError(f"{where}: segments.share: shares must sum to 1, got {total:.6g}")
@@ -457,7 +472,21 @@ def validate(data: dict[str, Any], where: str = "scenario") -> dict[str, Any]:
             f"{where}: market.size: the market ({out['market']['size']}) is smaller than the customer base "
             f"({out['run']['customers']})"
         )
+    _check_budgets(out, where)
     return out
+
+
+def _check_budgets(out: dict[str, Any], where: str) -> None:
+    """Every budget per customer of the initial base within :data:`MAX_MONEY_PER_CUSTOMER`."""
+    customers = out["run"]["customers"]
+    for section, keys in (("acquisition", ("budget",)), ("retention", tuple(out["retention"]))):
+        for key in keys:
+            per_customer = out[section][key] / customers
+            if per_customer > MAX_MONEY_PER_CUSTOMER:
+                raise InputError(
+                    f"{where}: {section}.{key}: {per_customer:.3g} per customer per period is beyond the "
+                    f"modelling limit of {MAX_MONEY_PER_CUSTOMER:g} (money is summed in 64-bit cents)"
+                )
 
 
 def field_help(path: str) -> Field | None:

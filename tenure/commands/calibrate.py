@@ -23,6 +23,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from tenure.checks import seed as check_seed
 from tenure.commands._common import cli_errors, console, err_console, note
 from tenure.commands._options import Quiet, Seed
 from tenure.errors import InputError
@@ -104,6 +105,7 @@ def calibrate_cmd(
     _check_out(out)
     if markets < 2:
         raise InputError(f"--markets: at least 2, got {markets}")
+    check_seed(seed)
     if check_markets < 0 or 0 < check_markets < 3:
         raise InputError(f"--check-markets: 0 (no check) or at least 3, got {check_markets}")
     if not (math.isfinite(ratio) and 0.1 <= ratio <= 20):

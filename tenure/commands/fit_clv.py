@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import polars as pl
 import typer
 
+from tenure.checks import discount_rate as check_discount_rate
 from tenure.commands._common import cli_errors, console, err_console
 from tenure.commands._options import RequiredOutDir
 from tenure.commands.fit import FitSettings, check_fit, fit_and_write, fit_app, sampler_options
@@ -91,6 +92,7 @@ def sbg(
     from tenure.models.sbg import SBGModel
 
     overrides = _check(out, settings, time_unit)
+    check_discount_rate(discount_rate)
     model = SBGModel(read_table(data), time_unit=time_unit, pooled=not per_cohort,
                      covariates=_split(covariates), priors=overrides, where=str(data))
     _fit(model, out, "sbg", "Shifted-beta-geometric retention", settings)
