@@ -21,7 +21,7 @@ CENTERED_MIN_EVENTS = 50
 #: NUTS target acceptance of the pooled panel models: a smaller step than nutpie's 0.8, so the curved
 #: posterior of a spread estimated from 2–3 groups does not diverge (costs a few more gradients on cells).
 POOLED_TARGET_ACCEPT = 0.95
-PARAMETRIZATIONS = ("auto", "centered", "noncentered")
+PARAMETRIZATIONS = ("auto", "centered", "noncentered", "zerosum")
 #: Default prior of the spread of segment intercepts (log-odds or log-rate): Gamma(4, 8), mean 0.5, 90 % of its
 #: mass between 0.17 and 0.97. With 2–3 segments the data say little about the spread, so its prior shapes the
 #: posterior's lower tail, where the intercepts are squeezed together: Gamma(2, 4) (density ∝ sd² on the log
@@ -56,7 +56,13 @@ def pooled_intercepts(
 
     With one group, the mean itself is the intercept. ``"auto"`` chooses the centred
     form when every group has at least :data:`CENTERED_MIN_EVENTS` events (the data
-    pin each intercept), the non-centred form otherwise (few data). In the centred
+    pin each intercept), the non-centred form otherwise (few data). ``"zerosum"`` writes
+    ``name[g] = mean + name_sd · z_g`` with ``z ~ ZeroSumNormal(1)``: the deviations sum to
+    zero, so ``mean`` is the average of the group intercepts and is pinned by all the data,
+    with no ridge between it and the deviations (the non-centred form has one: shifting
+    ``mean`` up and every ``z_g`` down leaves the likelihood unchanged). The deviations of G
+    exchangeable Normal(μ, sd) intercepts from their own average have exactly this
+    distribution; the prior on ``mean`` then stands for the average of the groups. In the centred
     form with a Normal prior on the mean, the mean is integrated out analytically:
     the intercepts are jointly ``MvNormal(m0·1, sd²·I + s0²·11ᵀ)`` (a flat
     variable plus that log-density, :func:`exchangeable_normal_logp`). With few groups a
@@ -84,7 +90,10 @@ def pooled_intercepts(
         return values[group], MarginalisedMean(mean_name, name, m0, s0)
     mean = prior(mean_name, mean_spec)
     sd = prior(f"{name}_sd", sd_spec)
-    if centered:
+    if parametrization == "zerosum":
+        z = pm.ZeroSumNormal(f"{name}_z", sigma=1.0, dims=dims)
+        values = pm.Deterministic(name, mean + sd * z, dims=dims)
+    elif centered:
         values = pm.Normal(name, mu=mean, sigma=sd, dims=dims)
     else:
         z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
