@@ -477,11 +477,12 @@ def validate(data: dict[str, Any], where: str = "scenario") -> dict[str, Any]:
 
 
 def _check_budgets(out: dict[str, Any], where: str) -> None:
-    """Every budget per customer of the initial base within :data:`MAX_MONEY_PER_CUSTOMER`."""
-    customers = out["run"]["customers"]
+    """Every budget within :data:`MAX_MONEY_PER_CUSTOMER`: retention budgets per customer of the initial base,
+    the acquisition budget per member of the market (it is spent on prospects)."""
+    customers, market = out["run"]["customers"], out["market"]["size"]
     for section, keys in (("acquisition", ("budget",)), ("retention", tuple(out["retention"]))):
         for key in keys:
-            per_customer = out[section][key] / customers
+            per_customer = out[section][key] / (market if section == "acquisition" else customers)
             if per_customer > MAX_MONEY_PER_CUSTOMER:
                 raise InputError(
                     f"{where}: {section}.{key}: {per_customer:.3g} per customer per period is beyond the "

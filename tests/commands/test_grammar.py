@@ -160,7 +160,7 @@ def test_outputs_have_normal_permissions(tmp_path, market):
     (["calibrate", "default", "-o", "{tmp}/m.toml"], "give the panel file or fit folders after the market"),
     (["calibrate", "default", "{tmp}/no.parquet", "-o", "{tmp}/m.toml"], "no.parquet: file not found"),
     (["calibrate", "default", "{tmp}/no.parquet", "-o", "{tmp}/m.toml", "--panel-periods", "0"], "--panel-periods"),
-    (["calibrate", "default", "{tmp}/no.parquet", "-o", "{tmp}/m.toml", "-s", "-2"], "--seed: run.seed"),
+    (["calibrate", "default", "{tmp}/no.parquet", "-o", "{tmp}/m.toml", "-s", "-2"], "--seed: expected a whole number"),
     (["scenario", "scale", "default", "0"], "CUSTOMERS: run.customers"),
 ])
 def test_bad_input_is_exit_2_with_one_line(tmp_path, market, args, needle):
