@@ -18,15 +18,11 @@ summary, a cohort table) and compresses it; ``fit(method=...)`` returns a
 from __future__ import annotations
 
 import importlib
-import warnings
 from pathlib import Path
 from typing import Any
 
-# PyTensor warns at every compilation that a pip-installed NumPy gives it no BLAS to link. The models do
-# no large matrix products (the panel likelihoods run on compressed cells), so the warning says nothing a
-# user can act on, in the command line or in Python.
-warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
-# (models/base.py filters it again around every fit, as BLAS_WARNING, for callers that reset the filters.)
+# PyTensor's BLAS warning is filtered in tenure/__init__.py, which runs before this package; models/base.py
+# filters it again around every fit (BLAS_WARNING) for callers, such as test runners, that reset the filters.
 
 #: Every model family by the name of its ``tenure fit`` command (and of ``tenure_model`` in a saved fit).
 MODELS: dict[str, str] = {

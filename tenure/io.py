@@ -244,13 +244,3 @@ def _swap_in(staging: Path, out: Path) -> None:
         os.replace(old, out)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def prepare_out_dir(path: str | os.PathLike[str]) -> Path:
-    """Check that ``path`` can hold outputs (a folder or nothing yet) and create it.
-
-    Prefer :func:`run_folder`, which stages a run and replaces the folder as a whole.
-    """
-    out = check_out_dir(path)
-    out.mkdir(parents=True, exist_ok=True)
-    return out

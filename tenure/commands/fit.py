@@ -21,7 +21,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-import tenure.models  # noqa: F401  (filters PyTensor's BLAS warning before any model is imported)
 from tenure.commands._common import console
 from tenure.commands._options import DEFAULT_SEED, Chains, Draws, FitSeed, Method, Priors, Tune
 
