@@ -1,0 +1,620 @@
+"""What each kind of report says: the answer first (sentences and numbers), then the evidence.
+
+One function per kind of run reads the checked files of a :class:`~tenure.report.runs.Run`
+and returns the template's context: ``headline`` (the verdict, one sentence each),
+``numbers`` (key figures with units), ``sections`` (titled groups of figures and tables),
+``settings`` (the scenario or settings behind the run, in full). The page itself is the
+template's (``templates/*.html.j2``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tenure.errors import InputError
+from tenure.report import figures as fg
+from tenure.report.figures import MONEY, Figure
+from tenure.report.runs import Run
+
+MONTH = "period (month)"
+
+
+def num(x: Any, digits: int = 0) -> str:
+    """A number with thousands separated; 'n/a' when missing or not finite."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{v:,.{digits}f}" if math.isfinite(v) else "n/a"
+
+
+def pct(x: Any, digits: int = 1, sign: bool = False) -> str:
+    """A share (0-1) in per cent."""
+    try:
+        v = 100 * float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return (f"{v:+.{digits}f} %" if sign else f"{v:.{digits}f} %") if math.isfinite(v) else "n/a"
+
+
+def money(x: Any, digits: int = 0) -> str:
+    """An amount in the scenario's currency units, millions shortened."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v / 1e6:,.2f} M" if abs(v) >= 1e6 else f"{v:,.{digits}f}"
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]], note: str = "") -> dict[str, Any]:
+    """A table of the report: title, column headers (with units), rows of strings, a note."""
+    return {"title": title, "columns": columns, "rows": [[str(c) for c in r] for r in rows], "note": note}
+
+
+def section(title: str, intro: str = "", figures: list[Figure] | None = None,
+            tables: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"title": title, "intro": intro, "figures": figures or [], "tables": tables or []}
+
+
+def _read(run: Run, stem: str, columns: list[str] | None = None) -> pl.DataFrame | None:
+    """A table of the run (Parquet or CSV), only the columns asked for; None when the run has none."""
+    for name in (f"{stem}.parquet", f"{stem}.csv"):
+        if name in run.files:
+            path = run.files[name]
+            try:
+                if name.endswith(".parquet"):
+                    return pl.read_parquet(path, columns=columns)
+                return pl.read_csv(path, columns=columns, infer_schema_length=10_000)
+            except Exception as exc:  # polars raises several types on a damaged file
+                raise InputError(f"{path}: cannot read: {str(exc).splitlines()[0]}") from None
+    return None
+
+
+def _embedded(run: Run, name: str, title: str, caption: str) -> list[Figure]:
+    """A figure the command wrote, inlined; nothing when the run has none."""
+    path = run.files.get(name)
+    return [Figure(title, fg.data_uri_file(path), caption, title)] if path is not None else []
+
+
+def _settings(title: str, obj: Any) -> dict[str, Any]:
+    return {"title": title, "text": json.dumps(obj, indent=2, ensure_ascii=False, default=str)}
+
+
+# ---------------------------------------------------------------------------------------------- simulate
+
+
+def simulate(run: Run) -> dict[str, Any]:
+    """Customers, churn, NPS, TRI*M index and profit over the run; the strategic, tactical, operational levels."""
+    from tenure.metrics import TRIM_BANDS
+
+    df = _read(run, "periods")
+    if df is None:
+        raise InputError(f"{run.path}: no periods table (periods.parquet or periods.csv)")
+    doc = run.json("run.json")
+    meta, scenario = doc.get("meta", {}), doc.get("scenario", {})
+    first, last = df.row(0, named=True), df.row(-1, named=True)
+    t = df["period"].to_numpy()
+    months = df.height
+    acquired = int(df["acquired_paid"].sum() + df["acquired_organic"].sum() + df["acquired_referral"].sum())
+    churned = int(df["churned"].sum())
+    change = last["active_end"] / first["active"] - 1 if first["active"] else math.nan
+    headline = [
+        f"Over {months} months the base went from {num(first['active'])} to {num(last['active_end'])} customers "
+        f"({pct(change, sign=True)}): {num(acquired)} acquired, {num(churned)} churned "
+        f"(mean monthly churn {pct(df['churn_rate'].mean(), 2)}).",
+        f"NPS in the last month {100 * last['nps']:+.1f} (95 % interval {100 * last['nps_low']:+.1f} to "
+        f"{100 * last['nps_high']:+.1f}), against {100 * first['nps']:+.1f} in the first; TRI*M-style index "
+        f"{last['trim_index']:.1f} ({_band(last['trim_index'])}), from {first['trim_index']:.1f}.",
+        f"Profit over the run {money(df['profit'].sum())} {MONEY}; cumulative discounted profit "
+        f"{money(last['cumulative_discounted_profit'])} {MONEY}.",
+    ]
+    numbers = [("customers at start → end", f"{num(first['active'])} → {num(last['active_end'])}"),
+               ("mean monthly churn", pct(df["churn_rate"].mean(), 2)),
+               ("NPS, last month", f"{100 * last['nps']:+.1f}"),
+               ("TRI*M-style index, last month", f"{last['trim_index']:.1f}"),
+               (f"profit over the run ({MONEY})", money(df["profit"].sum()))]
+
+    zones = [(lo, min(hi, 100.0), name) for lo, hi, name in TRIM_BANDS]
+    strategic = section("Strategic: the relationship", "Index, typology, recommendation and loyalty stages of "
+                        "the whole base, month by month.", [
+        Figure("TRI*M-style index", _trim_figure(t, df["trim_index"].to_numpy(), zones),
+               "Index on 0–100 of the surveyed customers each month; shaded bands: below 40 endangered, 40–70 open "
+               "to competitors, above 70 bound."),
+        Figure("Typology of customers", fg.stacked_shares(t, {
+            "apostles": df["share_apostles"].to_numpy(), "mercenaries": df["share_mercenaries"].to_numpy(),
+            "hostages": df["share_hostages"].to_numpy(), "terrorists": df["share_terrorists"].to_numpy()},
+            title="TRI*M typology shares", xlabel=MONTH),
+            "Share of surveyed customers in each typology; apostles are satisfied and loyal, terrorists neither."),
+        Figure("Net Promoter Score", fg.lines(t, {"NPS": 100 * df["nps"].to_numpy()},
+                                               bands={"NPS": (100 * df["nps_low"].to_numpy(),
+                                                              100 * df["nps_high"].to_numpy())},
+                                               title="NPS with 95 % interval", xlabel=MONTH,
+                                               ylabel="NPS (points, −100 to 100)", hline=0.0),
+               "Promoters minus detractors among respondents; the band is the 95 % interval of the survey sample."),
+        Figure("Loyalty stages", fg.stacked_shares(t, {
+            "new": df["share_new"].to_numpy(), "satisfied": df["share_satisfied"].to_numpy(),
+            "devoted": df["share_devoted"].to_numpy(), "partner": df["share_partner"].to_numpy()},
+            title="Loyalty-stage shares", xlabel=MONTH),
+            "Share of active customers at each stage of the loyalty ladder; a growing top band is a maturing base."),
+    ])
+    tactical = section("Tactical: segments and channels", "", _tactical(run, df, t))
+    operational = section("Operational: incidents and recovery", "", [
+        Figure("Incidents", fg.lines(t, {"incidents": df["incidents"].to_numpy(),
+                                         "detected": df["incidents_detected"].to_numpy(),
+                                         "repaired": df["incidents_repaired"].to_numpy()},
+                                     title="Service incidents per month", xlabel=MONTH,
+                                     ylabel="incidents (count per month)"),
+               "Incidents suffered, detected by the alarm system and repaired; the gaps are unresolved incidents."),
+        Figure("Alarm coverage", fg.lines(t, {"coverage": 100 * df["alarm_coverage"].to_numpy()},
+                                          title="Alarm-system coverage", xlabel=MONTH,
+                                          ylabel="customers covered (%)", ylim=(0, 100)),
+               "Share of customers whose incidents the feedback system can detect."),
+        Figure("Cost of recovery", fg.lines(t, {"recovery": df["cost_recovery"].to_numpy()},
+                                            title="Cost of service recovery", xlabel=MONTH,
+                                            ylabel=f"{MONEY} per month"),
+               "What repairing detected incidents cost each month."),
+    ])
+    economics = section("Economics", "", [
+        Figure("Monthly profit", fg.lines(t, {"revenue": df["revenue"].to_numpy(),
+                                              "costs": df["cost_total"].to_numpy(),
+                                              "profit": df["profit"].to_numpy()},
+                                          title="Revenue, costs and profit", xlabel=MONTH,
+                                          ylabel=f"{MONEY} per month", hline=0.0),
+               "Monthly amounts, undiscounted."),
+        Figure("Cumulative discounted profit", fg.lines(t, {"cumulative": df["cumulative_discounted_profit"]
+                                                              .to_numpy()},
+                                                        title="Cumulative discounted profit", xlabel=MONTH,
+                                                        ylabel=MONEY, hline=0.0),
+               "Profit discounted at the market's monthly rate and summed from the first month."),
+    ], [table(f"Costs over the run ({MONEY})", ["cost", f"total ({MONEY})", "share of costs"],
+              _cost_rows(df))])
+    overview = section("Overview", "", _embedded(run, "trajectories.png", "Trajectories (trajectories.png)",
+                                                  "The figure the run wrote: six panels of the main trajectories."))
+    return {"kind": "simulate", "title": f"tenure simulate: {scenario.get('meta', {}).get('name', '')}",
+            "subtitle": f"{num(meta.get('customers'))} customers, {months} months, seed {meta.get('seed')}",
+            "headline": headline, "numbers": numbers,
+            "sections": [strategic, tactical, operational, economics, overview],
+            "settings": [_settings("Scenario (run.json: scenario)", scenario), _settings("Run (run.json: meta)", meta),
+                         _settings("Manifest", run.manifest)]}
+
+
+def _band(index: float) -> str:
+    from tenure.metrics import trim_band
+
+    return trim_band(float(index)) if math.isfinite(index) else "n/a"
+
+
+def _trim_figure(t: np.ndarray, index: np.ndarray, zones: list[tuple[float, float, str]]) -> str:
+    with fg.figure(8.0, 3.2, margins=fg.margins(8.0, 3.2)) as (fig, ax):
+        shades = ["#F4CCCC", "#FFF2CC", "#D9EAD3"]
+        for (lo, hi, name), shade in zip(zones, shades, strict=False):
+            ax.axhspan(lo, hi, color=shade, alpha=0.7, lw=0)
+            ax.text(t[0], (lo + hi) / 2, f" {name}", va="center", fontsize=7, color="#444444")
+        ax.plot(t, index, color=fg.OKABE_ITO[0], lw=1.8)
+        ax.set_ylim(0, 100)
+        ax.set_title("TRI*M-style index with its interpretation bands", loc="left")
+        ax.set_xlabel(MONTH)
+        ax.set_ylabel("index (0–100)")
+        return fg.svg_uri(fig)
+
+
+def _cost_rows(df: pl.DataFrame) -> list[list[str]]:
+    cols = [c for c in df.columns if c.startswith("cost_") and c != "cost_total"]
+    total = float(df["cost_total"].sum()) or math.nan
+    return [[c.removeprefix("cost_"), num(df[c].sum()), pct(df[c].sum() / total)] for c in cols]
+
+
+def _tactical(run: Run, df: pl.DataFrame, t: np.ndarray) -> list[Figure]:
+    """Acquisition by channel (periods table); active customers and churn by segment and channel (customers)."""
+    out = [Figure("Acquisition by channel", fg.lines(t, {
+        "paid": df["acquired_paid"].to_numpy(), "organic": df["acquired_organic"].to_numpy(),
+        "referral": df["acquired_referral"].to_numpy()}, title="New customers by channel", xlabel=MONTH,
+        ylabel="customers acquired (per month)"),
+        "Paid campaigns, organic arrivals and referrals by promoters, each month.")]
+    cust = _read(run, "customers", ["cohort", "tenure", "churned", "segment", "channel"])
+    if cust is None:
+        return out
+    periods = pl.DataFrame({"period": t.astype(np.int64)})
+    for by, what in (("segment", "segment"), ("channel", "acquisition channel")):
+        active, churn = _by_group(cust, periods, by)
+        out.append(Figure(f"Active customers by {what}", fg.lines(t, active, title=f"Active customers by {what}",
+                                                                   xlabel=MONTH, ylabel="customers at the start"),
+                          f"Customers active at the start of each month, by {what} (from customers.*)."))
+        out.append(Figure(f"Churn by {what}", fg.lines(t, churn, title=f"Monthly churn by {what}", xlabel=MONTH,
+                                                        ylabel="churn rate (% per month)"),
+                          f"Customers leaving in the month over those active at its start, by {what}."))
+    return out
+
+
+def _by_group(cust: pl.DataFrame, periods: pl.DataFrame,
+              by: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Active customers and churn rate per period for each value of ``by``: counts of the per-customer rows."""
+    start = pl.col("cohort").cast(pl.Int64).clip(lower_bound=0)
+    end = (pl.col("cohort") + pl.col("tenure")).cast(pl.Int64)  # first period no longer active
+    horizon = int(periods["period"].max()) + 1
+    rows = cust.select(pl.col(by).cast(pl.String), start.alias("start"), end.alias("end"),
+                       pl.col("churned").cast(pl.Boolean))
+    joins = rows.group_by(by, "start").len().rename({"start": "period", "len": "joins"})
+    leaves = rows.group_by(by, "end").agg(pl.len().alias("leaves"),
+                                          pl.col("churned").sum().alias("churns")).rename({"end": "period"})
+    active: dict[str, np.ndarray] = {}
+    churn: dict[str, np.ndarray] = {}
+    for g in sorted(rows[by].unique().to_list()):
+        grid = periods.join(joins.filter(pl.col(by) == g).drop(by), on="period", how="left") \
+            .join(leaves.filter(pl.col(by) == g).drop(by), on="period", how="left").fill_null(0).sort("period")
+        a = np.cumsum(grid["joins"].to_numpy() - np.concatenate([[0], grid["leaves"].to_numpy()[:-1]]))
+        # churns counted in the period they take effect: a customer whose last active month is t churned in t
+        c = np.roll(grid["churns"].to_numpy(), -1)
+        c[-1] = int(leaves.filter((pl.col(by) == g) & (pl.col("period") == horizon))["churns"].sum())
+        active[g] = a
+        churn[g] = 100 * np.divide(c, a, out=np.zeros(len(a)), where=a > 0)
+    return active, churn
+
+
+# ---------------------------------------------------------------------------------------------- compare
+
+
+def _paired(runs: pl.DataFrame, key: tuple[float, str], current: pl.DataFrame, by: list[str]) -> np.ndarray:
+    """Customer equity of the allocation ``key`` minus the current split's, paired by ``by`` (seed, market)."""
+    a = runs.filter((pl.col("acquisition_share") == key[0]) & (pl.col("mix") == key[1])
+                    & (pl.col("stage") != "current"))
+    a = a.group_by(by).agg(pl.col("customer_equity").first())
+    d = a.join(current, on=by, suffix="_current")
+    return (d["customer_equity"] - d["customer_equity_current"]).to_numpy()
+
+
+def _gains(runs: pl.DataFrame, points: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    current = runs.filter(pl.col("stage") == "current").group_by(by).agg(pl.col("customer_equity").first())
+    rows = []
+    for r in points.iter_rows(named=True):
+        d = _paired(runs, (r["acquisition_share"], r["mix"]), current, by)
+        if d.size == 0:
+            continue
+        rows.append({"acquisition_share": r["acquisition_share"], "mix": r["mix"], "gain": float(d.mean()),
+                     "gain_q05": float(np.quantile(d, 0.05)), "gain_q95": float(np.quantile(d, 0.95)),
+                     "p_beats": float((d > 0).mean()), "pairs": int(d.size)})
+    return pl.DataFrame(rows)
+
+
+def _gain_figure(g: pl.DataFrame, what: str) -> Figure:
+    labels = [f"{100 * a:.0f} % acq., {m}" for a, m in zip(g["acquisition_share"], g["mix"], strict=True)]
+    src = fg.paired_gain(labels, g["gain"].to_numpy(), g["gain_q05"].to_numpy(), g["gain_q95"].to_numpy(),
+                         g["p_beats"].to_numpy(), title="Gain over the current split, paired",
+                         xlabel="customer equity minus the current split's", unit=MONEY)
+    return Figure("Paired gain over the current split", src,
+                  f"Each allocation against the current split on the same {what} (common random numbers): dot the "
+                  "mean gain, line its 90 % band, P the probability it beats the current split; right of the zero "
+                  "line is better.")
+
+
+def _five(ratio: float) -> str:
+    """Whether a cost ratio bears out the 'five times' rule (4 to 6, as tenure.simulations.compare judges it)."""
+    if not math.isfinite(ratio):
+        return "cannot be judged"
+    return "holds" if 4.0 <= ratio <= 6.0 else "does not hold"
+
+
+def compare(run: Run) -> dict[str, Any]:
+    """The best split, its paired gain over the current one, marginal and average costs, the five-times rule."""
+    doc = run.json("compare.json")
+    s, b, c, m = doc["settings"], doc["best"], doc["current"], doc["marginal"]
+    runs = _read(run, "compare")
+    points = pl.DataFrame(doc["points"])
+    seeds = len(s.get("seeds", []))
+    g = _gains(runs, points, ["seed"]) if runs is not None else pl.DataFrame()
+    best = g.filter((pl.col("acquisition_share") == b["acquisition_share"]) & (pl.col("mix") == b["mix"])) \
+        if g.height else g
+    mca, mcr = m["marginal_cost_to_acquire"], m["marginal_cost_to_retain"]
+    horizon = f"{s['periods']} months"
+    headline = [f"Best split: {pct(b['acquisition_share'])} of the budget of {money(s['total_budget_per_period'])} "
+                f"{MONEY} a month to acquisition, retention mix '{b['mix']}' (customer equity "
+                f"{money(b['customer_equity'])} {MONEY} over {horizon}, {num(s['customers'])} customers at the start)."]
+    if best.height:
+        r = best.row(0, named=True)
+        headline.append(f"Against the current split ({pct(c['acquisition_share'])} to acquisition) it gains "
+                        f"{money(r['gain'])} {MONEY} of customer equity (90 % band {money(r['gain_q05'])} to "
+                        f"{money(r['gain_q95'])}); it beats the current split in {pct(r['p_beats'], 0)} of "
+                        f"{r['pairs']} paired seeds.")
+    headline.append(f"One more customer costs {num(mca['mean'], 2)} {MONEY} to acquire (90 %: {num(mca['q05'], 2)}–"
+                    f"{num(mca['q95'], 2)}) against {num(mcr['mean'], 2)} to retain ({num(mcr['q05'], 2)}–"
+                    f"{num(mcr['q95'], 2)}): a marginal ratio of {num(m['marginal_cost_ratio'], 2)}.")
+    headline.append(f"“Acquiring costs five times as much as retaining” {_five(m['marginal_cost_ratio'])} here at the "
+                    f"margin and {_five(m['average_cost_ratio'])} on average (average ratio "
+                    f"{num(m['average_cost_ratio'], 2)}: {num(m['average_cost_to_acquire'], 2)} to acquire against "
+                    f"{num(m['average_cost_to_keep_for_a_lifetime'], 2)} to keep a customer for a lifetime).")
+    numbers = [("best split: share to acquisition", pct(b["acquisition_share"])),
+               (f"gain over the current split ({MONEY})", money(best.row(0, named=True)["gain"]) if best.height
+                else "n/a"),
+               ("P(beats the current split)", pct(best.row(0, named=True)["p_beats"], 0) if best.height else "n/a"),
+               ("marginal cost ratio, acquire / retain", num(m["marginal_cost_ratio"], 2)),
+               ("average cost ratio", num(m["average_cost_ratio"], 2))]
+    figs = _embedded(run, "compare.png", "Customer equity by allocation (compare.png)",
+                     "Customer equity over the share of the budget going to acquisition, one line per retention mix, "
+                     "with 90 % bands over seeds; the star is the best split, the square the current one.")
+    if g.height:
+        figs.append(_gain_figure(g, "seeds"))
+    returns = {"acquisition": m["return_on_acquisition"], "retention": m["return_on_retention"],
+               **m.get("return_on_lever", {})}
+    figs.append(Figure("Return on the next unit of budget", fg.bars(
+        list(returns), {"return": np.array([v["mean"] for v in returns.values()])}, title="Return per extra unit "
+        "of spend", ylabel=f"customer equity per {MONEY} spent",
+        errors={"return": (np.array([v["q05"] for v in returns.values()]),
+                           np.array([v["q95"] for v in returns.values()]))}),
+        "Customer equity gained per extra currency unit spent on each lever at the best split, with 90 % bands; "
+        "above zero the lever pays."))
+    alloc = table(f"Allocations, best first (customer equity in {MONEY}, 90 % bands over {seeds} seeds)",
+                  ["acquisition (%)", "retention mix", f"customer equity ({MONEY})", "customers at the end",
+                   "NPS (points)", "churn (% per month)", f"paid CAC ({MONEY})"],
+                  [[pct(r["acquisition_share"]), r["mix"], f"{money(r['customer_equity'])} ("
+                    f"{money(r['customer_equity_q05'])}–{money(r['customer_equity_q95'])})", num(r["customers_end"]),
+                    f"{100 * r['nps']:+.1f}", pct(r["churn_rate"], 2), num(r["acquisition_cost_paid"], 2)]
+                   for r in points.sort("customer_equity", descending=True).head(15).iter_rows(named=True)])
+    def band(x: dict[str, float]) -> str:
+        return f"{num(x['q05'], 2)}–{num(x['q95'], 2)}"
+
+    marg = table(f"Marginal and average costs ({MONEY} per customer)", ["measure", "mean", "90 % band"], [
+        ["marginal cost to acquire one more customer", num(mca["mean"], 2), band(mca)],
+        ["marginal cost to retain one more customer", num(mcr["mean"], 2), band(mcr)],
+        ["average cost to acquire (paid)", num(m["average_cost_to_acquire"], 2), ""],
+        ["average cost to keep a customer for a lifetime", num(m["average_cost_to_keep_for_a_lifetime"], 2), ""]])
+    sections = [section("The allocations", "", figs, [alloc, marg])]
+    cf = doc.get("closed_form")
+    if cf:
+        sections.append(section("Blattberg-Deighton closed form", "", [], [table(
+            "Closed-form optimum", ["item", "value"],
+            [[k, json.dumps(v) if isinstance(v, list | dict) else v] for k, v in cf.items()])]))
+    return {"kind": "compare", "title": f"tenure compare: {s.get('scenario', '')}",
+            "subtitle": f"budget {money(s['total_budget_per_period'])} {MONEY} per month, {horizon}, "
+                        f"{num(s['customers'])} customers, {seeds} seeds",
+            "headline": headline, "numbers": numbers, "sections": sections,
+            "settings": [_settings("Settings (compare.json: settings)", s), _settings("Manifest", run.manifest)]}
+
+
+def decide(run: Run) -> dict[str, Any]:
+    """The split with the least expected loss across calibrated markets, its paired gain and P(beats current)."""
+    doc = run.json("uncertainty.json")
+    s, b, c = doc["settings"], doc["best"], doc["current"]
+    points = pl.DataFrame(doc["points"])
+    runs = _read(run, "uncertainty")
+    headline = [
+        f"Best choice (least expected loss across {s['markets']} calibrated markets): {pct(b['acquisition_share'], 0)} "
+        f"of the budget of {money(s['total_budget_per_period'])} {MONEY} a month to acquisition, retention mix "
+        f"'{b['mix']}'.",
+        f"Against the current split ({pct(c['acquisition_share'], 0)} to acquisition) it gains "
+        f"{money(b['gain_vs_current'])} {MONEY} of customer equity on average over {s['periods']} months (90 % band "
+        f"{money(b['gain_vs_current_q05'])} to {money(b['gain_vs_current_q95'])}, paired by market and seed); the "
+        f"probability that it beats the current split is {pct(b['p_beats_current'], 0)}.",
+        f"Expected loss of choosing it: {money(b['expected_loss'])} {MONEY}; probability it is the best allocation: "
+        f"{pct(b['p_best'], 0)}.",
+        "Marginal costs to acquire and to retain, and the “five times” rule, are computed by `tenure compare` "
+        "(run it on this market for them).",
+    ]
+    numbers = [("best split: share to acquisition", pct(b["acquisition_share"], 0)),
+               (f"gain over the current split ({MONEY})", money(b["gain_vs_current"])),
+               ("P(beats the current split)", pct(b["p_beats_current"], 0)),
+               (f"expected loss ({MONEY})", money(b["expected_loss"]))]
+    figs = _embedded(run, "uncertainty.png", "Gain over the current split (uncertainty.png)",
+                     "The figure the command wrote: the paired gain of each allocation over the current split with "
+                     "its 90 % band across markets and seeds, and the probability it beats the current split.")
+    if runs is not None:
+        g = _gains(runs, points, ["market", "seed"])
+        if g.height:
+            figs.append(_gain_figure(g, "calibrated markets and seeds"))
+    t = table(f"Allocations by expected loss ({MONEY}; 90 % bands over markets and seeds)",
+              ["acquisition (%)", "retention mix", f"customer equity ({MONEY})", f"gain vs current ({MONEY})",
+               "P(beats current)", f"expected loss ({MONEY})", "P(best)"],
+              [[pct(r["acquisition_share"], 0), r["mix"],
+                f"{money(r['customer_equity'])} ({money(r['customer_equity_q05'])}–{money(r['customer_equity_q95'])})",
+                f"{money(r['gain_vs_current'])} ({money(r['gain_vs_current_q05'])} to "
+                f"{money(r['gain_vs_current_q95'])})", pct(r["p_beats_current"], 0), money(r["expected_loss"]),
+                pct(r["p_best"], 0)] for r in points.sort("expected_loss").head(15).iter_rows(named=True)])
+    return {"kind": "decide", "title": f"tenure decide: {s.get('scenario', '')}",
+            "subtitle": f"{s['markets']} calibrated markets × {len(s['seeds'])} seeds, {num(s['sample_customers'])} "
+                        f"customers simulated per market, {s['periods']} months",
+            "headline": headline, "numbers": numbers, "sections": [section("The allocations", "", figs, [t])],
+            "settings": [_settings("Settings (uncertainty.json: settings)", s), _settings("Manifest", run.manifest)]}
+
+
+# ---------------------------------------------------------------------------------------------- calibrate
+
+
+def calibrate(run: Run) -> dict[str, Any]:
+    """Whether the calibrated markets fit the panel, and which statistics miss."""
+    doc = run.json("calibration.json")
+    chk = doc.get("check") or {}
+    conv = "converged" if doc.get("converged") else "stopped at the iteration limit"
+    if chk.get("done"):
+        verdict = (f"The calibrated markets fit the panel: {pct(chk['share_inside_90'], 0)} of "
+                   f"{len(chk['statistics'])} check statistics inside their 90 % intervals, none beyond 3.5 "
+                   "predictive sd." if chk["fits"] else
+                   f"The calibrated markets do not fit the panel on {len(chk['misses'])} statistics (beyond 3.5 "
+                   f"predictive sd): {', '.join(chk['misses'])}.")
+    else:
+        verdict = f"No predictive check: {chk.get('reason', 'switched off')}."
+    miss_target = doc.get("misses") or []
+    headline = [verdict,
+                f"Gauss-Newton {conv} after {doc.get('iterations')} iterations on {len(doc['statistics'])} targeted "
+                f"statistics and {len(doc['parameters'])} parameters; {doc.get('markets')} calibrated markets."]
+    if miss_target:
+        headline.append("Targeted statistics the calibration misses: " + ", ".join(map(str, miss_target)) + ".")
+    numbers = [("verdict", "fits" if chk.get("fits") else ("misses" if chk.get("done") else "not checked")),
+               ("check statistics inside 90 %", pct(chk.get("share_inside_90"), 0) if chk.get("done") else "n/a"),
+               ("calibrated markets", num(doc.get("markets")))]
+    figs = _embedded(run, "check.png", "Predictive check (check.png)",
+                     "Panel (black) against the calibrated markets' mean and 90 % band, statistic by statistic.")
+    st = doc["statistics"]
+    figs.append(Figure("Targeted statistics", fg.observed_vs_band(
+        [x["name"] for x in st], np.array([x["observed"] for x in st]), np.array([x["calibrated"] for x in st]),
+        np.array([x["calibrated"] for x in st]), np.array([x["calibrated"] for x in st]),
+        title="Targeted statistics: panel against the calibrated market", ylabel="statistic (its own unit)"),
+        "Each statistic the calibration matches: the panel's value (cross) and the calibrated market's (dot)."))
+    hist = doc.get("objective_history") or []
+    if len(hist) > 1:
+        figs.append(Figure("Convergence", fg.lines(np.arange(len(hist)), {"objective": np.array(hist, float)},
+                                                   title="Calibration objective by iteration", xlabel="iteration",
+                                                   ylabel="objective (weighted squared z, no unit)"),
+                           "The distance between panel and simulated statistics; flat at the end means converged."))
+    params = table("Calibrated parameters (model units, 90 % intervals)", ["parameter", "base", "calibrated",
+                                                                            "90 % interval"],
+                   [[p["key"], f"{p['base']:.4g}", f"{p['estimate']:.4g}", f"{p['q05']:.4g} to {p['q95']:.4g}"]
+                    for p in doc["parameters"]])
+    stats = table("Targeted statistics (rates per month, shares, regression coefficients)",
+                  ["statistic", "panel", "calibrated market", "z"],
+                  [[x["name"], f"{x['observed']:.4g}", f"{x['calibrated']:.4g}", f"{x['z']:+.1f}"] for x in st])
+    tables = [params, stats]
+    if chk.get("done"):
+        tables.append(table(f"Predictive check over {chk['markets']} calibrated markets", ["statistic", "panel",
+                            "markets: mean", "90 % interval", "z (predictive sd)"],
+                            [[x["name"], f"{x['observed']:.4g}", f"{x['mean']:.4g}",
+                              f"{x['q05']:.4g} to {x['q95']:.4g}", f"{x['z']:+.1f}"] for x in chk["statistics"]]))
+    market = run.files["market.toml"].read_text(encoding="utf-8")
+    return {"kind": "calibrate", "title": f"tenure calibrate: {run.path.name}",
+            "subtitle": f"calibrated on {doc.get('source')}: {num(doc.get('panel_customers'))} customers, "
+                        f"{doc.get('panel_periods')} months",
+            "headline": headline, "numbers": numbers,
+            "sections": [section("Fit to the panel", "", figs, tables)],
+            "settings": [{"title": f"Calibrated market ({run.path.name})", "text": market},
+                         _settings("Calibration (without statistics)",
+                                   {k: v for k, v in doc.items() if k not in ("statistics", "check")})]}
+
+
+# ---------------------------------------------------------------------------------------------- fit
+
+
+def _prior(spec: dict[str, Any]) -> Any:
+    """A scipy distribution for a prior spec ({'dist': 'Normal', 'mu': 0, 'sigma': 1}); None if not known."""
+    from scipy import stats
+
+    d = spec.get("dist")
+    p = {k: float(v) for k, v in spec.items() if k != "dist" and isinstance(v, int | float)}
+    try:
+        return {
+            "Normal": lambda: stats.norm(p.get("mu", 0), p.get("sigma", 1)),
+            "HalfNormal": lambda: stats.halfnorm(0, p.get("sigma", 1)),
+            "Gamma": lambda: stats.gamma(p["alpha"], scale=1 / p["beta"]),
+            "Exponential": lambda: stats.expon(scale=1 / p.get("lam", 1)),
+            "Beta": lambda: stats.beta(p["alpha"], p["beta"]),
+            "HalfCauchy": lambda: stats.halfcauchy(0, p.get("beta", 1)),
+            "StudentT": lambda: stats.t(p.get("nu", 3), p.get("mu", 0), p.get("sigma", 1)),
+            "LogNormal": lambda: stats.lognorm(p.get("sigma", 1), scale=math.exp(p.get("mu", 0))),
+        }[d]()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def fit(run: Run) -> dict[str, Any]:
+    """Each effect as a sentence with its interval, the diagnostics' verdict, forest, predictive check, priors."""
+    from tenure.models import load
+
+    if "posterior.nc" not in run.files:
+        raise InputError(f"{run.path}: no posterior.nc in this fit folder")
+    result = load(run.files["posterior.nc"])
+    summary = result.summary()
+    warnings = result.warnings()
+    if result.method == "mcmc":
+        verdict = ("Diagnostics: no divergences and every R-hat at most 1.01; the chains agree." if not warnings
+                   else "Diagnostics: " + "; ".join(warnings) + ".")
+    else:
+        verdict = (f"Diagnostics: fitted by {result.method}, which has no chains to compare (R-hat and ESS are "
+                   "for MCMC); intervals come from " + ("the Laplace approximation at the mode."
+                                                        if result.method == "map" else "the fitted approximation."))
+    headline = [*result.effects, verdict] if result.effects else [
+        "This model reports no plain-language effects; the estimates are in the table below.", verdict]
+    ds = result.data_summary
+    numbers = [(k.replace("_", " "), num(v)) for k, v in ds.items() if isinstance(v, int | float)][:5]
+    figs = _embedded(run, "forest.png", "Estimates (forest.png)",
+                     "Each parameter's estimate (dot) and 90 % interval (line), intercepts, slopes and scale "
+                     "parameters on their own axes; an interval crossing the zero line leaves the sign unsettled.")
+    ppc = _loo_figure(result)
+    if ppc is not None:
+        figs.append(ppc)
+    figs.append(_prior_figure(result))
+    est = "mode" if "mode" in summary.columns else "mean"
+    cols = [c for c in ("r_hat", "ess_bulk") if c in summary.columns]
+    est_table = table(f"Estimates ({est}, model scale: log-odds, log-rates or natural units)",
+                      ["parameter", est, "sd", "90 % interval", *cols],
+                      [[r["parameter"], f"{r[est]:.4g}", f"{r['sd']:.3g}",
+                        f"{r['eti90_low']:.4g} to {r['eti90_high']:.4g}", *(f"{r[c]:.3g}" for c in cols)]
+                       for r in summary.iter_rows(named=True)])
+    data_table = table("Data the model was fitted on", ["item", "value"],
+                       [[k.replace("_", " "), json.dumps(v) if isinstance(v, list | dict) else num(v)
+                         if isinstance(v, int | float) else v] for k, v in ds.items()])
+    return {"kind": "fit", "title": f"{run.manifest.get('command', 'tenure fit')}: {result.model_name}",
+            "subtitle": f"method {result.method}, seed {run.manifest.get('seed')}"
+                        + (f", time unit {result.time_unit}" if result.time_unit else ""),
+            "headline": headline, "numbers": numbers,
+            "sections": [section("Estimates and checks", "", figs, [est_table]), section("Data", "", [], [data_table])],
+            "settings": [_settings("Model configuration (priors, options, fit settings)", result.config),
+                         _settings("Manifest", run.manifest)]}
+
+
+def _loo_figure(result: Any) -> Figure | None:
+    """Leave-one-out predictive check: Pareto k per observation, from the saved pointwise log-likelihood."""
+    import warnings
+
+    import arviz as az
+
+    if "log_likelihood" not in result.idata.groups():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loo = az.loo(result.idata, pointwise=True)
+    except Exception:  # a likelihood ArviZ cannot read: no check rather than no report
+        return None
+    k = np.ravel(np.asarray(loo.pareto_k))
+    bad = int((k > 0.7).sum())
+    src = fg.pareto_k(k, title=f"Leave-one-out predictive check: {bad} of {k.size} observations poorly predicted",
+                      xlabel="observation (cell or row of the fitted data)")
+    return Figure("Posterior predictive check (leave-one-out)", src,
+                  "How well each observation is predicted by the fit to the others (PSIS-LOO); points above the "
+                  f"dashed 0.7 line are poorly predicted or influential. Expected log predictive density "
+                  f"{loo.elpd_loo:,.1f} (se {loo.se:,.1f}).")
+
+
+def _prior_figure(result: Any) -> Figure:
+    priors = result.config.get("priors", {})
+    panels = []
+    for name in result.var_names:
+        if name not in result.posterior:
+            continue
+        draws = np.asarray(result.posterior[name].values)
+        if draws.ndim > 2:
+            continue  # vector parameters: the forest plot shows them
+        spec = priors.get(name)
+        panels.append((name, draws.ravel(), _prior(spec) if isinstance(spec, dict) else None))
+    src = fg.prior_posterior(panels[:12]) if panels else fg.lines(np.arange(1), {}, title="no scalar parameter",
+                                                                  xlabel="", ylabel="")
+    return Figure("Prior against posterior", src,
+                  "For each scalar parameter: the posterior draws (bars) and the prior density (line); a posterior "
+                  "much narrower than its prior means the data, not the prior, set the estimate.")
+
+
+# ---------------------------------------------------------------------------------------------- replications
+
+
+def replications(run: Run) -> dict[str, Any]:
+    """Totals over replications with their intervals."""
+    doc = run.json("replications.json")
+    totals = doc.get("totals", {})
+    rows = [[k, *(num(v.get(q), 2) if isinstance(v, dict) else num(v, 2) for q in ("mean", "q05", "q95"))]
+            for k, v in totals.items()]
+    return {"kind": "replications", "title": f"tenure simulate --replications: {doc.get('scenario', '')}",
+            "subtitle": f"{doc.get('replications')} replications",
+            "headline": [f"{doc.get('replications')} replications of the market {doc.get('scenario')}: totals over "
+                         "the run with 90 % intervals over seeds in the table below."],
+            "numbers": [], "sections": [section("Totals", "", [], [table("Totals over the run (units as named)",
+                                                                           ["total", "mean", "5 %", "95 %"], rows)])],
+            "settings": [_settings("replications.json", {k: v for k, v in doc.items() if k != "per_seed"}),
+                         _settings("Manifest", run.manifest)]}
+
+
+BUILDERS = {"simulate": simulate, "compare": compare, "decide": decide, "calibrate": calibrate, "fit": fit,
+            "replications": replications}
