@@ -32,7 +32,15 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+#: Top-floor packages inside ``tenure/``: the report reads every kind of run folder (the engine's tables,
+#: the models' posteriors, the simulations' comparisons and calibrations), so it depends on every layer
+#: below; the commands call it, nothing below may.
+TOP_PACKAGES = ("tenure.report",)
+
+
 def _layer(module: str) -> str:
+    if any(module == p or module.startswith(p + ".") for p in TOP_PACKAGES):
+        return "top"
     for layer in ("engine", "models", "simulations", "commands"):
         if module == f"tenure.{layer}" or module.startswith(f"tenure.{layer}."):
             return layer
@@ -76,6 +84,7 @@ def test_module_names_are_mapped():
     assert _module_name(ROOT / "tenure" / "commands" / "fit.py") == "tenure.commands.fit"
     assert _layer("tenure.scenario") == "vocabulary"
     assert _layer("tenure.models.bgnbd") == "models"
+    assert _layer("tenure.report.pages") == "top"
 
 
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(ROOT)))

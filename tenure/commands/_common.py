@@ -100,7 +100,7 @@ def output_folder(out: Path | None, command: str, quiet: bool, **meta: Any) -> I
     """The folder to write a run's outputs into: staged by :func:`tenure.io.run_folder`, ``None`` without --out.
 
     Enter it before the run: --out is checked first, and the folder is replaced as a whole (with its
-    manifest) only when the run has finished; then its files are listed.
+    manifest) only when the run has finished; then its report is written and its files are listed.
     """
     if out is None:
         yield None
@@ -109,6 +109,7 @@ def output_folder(out: Path | None, command: str, quiet: bool, **meta: Any) -> I
 
     with run_folder(out, command, **meta) as folder:
         yield folder
+    write_run_report(out)
     if not quiet:
         console.print(f"wrote [bold]{out}[/]: " + ", ".join(sorted(p.name for p in out.iterdir())), highlight=False)
 
@@ -117,3 +118,15 @@ def run_meta(sc: Any) -> dict[str, Any]:
     """What a run folder's manifest records of the market a run simulated."""
     return {"market": sc.name, "source": sc.source, "customers": sc["run"]["customers"],
             "periods": sc["run"]["periods"], "seed": sc["run"]["seed"]}
+
+
+def write_run_report(out: Path) -> Path:
+    """Write ``report.html`` of a finished run (a run folder, or a calibrated market file) from its files.
+
+    The report is rendered once the run is in place, from the files as written and checked against
+    their manifest, exactly as `tenure report` renders it again later; it is written atomically and is
+    not in the manifest (a view of the run, which `tenure report` may replace, not one of its results).
+    """
+    from tenure.report import write_report
+
+    return write_report(out)

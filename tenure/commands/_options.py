@@ -58,7 +58,8 @@ OutDir = Annotated[
     Path | None,
     typer.Option(
         "--out", "-o",
-        help="Run folder for the outputs; it holds exactly this run afterwards (manifest.json lists its files).",
+        help="Run folder for the outputs; it holds exactly this run afterwards (manifest.json lists its files, "
+        "report.html shows them).",
         show_default=False,
     ),
 ]
@@ -66,7 +67,8 @@ RequiredOutDir = Annotated[
     Path,
     typer.Option(
         "--out", "-o",
-        help="Run folder for the outputs; it holds exactly this run afterwards (manifest.json lists its files).",
+        help="Run folder for the outputs; it holds exactly this run afterwards (manifest.json lists its files, "
+        "report.html shows them).",
         show_default=False,
     ),
 ]

@@ -9,7 +9,8 @@ calibrated markets against the panel, and writes, only when everything succeeded
 - ``MARKET.draws.csv``: one calibrated market per row (the uncertainty; `tenure
   decide MARKET.toml` needs it);
 - ``MARKET.calibration.json``: method, parameters, statistics and the check;
-- ``MARKET.check.png``: the posterior predictive check.
+- ``MARKET.check.png``: the posterior predictive check;
+- ``MARKET.report.html``: the report (`tenure report MARKET.toml` renders it again).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tenure.checks import seed as check_seed
-from tenure.commands._common import cli_errors, console, err_console, note
+from tenure.commands._common import cli_errors, console, err_console, note, write_run_report
 from tenure.commands._options import Quiet, Seed
 from tenure.errors import InputError
 
@@ -152,6 +153,7 @@ def calibrate_cmd(
     if show:
         print_calibration(result)
     paths = write_calibration(result, market, out)
+    paths.append(write_run_report(out))  # m.report.html, from the files just written
     if show:
         console.print(f"wrote {', '.join(p.name for p in paths)} in {time.perf_counter() - t0:.0f} s",
                       highlight=False)

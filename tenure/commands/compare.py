@@ -60,7 +60,7 @@ def compare_cmd(
     marginal costs to acquire and to retain one more customer at the best point,
     and whether the "five times" rule holds in this market. -n runs the same
     market with N customers (budgets and market size scaled with it). Outputs
-    (with --out): compare.parquet, compare.json, compare.png and manifest.json.
+    (with --out): compare.parquet, compare.json, compare.png, manifest.json and report.html.
 
     For a market calibrated by `tenure calibrate`, `tenure decide MARKET` chooses
     across its calibrated markets (`compare MARKET --uncertainty`, its old spelling,

@@ -62,7 +62,7 @@ def decide_cmd(
     loss; the best choice is the one with the least expected loss. -n simulates each
     market with N customers (the same market scaled, budgets and market size alike)
     and reports equity at the market's own size. Outputs (with --out):
-    uncertainty.parquet, uncertainty.json, uncertainty.png and manifest.json.
+    uncertainty.parquet, uncertainty.json, uncertainty.png, manifest.json and report.html.
     """
     run_decide(market, customers=customers, periods=periods, seed=seed, budget=budget, levers=levers, mix=mix,
                acquisition_steps=acquisition_steps, seeds=seeds, max_markets=max_markets, out=out, quiet=quiet,

@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tenure.commands._common import console
+from tenure.commands._common import console, write_run_report
 from tenure.commands._options import DEFAULT_SEED, Chains, Draws, FitSeed, Method, Priors, Tune
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -147,7 +147,7 @@ def fit_and_write(
 
     ``out`` is replaced as a whole (:func:`tenure.io.run_folder`): afterwards it holds
     exactly this run's ``posterior.nc``, ``summary.csv``, ``forest.png``, what
-    ``extra(result, folder)`` writes and ``manifest.json``.
+    ``extra(result, folder)`` writes and ``manifest.json``; then ``report.html`` is written from them.
     """
     from tenure.io import run_folder
 
@@ -163,5 +163,6 @@ def fit_and_write(
         if extra is not None:
             extra(result, stage)
         written = sorted(p.name for p in stage.iterdir())
-    console.print(f"wrote {out}: {', '.join(written)}, manifest.json", highlight=False)
+    write_run_report(out)
+    console.print(f"wrote {out}: {', '.join(written)}, manifest.json, report.html", highlight=False)
     return result

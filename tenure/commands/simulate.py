@@ -47,7 +47,7 @@ def simulate(
     per second. -n 10000000 runs the same market with ten million customers:
     market size and budgets grow with the base, so spend per customer, churn and
     per-customer economics stay those of the market. Outputs (with --out): periods,
-    cohorts, customers, panel tables, run.json, trajectories.png and manifest.json.
+    cohorts, customers, panel tables, run.json, trajectories.png, manifest.json and report.html.
     """
     from tenure.api import load_scenario
 

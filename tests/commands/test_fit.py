@@ -137,7 +137,8 @@ def test_a_rerun_into_the_same_out_leaves_only_the_new_run(tmp_path: Path) -> No
     assert (out / "nps_by_segment_period.csv").exists()
     second = _bgnbd(out, "--method", "map", "--draws", "50", "--chains", "1")
     assert second.exit_code == 0, second.output
-    assert sorted(p.name for p in out.iterdir()) == ["forest.png", "manifest.json", "posterior.nc", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["forest.png", "manifest.json", "posterior.nc", "report.html",
+                                                     "summary.csv"]
     assert load(out).model_name == "bgnbd"
 
 

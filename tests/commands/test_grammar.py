@@ -118,7 +118,7 @@ def test_rerunning_into_out_leaves_only_the_new_run(tmp_path):
     assert again.exit_code == 0, again.output
     names = {p.name for p in out.iterdir()}
     assert "notes.txt" not in names and "periods.csv" not in names and "periods.parquet" in names
-    assert set(_manifest(out)["files"]) | {"manifest.json"} == names
+    assert set(_manifest(out)["files"]) | {"manifest.json", "report.html"} == names  # the report: not a result
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 

@@ -44,8 +44,8 @@ def _strip(obj):
 
 
 def _assert_same_outputs(a: Path, b: Path) -> None:
-    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.suffix != ".png")
-    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.suffix != ".png")
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.suffix not in (".png", ".html"))
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.suffix not in (".png", ".html"))
     assert files_a == files_b
     for rel in files_a:
         pa, pb = a / rel, b / rel

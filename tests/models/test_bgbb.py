@@ -68,5 +68,6 @@ def test_cli_bgbb_map(tmp_path):
     result = CliRunner().invoke(fit_app, ["bgbb", str(DATA / "donations.csv"), "--out", str(out), "--method", "map",
                                           "--draws", "200", "--chains", "2"])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "forest.png", "manifest.json"}
+    assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "forest.png", "manifest.json",
+                                              "report.html"}
     assert "11,104 customers in 22 unique rows" in " ".join(result.output.split())
