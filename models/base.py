@@ -660,25 +660,64 @@ def _labelled(name: str, values: Any) -> list[tuple[str, Any]]:
     return [(f"{name}[{', '.join(str(x) for x in label)}]", v) for label, v in zip(labels, flat.values, strict=True)]
 
 
+#: Words in a parameter's name that make it an intercept (a baseline level, on its own axis).
+_INTERCEPT_WORDS = ("intercept", "_base", "_segment[")
+#: Words that make it a scale, spread or concentration (positive, often much larger than the effects);
+#: an effect "per sd" of a score stays an effect.
+_SCALE_WORDS = ("concentration", "kappa", "dispersion", "corr")
+
+
+def _forest_group(label: str) -> str:
+    name = label.split("[")[0]
+    if any(w in label for w in _INTERCEPT_WORDS[2:]) or any(w in name for w in _INTERCEPT_WORDS[:2]):
+        return "intercepts and baselines"
+    if (name.endswith("_sd") and not name.endswith("_per_sd")) or any(w in name for w in _SCALE_WORDS):
+        return "spreads, correlations and concentrations"
+    return "effects and other parameters"
+
+
 def plot_forest(summary: pl.DataFrame, path: Path, title: str | None = None) -> None:
-    """Estimates with their 90 % equal-tailed intervals, drawn from the summary table (not the draws)."""
+    """Estimates with their 90 % equal-tailed intervals, drawn from the summary table (not the draws).
+
+    Intercepts, effects and scale parameters (spreads, concentrations) each get their own panel
+    and x axis, so a concentration of 30 does not squash effects of 0.2; panels whose intervals
+    could take either sign carry a zero line. The title is the figure's, above every panel.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tenure.plotting import OKABE_ITO, rc
+
     estimate = "mode" if "mode" in summary.columns else "mean"
     labels = summary["parameter"].to_list()
-    y = np.arange(len(labels))[::-1]
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.3 * max(1, len(labels))))
-    ax.hlines(y, summary[INTERVAL_LOW].to_numpy(), summary[INTERVAL_HIGH].to_numpy(), color="C0", lw=2)
-    ax.plot(summary[estimate].to_numpy(), y, "o", color="C0")
-    ax.set_yticks(y, labels)
-    ax.set_xlabel(f"{estimate} and {INTERVAL_CAPTION}")
-    if title:
-        ax.set_title(title)
-    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(_forest_group(label), []).append(i)
+    order = [g for g in ("intercepts and baselines", "effects and other parameters",
+                         "spreads, correlations and concentrations") if g in groups]
+    sizes = [len(groups[g]) for g in order]
+    low, high, est = (summary[c].to_numpy() for c in (INTERVAL_LOW, INTERVAL_HIGH, estimate))
+    with matplotlib.rc_context(rc()):
+        fig, axes = plt.subplots(len(order), 1, figsize=(7.5, 1.3 + 0.32 * sum(sizes) + 0.7 * len(order)),
+                                 height_ratios=[n + 1.2 for n in sizes], squeeze=False, layout="constrained")
+        for ax, group, colour in zip(axes[:, 0], order, (OKABE_ITO[1], OKABE_ITO[0], OKABE_ITO[2]), strict=False):
+            rows = groups[group]
+            y = np.arange(len(rows))[::-1]
+            ax.hlines(y, low[rows], high[rows], color=colour, lw=2)
+            ax.plot(est[rows], y, "o", color=colour, ms=5)
+            ax.set_yticks(y, [labels[i] for i in rows])
+            ax.set_ylim(-0.7, len(rows) - 0.3)
+            if low[rows].min() <= 0 <= high[rows].max() or group == "effects and other parameters":
+                ax.axvline(0, color="#333333", lw=0.8)
+            ax.set_title(group, loc="left", fontsize="medium")
+            ax.set_xlabel(f"{estimate} and 90 % interval (model scale)")
+        fig.suptitle(title or "Estimates", fontsize="large")
+        fig.text(0.01, 0.0, INTERVAL_CAPTION, fontsize="small", color="#555555", va="bottom")
+        fig.get_layout_engine().set(h_pad=0.12)
+        fig.savefig(path, format="png", dpi=120)
+        plt.close(fig)
 
 
 class FitResult:

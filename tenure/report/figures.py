@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-#: Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-MONEY = "currency units"
+from tenure.plotting import MONEY, OKABE_ITO, plain_numbers, rc
+
+__all__ = ["MONEY", "OKABE_ITO", "Figure", "figure", "svg_uri"]
 #: Fixed margins (inches) of a one-axis figure: room for tick labels such as 1,000,000 and a title.
 _LEFT, _RIGHT, _BOTTOM, _TOP = 0.85, 0.15, 0.5, 0.35
 
@@ -57,10 +57,7 @@ def figure(width: float = 8.0, height: float = 3.6, nrows: int = 1, ncols: int =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    style = {"axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO), "font.size": 9, "axes.titlesize": 10,
-             "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
-             "svg.hashsalt": "tenure", "axes.formatter.useoffset": False}
-    with matplotlib.rc_context(style):
+    with matplotlib.rc_context({**rc(), "font.size": 9, "axes.titlesize": 10}):
         fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), constrained_layout=margins is None, **kw)
         if margins is not None:
             fig.subplots_adjust(**margins)
@@ -79,10 +76,7 @@ def svg_uri(fig: Any) -> str:
 
 def thousands(ax: Any, axis: str = "y") -> None:
     """Plain numbers with thousands separators on an axis (no 1e6 offset)."""
-    from matplotlib.ticker import FuncFormatter
-
-    fmt = FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}")
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
+    plain_numbers(ax.yaxis if axis == "y" else ax.xaxis)
 
 
 def lines(x: np.ndarray, series: dict[str, np.ndarray], *, title: str, xlabel: str, ylabel: str,
