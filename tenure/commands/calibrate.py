@@ -247,15 +247,18 @@ def plot_check(check: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
     periods = [f"period {t}" for t in range(1000)]
-    for ax, prefix, title in ((axes[0, 0], "churn_rate", "churn rate by period"),
-                              (axes[0, 1], "cross_sell_rate", "cross-selling rate by period")):
+    for ax, prefix, title, unit in ((axes[0, 0], "churn_rate", "churn rate by period",
+                                     "churn (share of customers per month)"),
+                                    (axes[0, 1], "cross_sell_rate", "cross-selling rate by period",
+                                     "products added per customer-month")):
         _, a = series(prefix, periods)
         x = np.arange(a.shape[0])
         ax.fill_between(x, a[:, 2], a[:, 3], alpha=0.3, label="calibrated markets, 90 %")
         ax.plot(x, a[:, 1], lw=1, label="calibrated markets, mean")
         ax.plot(x, a[:, 0], "k.", ms=4, label="panel")
         ax.set_title(title)
-        ax.set_xlabel("period")
+        ax.set_xlabel("period of the panel (month)")
+        ax.set_ylabel(unit)
         ax.legend(fontsize="small")
     ax = axes[1, 0]
     for c, off in (("trust", -0.1), ("enthusiasm", 0.1)):
@@ -266,6 +269,7 @@ def plot_check(check: dict[str, Any], path: Path) -> None:
         ax.plot(x, a[:, 0], "kx", ms=6)
     ax.set_title("churn rate by survey score (x: panel)")
     ax.set_xlabel("score carried forward (1-5)")
+    ax.set_ylabel("churn (share of customers per month)")
     ax.legend(fontsize="small")
     ax = axes[1, 1]
     offset = 0
@@ -284,6 +288,8 @@ def plot_check(check: dict[str, Any], path: Path) -> None:
         labels.append(c)
         offset += len(names) + 1
     ax.set_xticks(ticks, labels)
+    ax.set_xlabel("question (answers 1-5; NPS 0-10, left to right)")
+    ax.set_ylabel("share of answers")
     ax.set_title("distribution of answers (bars: markets, dots: panel)")
     verdict = "fits" if check["fits"] else f"misses {len(check['misses'])} statistics"
     fig.suptitle(f"tenure calibrate: predictive check over {check['markets']} calibrated markets: {verdict}")

@@ -195,28 +195,37 @@ def plot_compare(result: Any, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5), constrained_layout=True)
-    plot_equity_by_share(ax, result.points, result.best, "best")
-    c = result.current
-    ax.scatter([100 * c["acquisition_share"]], [c["customer_equity"] / 1e6], s=60, marker="s", color="grey",
-               zorder=5, label="current split")
-    ax.set_xlabel("share of the budget going to acquisition (%)")
-    ax.set_ylabel("customer equity (millions)")
-    ax.set_title(f"tenure compare: {result.settings['scenario']}, budget "
-                 f"{result.settings['total_budget_per_period']:,.0f} per month")
-    ax.legend(fontsize="small", ncol=2)
-    fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)
+    from tenure.plotting import MONEY, rc
+
+    s = result.settings
+    with matplotlib.rc_context(rc()):
+        fig, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
+        plot_equity_by_share(ax, result.points, result.best, "best")
+        c = result.current
+        ax.scatter([100 * c["acquisition_share"]], [c["customer_equity"] / 1e6], s=60, marker="s", color="#555555",
+                   zorder=5, label=f"current split: {100 * c['acquisition_share']:.0f} %")
+        ax.set_xlabel("share of the budget going to acquisition (%)")
+        ax.set_ylabel(f"customer equity (millions of {MONEY})")
+        ax.set_title(f"tenure compare: {s['scenario']}, {s['customers']:,} customers at the start, {s['periods']} "
+                     f"months;\nbudget {s['total_budget_per_period']:,.0f} {MONEY} per month; 90 % bands over "
+                     f"{len(s['seeds'])} seeds")
+        ax.legend(fontsize="small", ncol=2)
+        fig.savefig(path, format="png", dpi=100)
+        plt.close(fig)
 
 
-def plot_equity_by_share(ax: Any, points: pl.DataFrame, best: dict[str, Any], best_label: str) -> None:
-    """Customer equity over the acquisition share: one line and 90 % band per retention mix (colour C0, C1, ...
-    in the order of ``points``), the best point starred."""
+def plot_equity_by_share(ax: Any, points: pl.DataFrame, best: dict[str, Any], best_label: str,
+                         column: str = "customer_equity") -> None:
+    """``column`` (customer equity, or the gain over the current split) in millions over the acquisition share:
+    one line and 90 % band per retention mix (the Okabe-Ito colours in the order of ``points``), the best
+    point starred."""
+    from tenure.plotting import OKABE_ITO
+
     for i, mix in enumerate(points["mix"].unique(maintain_order=True)):
         d = points.filter(pl.col("mix") == mix).sort("acquisition_share")
         x = 100 * d["acquisition_share"].to_numpy()
-        ax.plot(x, d["customer_equity"] / 1e6, marker="o", ms=3, color=f"C{i}", label=mix)
-        ax.fill_between(x, d["customer_equity_q05"] / 1e6, d["customer_equity_q95"] / 1e6, color=f"C{i}",
-                        alpha=0.15)
-    ax.scatter([100 * best["acquisition_share"]], [best["customer_equity"] / 1e6], s=160, marker="*",
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        ax.plot(x, d[column] / 1e6, marker="o", ms=3, color=colour, label=mix)
+        ax.fill_between(x, d[f"{column}_q05"] / 1e6, d[f"{column}_q95"] / 1e6, color=colour, alpha=0.15)
+    ax.scatter([100 * best["acquisition_share"]], [best[column] / 1e6], s=160, marker="*",
                color="black", zorder=5, label=f"{best_label}: {100 * best['acquisition_share']:.0f} %, {best['mix']}")

@@ -125,31 +125,41 @@ def write_uncertainty(result: Any, out: Path) -> list[Path]:
 
 
 def plot_uncertainty(result: Any, path: Path) -> None:
-    """Equity over the acquisition share per mix with 90 % bands across markets; P(beats current) below."""
+    """The gain of each allocation over the current split, paired by (market, seed), with its 90 % band;
+    P(beats current) below.
+
+    The marginal bands of customer equity overlap even where one split beats another in every
+    market (they share the market's uncertainty); the paired difference shows what the choice changes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import polars as pl
 
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True, height_ratios=[2, 1],
-                                  constrained_layout=True)
-    plot_equity_by_share(ax, result.points, result.best, "least expected loss")
-    for i, mix in enumerate(result.points["mix"].unique(maintain_order=True)):  # the colours of the lines above
-        d = result.points.filter(pl.col("mix") == mix).sort("acquisition_share")
-        ax2.plot(100 * d["acquisition_share"].to_numpy(), 100 * d["p_beats_current"], marker="o", ms=3,
-                 color=f"C{i}")
-    c = result.current
-    ax.errorbar([100 * c["acquisition_share"]], [c["customer_equity"] / 1e6],
-                yerr=[[(c["customer_equity"] - c["customer_equity_q05"]) / 1e6],
-                      [(c["customer_equity_q95"] - c["customer_equity"]) / 1e6]],
-                fmt="s", color="grey", capsize=4, zorder=5, label="current split")
-    ax.set_ylabel("customer equity (millions)")
-    ax.set_title(f"tenure decide: {result.settings['markets']} calibrated markets, 90 % bands")
-    ax.legend(fontsize="small", ncol=2)
-    ax2.axhline(50, color="grey", lw=0.8, ls="--")
-    ax2.set_ylabel("P(beats current) (%)")
-    ax2.set_xlabel("share of the budget going to acquisition (%)")
-    ax2.set_ylim(0, 100)
-    fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)
+    from tenure.plotting import MONEY, OKABE_ITO, rc
+
+    s = result.settings
+    with matplotlib.rc_context(rc()):
+        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True, height_ratios=[2, 1], layout="constrained")
+        plot_equity_by_share(ax, result.points, result.best, "least expected loss", column="gain_vs_current")
+        for i, mix in enumerate(result.points["mix"].unique(maintain_order=True)):  # the colours of the lines above
+            d = result.points.filter(pl.col("mix") == mix).sort("acquisition_share")
+            ax2.plot(100 * d["acquisition_share"].to_numpy(), 100 * d["p_beats_current"], marker="o", ms=3,
+                     color=OKABE_ITO[i % len(OKABE_ITO)])
+        c = result.current
+        for a in (ax, ax2):
+            a.axvline(100 * c["acquisition_share"], color="#555555", lw=0.8, ls=":")
+        ax.axhline(0, color="#333333", lw=1, label=f"current split ({100 * c['acquisition_share']:.0f} % to "
+                   "acquisition)")
+        ax.set_ylabel(f"gain over the current split\n(millions of {MONEY} of customer equity)")
+        ax.set_title(f"tenure decide: {s['scenario']}, {s['markets']} calibrated markets × {len(s['seeds'])} seeds, "
+                     f"{s['periods']} months;\nbudget {s['total_budget_per_period']:,.0f} {MONEY} per month; "
+                     "paired gain over the current split with its 90 % band")
+        ax.legend(fontsize="small", ncol=2)
+        ax2.axhline(50, color="grey", lw=0.8, ls="--")
+        ax2.set_ylabel("P(beats current) (%)")
+        ax2.set_xlabel("share of the budget going to acquisition (%)")
+        ax2.set_ylim(0, 100)
+        fig.savefig(path, format="png", dpi=100)
+        plt.close(fig)
