@@ -249,9 +249,10 @@ def _by_group(cust: pl.DataFrame, periods: pl.DataFrame,
     for g in sorted(rows[by].unique().to_list()):
         grid = periods.join(joins.filter(pl.col(by) == g).drop(by), on="period", how="left") \
             .join(leaves.filter(pl.col(by) == g).drop(by), on="period", how="left").fill_null(0).sort("period")
-        a = np.cumsum(grid["joins"].to_numpy() - np.concatenate([[0], grid["leaves"].to_numpy()[:-1]]))
+        # a customer counts from the period ``start`` and is gone from the period ``end`` on
+        a = np.cumsum(grid["joins"].to_numpy().astype(np.int64) - grid["leaves"].to_numpy().astype(np.int64))
         # churns counted in the period they take effect: a customer whose last active month is t churned in t
-        c = np.roll(grid["churns"].to_numpy(), -1)
+        c = np.roll(grid["churns"].to_numpy().astype(np.int64), -1)
         c[-1] = int(leaves.filter((pl.col(by) == g) & (pl.col("period") == horizon))["churns"].sum())
         active[g] = a
         churn[g] = 100 * np.divide(c, a, out=np.zeros(len(a)), where=a > 0)

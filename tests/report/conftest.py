@@ -1,0 +1,72 @@
+"""Small runs of every kind, made once per session, each with the report.html its command wrote.
+
+The browser tests need headless Chromium (Debian's ``chromium`` package, /usr/bin/chromium, which
+``.ci/run`` installs when missing) driven by Playwright; without either they are skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tenure.cli import app
+
+CHROMIUM = os.environ.get("TENURE_CHROMIUM", "/usr/bin/chromium")
+runner = CliRunner()
+
+
+def tenure(*args: str) -> None:
+    res = runner.invoke(app, [*args, "-q"])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory) -> Path:
+    """simulate (3 000 customers, 12 months, full panel), compare (small sweep) and the market they start from."""
+    from tenure.scenario import load_scenario
+
+    d = tmp_path_factory.mktemp("runs")
+    base = load_scenario(None).scaled(3_000).with_overrides({"run": {"periods": 12}})
+    (d / "base.toml").write_text(base.to_toml())
+    tenure("simulate", str(d / "base.toml"), "--panel-sample", "1", "-o", str(d / "simulate"))
+    tenure("compare", "-n", "1000", "-t", "6", "--acquisition-steps", "3", "--seeds", "2", "--levers", "service",
+           "-o", str(d / "compare"))
+    return d
+
+
+@pytest.fixture(scope="session")
+def calibrated(runs) -> Path:
+    """A market calibrated on the simulate run's panel (4 markets, 3 for the check), then decide on it."""
+    tenure("calibrate", str(runs / "base.toml"), str(runs / "simulate" / "panel.parquet"), "-o",
+           str(runs / "m.toml"), "--markets", "4", "--check-markets", "3", "-s", "11")
+    tenure("decide", str(runs / "m.toml"), "-n", "500", "-t", "4", "--max-markets", "3", "--levers", "service",
+           "--acquisition-steps", "3", "-o", str(runs / "decide"))
+    return runs
+
+
+@pytest.fixture(scope="session")
+def fitted(runs) -> Path:
+    """`tenure fit retention --method map` on the simulate run's panel."""
+    tenure_fit = runner.invoke(app, ["fit", "retention", str(runs / "simulate" / "panel.parquet"), "-o",
+                                     str(runs / "fit"), "--method", "map", "--draws", "200"])
+    assert tenure_fit.exit_code == 0, tenure_fit.output
+    return runs
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium through Playwright (no browser download: the system's Chromium)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[dev]')")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set TENURE_CHROMIUM)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()

@@ -1,0 +1,144 @@
+"""`tenure report RUN`: the same page again from the files; bad folders refused with one line naming the file."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from html import unescape
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from tenure.cli import app
+from tenure.report import CSP
+from tenure.report.pages import _by_group, _gains
+
+runner = CliRunner()
+
+
+def _report(path: Path) -> tuple[int, str]:
+    res = runner.invoke(app, ["report", str(path)])
+    return res.exit_code, " ".join(res.output.split())
+
+
+def test_the_command_wrote_the_report_and_report_renders_the_same_bytes(runs):
+    out = runs / "simulate"
+    first = (out / "report.html").read_bytes()
+    code, text = _report(out)
+    assert code == 0, text
+    assert "found a simulate run" in text and "periods.parquet" in text
+    assert (out / "report.html").read_bytes() == first  # the same files give the same page
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "report.html" not in manifest["files"]  # a view of the run, not one of its results
+
+
+@pytest.mark.parametrize("rel", ["simulate/report.html", "compare/report.html"])
+def test_the_page_is_self_contained(runs, rel):
+    html = (runs / rel).read_text()
+    assert f'content="{CSP}"' in unescape(html)
+    assert not re.search(r'(src|href)="(?!data:)', html)  # every figure inline, nothing linked
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+    assert len(html.encode()) < 3_000_000
+    assert html.count("<figcaption>") == html.count("<img ") >= 3  # every figure has its caption
+
+
+def test_segment_and_channel_counts_add_up_to_the_periods_table(runs):
+    """Active customers and churn by segment, counted from customers.*, sum to the engine's own totals."""
+    periods = pl.read_parquet(runs / "simulate" / "periods.parquet")
+    cust = pl.read_parquet(runs / "simulate" / "customers.parquet")
+    grid = periods.select("period")
+    for by in ("segment", "channel"):
+        active, churn = _by_group(cust, grid, by)
+        assert np.array_equal(sum(active.values()), periods["active"].to_numpy()), by
+        churned = sum(churn[g] / 100 * active[g] for g in active)
+        assert np.allclose(churned, periods["churned"].to_numpy()), by
+
+
+@pytest.mark.slow
+def test_the_paired_gain_of_decide_is_the_one_decide_reports(calibrated):
+    """The report pairs allocations with the current split by (market, seed) as `tenure decide` does."""
+    doc = json.loads((calibrated / "decide" / "uncertainty.json").read_text())
+    runs = pl.read_parquet(calibrated / "decide" / "uncertainty.parquet")
+    g = _gains(runs, pl.DataFrame(doc["points"]), ["market", "seed"])
+    for p, row in zip(doc["points"], g.iter_rows(named=True), strict=True):
+        assert row["gain"] == pytest.approx(p["gain_vs_current"], rel=1e-9, abs=1e-6)
+        assert row["p_beats"] == pytest.approx(p["p_beats_current"])
+
+
+def _copy(runs: Path, tmp_path: Path, name: str = "compare") -> Path:
+    d = tmp_path / name
+    shutil.copytree(runs / name, d)
+    (d / "report.html").unlink()
+    return d
+
+
+def _refused(path: Path, needle: str, report: Path | None = None) -> None:
+    code, text = _report(path)
+    assert code == 2, text
+    assert text.startswith("error:") and needle in text, text
+    assert "Traceback" not in text
+    assert not (report or path / "report.html").exists()  # no report, not even half of one
+    assert not [p for p in (report or path / "report.html").parent.iterdir() if p.name.startswith(".report")]
+
+
+def test_a_folder_without_a_run_is_refused(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    _refused(tmp_path / "nothing", "manifest.json: no run here")
+
+
+def test_a_missing_file_is_named(runs, tmp_path):
+    d = _copy(runs, tmp_path)
+    (d / "compare.json").unlink()
+    _refused(d, "compare.json: listed in the manifest but missing")
+
+
+def test_a_corrupted_file_is_named(runs, tmp_path):
+    d = _copy(runs, tmp_path)
+    data = bytearray((d / "compare.parquet").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (d / "compare.parquet").write_bytes(bytes(data))
+    _refused(d, "compare.parquet: size or checksum differs from the manifest")
+
+
+def test_a_truncated_manifest_is_named(runs, tmp_path):
+    d = _copy(runs, tmp_path)
+    text = (d / "manifest.json").read_text()
+    (d / "manifest.json").write_text(text[: len(text) // 2])
+    _refused(d, "manifest.json: cannot read")
+
+
+def test_a_newer_tenure_is_refused(runs, tmp_path):
+    d = _copy(runs, tmp_path)
+    m = json.loads((d / "manifest.json").read_text())
+    m["tenure_version"] = "99.0.0"
+    (d / "manifest.json").write_text(json.dumps(m))
+    _refused(d, "manifest.json: written by tenure 99.0.0, newer than this tenure")
+
+
+def test_a_newer_schema_version_is_refused(runs, tmp_path):
+    """A compare.json of schema 2 (its checksum in the manifest made to match): the file is named."""
+    import hashlib
+
+    d = _copy(runs, tmp_path)
+    doc = json.loads((d / "compare.json").read_text())
+    doc["schema_version"] = 2
+    (d / "compare.json").write_text(json.dumps(doc))
+    m = json.loads((d / "manifest.json").read_text())
+    raw = (d / "compare.json").read_bytes()
+    m["files"]["compare.json"] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    (d / "manifest.json").write_text(json.dumps(m))
+    _refused(d, "compare.json: schema version 2 is newer than this tenure reads (1)")
+
+
+def test_a_failed_render_leaves_the_earlier_report(runs, tmp_path):
+    d = tmp_path / "compare"
+    shutil.copytree(runs / "compare", d)
+    before = (d / "report.html").read_bytes()
+    (d / "compare.json").write_text("{")
+    code, text = _report(d)
+    assert code == 2 and "compare.json" in text
+    assert (d / "report.html").read_bytes() == before
