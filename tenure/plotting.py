@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+#: Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency;
+#: the yellow, faint on white, comes last.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
 
 #: Money in a scenario has no named currency: every amount is in its currency units.
 MONEY = "currency units"
