@@ -533,6 +533,8 @@ def fit(run: Run) -> dict[str, Any]:
     figs = _embedded(run, "forest.png", "Estimates (forest.png)",
                      "Each parameter's estimate (dot) and 90 % interval (line), intercepts, slopes and scale "
                      "parameters on their own axes; an interval crossing the zero line leaves the sign unsettled.")
+    for name in sorted(n for n in run.files if n.endswith(".png") and n != "forest.png"):
+        figs += _embedded(run, name, f"{name}", _OTHER_FIGURES.get(name, "A figure the fit wrote."))
     ppc = _loo_figure(result)
     if ppc is not None:
         figs.append(ppc)
@@ -554,6 +556,11 @@ def fit(run: Run) -> dict[str, Any]:
             "sections": [section("Estimates and checks", "", figs, [est_table]), section("Data", "", [], [data_table])],
             "settings": [_settings("Model configuration (priors, options, fit settings)", result.config),
                          _settings("Manifest", run.manifest)]}
+
+
+#: Captions of the figures a model family writes besides forest.png.
+_OTHER_FIGURES = {"grid.png": "TRI*M-style grid: each item's stated importance against its derived importance "
+                  "(correlation with the index); the lines at the item means split the four quadrants."}
 
 
 def _loo_figure(result: Any) -> Figure | None:
