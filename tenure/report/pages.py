@@ -609,17 +609,41 @@ def _prior_figure(result: Any) -> Figure:
 
 
 def replications(run: Run) -> dict[str, Any]:
-    """Totals over replications with their intervals."""
+    """Totals over replications with their 90 % intervals over seeds, and the monthly bands."""
     doc = run.json("replications.json")
     totals = doc.get("totals", {})
+
+    def band(key: str, scale: float = 1.0, digits: int = 0) -> str:
+        v = totals.get(key) or {}
+        return (f"{num(scale * v.get('mean', math.nan), digits)} (90 %: {num(scale * v.get('q05', math.nan), digits)}"
+                f" to {num(scale * v.get('q95', math.nan), digits)})")
+
+    n = doc.get("replications")
+    headline = [f"Over {n} replications (seeds) of the market {doc.get('scenario')}: {band('customers_end')} "
+                f"customers at the end, {band('acquired')} acquired and {band('churned')} churned; mean monthly "
+                f"churn {band('mean_churn_rate', 100, 2)} %.",
+                f"NPS in the last month {band('nps_last', 100, 1)}; profit over the run {band('profit')} {MONEY}."]
     rows = [[k, *(num(v.get(q), 2) if isinstance(v, dict) else num(v, 2) for q in ("mean", "q05", "q95"))]
             for k, v in totals.items()]
+    figs = []
+    summ = _read(run, "replications_summary")
+    if summ is not None and summ.height:
+        t = summ["period"].to_numpy()
+        for col, title, unit, scale in (("active_end", "Customers at the end of each month", "customers", 1.0),
+                                        ("churn_rate", "Monthly churn", "churn (% per month)", 100.0),
+                                        ("nps", "Net Promoter Score", "NPS (points, −100 to 100)", 100.0),
+                                        ("profit", "Monthly profit", f"{MONEY} per month", 1.0)):
+            if {col, f"{col}_q05", f"{col}_q95"} <= set(summ.columns):
+                figs.append(Figure(title, fg.lines(t, {col: scale * summ[col].to_numpy()}, bands={col: (
+                    scale * summ[f"{col}_q05"].to_numpy(), scale * summ[f"{col}_q95"].to_numpy())}, title=title,
+                    xlabel=MONTH, ylabel=unit), f"Mean over the {n} replications with the 90 % band over seeds."))
     return {"kind": "replications", "title": f"tenure simulate --replications: {doc.get('scenario', '')}",
-            "subtitle": f"{doc.get('replications')} replications",
-            "headline": [f"{doc.get('replications')} replications of the market {doc.get('scenario')}: totals over "
-                         "the run with 90 % intervals over seeds in the table below."],
-            "numbers": [], "sections": [section("Totals", "", [], [table("Totals over the run (units as named)",
-                                                                           ["total", "mean", "5 %", "95 %"], rows)])],
+            "subtitle": f"{n} replications", "headline": headline,
+            "numbers": [("replications", num(n)), ("customers at the end (mean)",
+                                                   num((totals.get("customers_end") or {}).get("mean")))],
+            "sections": [section("Over the replications", "", figs,
+                                 [table("Totals over the run (units as named; shares 0-1)",
+                                        ["total", "mean", "5 %", "95 %"], rows)])],
             "settings": [_settings("replications.json", {k: v for k, v in doc.items() if k != "per_seed"}),
                          _settings("Manifest", run.manifest)]}
 

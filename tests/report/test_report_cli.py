@@ -142,3 +142,14 @@ def test_a_failed_render_leaves_the_earlier_report(runs, tmp_path):
     code, text = _report(d)
     assert code == 2 and "compare.json" in text
     assert (d / "report.html").read_bytes() == before
+
+
+def test_a_replications_run_gets_its_report(tmp_path):
+    res = runner.invoke(app, ["simulate", "-n", "500", "-t", "3", "--replications", "2", "-o", str(tmp_path / "r"),
+                              "-q"])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "r" / "report.html").read_text()
+    doc = json.loads((tmp_path / "r" / "replications.json").read_text())
+    assert "Over 2 replications" in html
+    assert f"{doc['totals']['customers_end']['mean']:,.0f} (90 %" in html
+    assert html.count("<img ") == 4
