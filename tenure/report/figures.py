@@ -194,18 +194,3 @@ def pareto_k(k: np.ndarray, *, title: str, xlabel: str) -> str:
         ax.set_ylabel("Pareto k (no unit)")
         ax.legend(fontsize="small", frameon=False)
         return svg_uri(fig)
-
-
-def observed_vs_band(labels: list[str], observed: np.ndarray, mean: np.ndarray, lo: np.ndarray, hi: np.ndarray, *,
-                     title: str, ylabel: str) -> str:
-    """Observed statistics (dots) against the calibrated markets' mean and 90 % band."""
-    with figure(8.0, 3.2) as (fig, ax):
-        x = np.arange(len(labels))
-        ax.vlines(x, lo, hi, color=OKABE_ITO[0], lw=4, alpha=0.5, label="calibrated markets, 90 %")
-        ax.scatter(x, mean, color=OKABE_ITO[0], s=12, label="calibrated markets, mean")
-        ax.scatter(x, observed, color="black", marker="x", s=20, label="panel")
-        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
-        ax.set_title(title, loc="left")
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize="small", frameon=False)
-        return svg_uri(fig)

@@ -451,11 +451,9 @@ def calibrate(run: Run) -> dict[str, Any]:
     figs = _embedded(run, "check.png", "Predictive check (check.png)",
                      "Panel (black) against the calibrated markets' mean and 90 % band, statistic by statistic.")
     st = doc["statistics"]
-    figs.append(Figure("Targeted statistics", fg.observed_vs_band(
-        [x["name"] for x in st], np.array([x["observed"] for x in st]), np.array([x["calibrated"] for x in st]),
-        np.array([x["calibrated"] for x in st]), np.array([x["calibrated"] for x in st]),
-        title="Targeted statistics: panel against the calibrated market", ylabel="statistic (its own unit)"),
-        "Each statistic the calibration matches: the panel's value (cross) and the calibrated market's (dot)."))
+    figs.append(Figure("Targeted statistics", _z_figure([x["name"] for x in st], np.array([x["z"] for x in st])),
+                       "Each statistic the calibration matches: how far the calibrated market lies from the panel, in "
+                       "standard errors of the panel's statistic (z); beyond ±2 (dashed) the market misses it."))
     hist = doc.get("objective_history") or []
     if len(hist) > 1:
         figs.append(Figure("Convergence", fg.lines(np.arange(len(hist)), {"objective": np.array(hist, float)},
@@ -484,6 +482,20 @@ def calibrate(run: Run) -> dict[str, Any]:
             "settings": [{"title": f"Calibrated market ({run.path.name})", "text": market},
                          _settings("Calibration (without statistics)",
                                    {k: v for k, v in doc.items() if k not in ("statistics", "check")})]}
+
+
+def _z_figure(names: list[str], z: np.ndarray) -> str:
+    with fg.figure(8.0, 3.4, margins={"left": 0.08, "right": 0.99, "bottom": 0.42, "top": 0.9}) as (fig, ax):
+        x = np.arange(len(names))
+        colours = [fg.OKABE_ITO[5] if abs(v) > 2 else fg.OKABE_ITO[0] for v in z]
+        ax.bar(x, z, color=colours)
+        for level in (-2, 2):
+            ax.axhline(level, color="#333333", lw=0.8, ls="--")
+        ax.axhline(0, color="#333333", lw=0.6)
+        ax.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+        ax.set_title("Targeted statistics: calibrated market against the panel", loc="left")
+        ax.set_ylabel("z (standard errors)")
+        return fg.svg_uri(fig)
 
 
 # ---------------------------------------------------------------------------------------------- fit
