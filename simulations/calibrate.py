@@ -144,6 +144,13 @@ def _with_tenure(df: pl.DataFrame) -> pl.DataFrame:
             .drop("_new"))
 
 
+def _sorted_by_customer_period(df: pl.DataFrame) -> bool:
+    """Whether rows are in (customer id, period) order already (an engine panel is): one pass, no sort."""
+    ids, per = df["customer_id"].to_numpy(), df["period"].to_numpy()
+    step, later = np.diff(ids), np.diff(per)
+    return bool(np.all((step > 0) | ((step == 0) & (later > 0))))
+
+
 def panel_arrays(df: pl.DataFrame, segments: Sequence[str] | None = None, by_customer: bool = False) -> PanelArrays:
     """Reduce a validated panel (read_panel) or an engine panel to :class:`PanelArrays`.
 
@@ -152,7 +159,7 @@ def panel_arrays(df: pl.DataFrame, segments: Sequence[str] | None = None, by_cus
     are not the scenario's). ``by_customer``: keep the cells per customer, for a bootstrap.
     """
     if "tenure" not in df.columns or "_cust" not in df.columns:
-        df = _with_tenure(df.sort(["customer_id", "period"]))
+        df = _with_tenure(df if _sorted_by_customer_period(df) else df.sort(["customer_id", "period"]))
     seg_names = tuple(segments) if segments else (SINGLE_SEGMENT,)
     segment = (pl.when(pl.col("segment").is_in(list(seg_names))).then(pl.col("segment"))
                .otherwise(pl.lit(seg_names[0])) if segments else pl.lit(SINGLE_SEGMENT))
