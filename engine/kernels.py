@@ -262,9 +262,12 @@ def step(st, inp, out):  # pragma: no cover - compiled
         _step_block(b, st, inp, out[b])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def step_serial(st, inp, out):  # pragma: no cover - compiled
-    """:func:`step` on one thread: the same blocks in order, so the same results bit for bit."""
+    """:func:`step` on one thread: the same blocks in order, so the same results bit for bit.
+
+    It releases the GIL, so runs on several Python threads compute at once (tenure.engine.pool).
+    """
     for b in range(out.shape[0]):
         _step_block(b, st, inp, out[b])
 
@@ -795,9 +798,9 @@ def birth(st, inp):  # pragma: no cover - compiled
         _birth_block(c, st, inp)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def birth_serial(st, inp):  # pragma: no cover - compiled
-    """:func:`birth` on one thread, for small calls (the same customers, bit for bit)."""
+    """:func:`birth` on one thread, for small calls and pool workers (the same customers, bit for bit; no GIL)."""
     for c in range((inp.count + BLOCK - 1) // BLOCK):
         _birth_block(c, st, inp)
 

@@ -23,7 +23,6 @@ import copy
 import dataclasses
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,9 +49,6 @@ RestoreSpec = Callable[[int], tuple[str | None, list[tuple[list[Addition], np.nd
 # one shard's part of the tables: cohorts, customers (None unless tracked), panel (None unless sampled), bytes
 ShardTables = tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None, int]
 
-# Numba's default threading layer must not be entered by two threads at once; a worker started with several
-# threads would otherwise run two shards' parallel kernels concurrently.
-KERNEL_LOCK = threading.Lock()
 
 
 class ShardLost(RuntimeError):
@@ -173,10 +169,9 @@ class ResidentShard:
     def add(self, additions: Sequence[Addition]) -> None:
         """Create the customers of these slices of new ids."""
         st = self.setup
-        with KERNEL_LOCK:
-            for first, n, bounds, cohort, initial in additions:
-                bounds = np.require(bounds, requirements="W")  # read-only arrays would need another compilation
-                self.shard.add(first, n, bounds, cohort, initial, st.age_cdf, st.g, st.s, st.key)
+        for first, n, bounds, cohort, initial in additions:
+            bounds = np.require(bounds, requirements="W")  # read-only arrays would need another compilation
+            self.shard.add(first, n, bounds, cohort, initial, st.age_cdf, st.g, st.s, st.key)
 
     def advance(self, stage: int, additions: Sequence[Addition], p: np.ndarray | None) -> tuple[Any, float]:
         """Run one stage; return ``(aggregate vector or None, seconds)``. Repeating the last stage is a no-op."""
@@ -189,8 +184,7 @@ class ResidentShard:
         self.add(additions)
         agg = None
         if p is not None:
-            with KERNEL_LOCK:
-                agg = shard.step(stage, st.g, st.s, np.require(p, requirements="W"), st.ntab, st.key)
+            agg = shard.step(stage, st.g, st.s, np.require(p, requirements="W"), st.ntab, st.key)
             if shard.panel:
                 self.panel_chunks.append((np.full(1, stage), *shard.panel_rows()))
         self.stage += 1
@@ -255,6 +249,8 @@ class LocalShards:
 
     def attach(self, setup: ShardSetup, n_shards: int, restore: RestoreSpec) -> None:
         self.setup, self.n_shards, self.restore = setup, n_shards, restore
+        for resident in self.residents.values():  # a fork switched to another scenario (Simulator.fork)
+            resident.setup = setup.writable()
 
     def resident(self, k: int) -> ResidentShard:
         """Shard ``k``, opened (from its checkpoint, if any) on first use."""

@@ -65,6 +65,11 @@ LEVERS = ("service", "loyalty", "engagement", "alarm", "employee")
 _DRIVER_PURPOSE_ACQUISITION = 1
 
 
+def _panel_of(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The shards' panel parts as one table sorted by (customer id, period); one part is sorted already."""
+    return parts[0] if len(parts) == 1 else pl.concat(parts).sort(["customer_id", "period"])
+
+
 def global_vector(sc: Scenario, panel_fraction: float) -> np.ndarray:
     """The kernels' global coefficient vector ``g`` from a scenario."""
     g = np.zeros(K.N_G)
@@ -355,13 +360,21 @@ class Simulator:
                            self.periods, tuple(seg["name"] for seg in self.sc["segments"]))
         self.backend.attach(setup, self.n_shards, self._restore_spec)
 
-    def fork(self, budgets: dict[str, float] | None = None) -> Simulator:
+    def fork(self, budgets: dict[str, float] | None = None, scenario: Scenario | None = None) -> Simulator:
         """A copy of this not-yet-run simulator with other budgets: same seed, same initial base.
 
         Building the base is the costly part of a short run; an allocation sweep
         builds it once per seed and forks it per allocation. Because every draw is
         keyed by customer id, forks share their random numbers (common random
         numbers), so differences between forks are the budgets' effect, not noise.
+
+        ``scenario``: run the fork under another scenario whose initial base is the same, one that
+        differs only in what acts after the customers are born (dynamics, churn, cross-selling,
+        survey, market and acquisition settings, levers, shocks): calibration forks one base per
+        candidate parameter vector. Its budgets are the new scenario's, then ``budgets``. A
+        scenario that would give another base (other segments, run size, horizon or seed) is
+        refused with ``ValueError``. The fork equals ``Simulator(scenario, ...)`` bit for bit.
+
         Shards on Dask workers are not forked: map forks of a local simulator over
         the cluster with :func:`tenure.engine.cluster.run_many` instead.
         """
@@ -372,8 +385,27 @@ class Simulator:
         new._handed = [list(adds) for adds in self._handed]
         new.backend = self.backend.fork(new._restore_spec)
         new.budgets = dict(self.budgets)
+        if scenario is not None:
+            new._rebase(scenario)
         new._override_budgets(budgets)
         return new
+
+    def _rebase(self, scenario: Scenario) -> None:
+        """Switch a fresh fork to ``scenario``, whose initial base must be this one's (see :meth:`fork`)."""
+        run = scenario["run"]
+        s, age_cdf = segment_matrix(scenario), age_cdfs(scenario)
+        same = ((int(run["customers"]), int(run["periods"]), int(run["seed"]))
+                == (self.customers0, self.periods, self.seed)
+                and np.array_equal(s, self.s) and np.array_equal(age_cdf, self.age_cdf))
+        if not same:
+            raise ValueError("fork(scenario=...): this scenario gives another initial base (segments, run size, "
+                             "horizon or seed differ); build a new Simulator")
+        self.sc = scenario
+        self.g = global_vector(scenario, self.panel_fraction)
+        self.budgets = {"acquisition": scenario["acquisition"]["budget"], **scenario["retention"]}
+        setup = ShardSetup(self.g, self.s, self.age_cdf, self.ntab, self.key, self.track, self.panel_fraction > 0,
+                           self.periods, tuple(seg["name"] for seg in scenario["segments"]))
+        self.backend.attach(setup, self.n_shards, self._restore_spec)
 
     # -- population -------------------------------------------------------------------
     def _no_additions(self) -> list[list[Addition]]:
@@ -616,10 +648,7 @@ class Simulator:
             periods=pl.DataFrame(st.rows),
             cohorts=combine_cohorts([part[0] for part in parts]),
             customers=pl.concat([part[1] for part in parts]).sort("customer_id") if self.track else None,
-            panel=(
-                pl.concat([part[2] for part in parts]).sort(["customer_id", "period"])
-                if self.panel_fraction > 0 else None
-            ),
+            panel=_panel_of([part[2] for part in parts]) if self.panel_fraction > 0 else None,
             meta=meta,
         )
 

@@ -11,6 +11,9 @@ are tracked and 4 when a panel sample is drawn.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +44,38 @@ PANEL_FIELDS: dict[str, type] = {"panel_slot": np.int32}
 # identical either way.
 SERIAL_STEP_BELOW = 65_536  # customers in the shard (~1 ms of work per month)
 SERIAL_BIRTHS_BELOW = 16_384  # customers born in one call
+# Numba's default threading layer must not be entered by two threads at once: a calling thread takes this
+# lock around every thread-pool kernel. The one-thread kernels need no lock (they release the GIL, so
+# several runs' kernels compute at the same time on different threads).
+KERNEL_LOCK = threading.Lock()
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run every kernel this thread calls on this thread, whatever the shard size (same results).
+
+    :func:`tenure.engine.pool.map_runs` wraps each run in it: parallelism then comes from running
+    several runs at once rather than from Numba's thread pool inside each.
+    """
+    before = getattr(_LOCAL, "serial", False)
+    _LOCAL.serial = True
+    try:
+        yield
+    finally:
+        _LOCAL.serial = before
+
+
+def _serial() -> bool:
+    return getattr(_LOCAL, "serial", False)
+
+
+def _call(serial_kernel, pool_kernel, use_serial: bool, *args) -> None:
+    if use_serial or _serial():
+        serial_kernel(*args)
+    else:
+        with KERNEL_LOCK:
+            pool_kernel(*args)
 _EMPTY_I64 = np.zeros(0, dtype=np.int64)
 _EMPTY = {name: np.zeros(0, dtype=dt) for name, dt in {**TRACK_FIELDS, **PANEL_FIELDS}.items()}
 
@@ -115,12 +150,11 @@ class Shard:
             return
         self.reserve(self.n + count)
         a = self.arrays
-        kernel = K.birth_serial if count < SERIAL_BIRTHS_BELOW else K.birth
         inputs = K.BirthInputs(
             self.n, count, np.int64(first_id), channel_bounds, cohort, initial_base, age_cdf, g, s,
             np.uint32(key[0]), np.uint32(key[1]),
         )
-        kernel(self.state(self.capacity), inputs)
+        _call(K.birth_serial, K.birth, count < SERIAL_BIRTHS_BELOW, self.state(self.capacity), inputs)
         if self.panel:
             rows = np.flatnonzero(a["in_panel"][self.n : self.n + count]) + self.n
             first_slot = self.panel_ids.size
@@ -140,9 +174,8 @@ class Shard:
         out = np.zeros((nblocks, K.N_A), dtype=np.int64)
         if self.panel:
             self.panel_out[:, K.PC_ACTIVE] = 0
-        kernel = K.step_serial if self.n < SERIAL_STEP_BELOW else K.step
         inputs = K.StepInputs(self.panel_out, g, s, p, ntab, np.uint32(period), np.uint32(key[0]), np.uint32(key[1]))
-        kernel(self.state(self.n), inputs, out)
+        _call(K.step_serial, K.step, self.n < SERIAL_STEP_BELOW, self.state(self.n), inputs, out)
         return out.sum(axis=0)
 
     def panel_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -102,28 +102,35 @@ def panel_table(chunks: Sequence[PanelChunk], segment_names: Sequence[str]) -> p
                    np.zeros((0, K.N_PANEL), np.int64))]
     period = np.concatenate([np.full(c[1].size, c[0][0], dtype=np.int32) for c in chunks])
     ids = np.concatenate([c[1] for c in chunks])
-    seg = np.concatenate([c[2] for c in chunks])
-    v = np.concatenate([c[3] for c in chunks], axis=0)
+    # The chunks come in period order, so a stable sort by customer id sorts by (customer id, period).
+    order = np.argsort(ids, kind="stable")
+    v = np.concatenate([c[3] for c in chunks], axis=0).T  # one row per panel column
 
     col = ENGINE_PANEL_INDEX
     scores = ANSWER_COLUMNS
+
+    def column(name: str, dtype: type) -> np.ndarray:
+        return v[col[name]][order].astype(dtype)
+
+    seg = np.concatenate([c[2] for c in chunks])[order]
     df = pl.DataFrame(
         {
-            "customer_id": ids,
-            "period": period,
-            "churned": v[:, col["churned"]].astype(bool),
-            **{name: v[:, col[name]].astype(np.int8) for name in scores},
-            "products": v[:, col["products"]].astype(np.int16),
-            "cross_sold": v[:, col["cross_sold"]].astype(np.int16),
+            "customer_id": pl.Series(ids[order]).set_sorted(),
+            "period": period[order],
+            "churned": column("churned", bool),
+            **{name: pl.Series(name, column(name, np.int8)) for name in scores},
+            "products": column("products", np.int16),
+            "cross_sold": column("cross_sold", np.int16),
             "segment": pl.Series(seg.astype(np.uint32)).replace_strict(
                 list(range(len(seg_names))), seg_names, return_dtype=pl.String
             ),
-            "revenue": v[:, col["revenue_cents"]] / 100.0,
+            "revenue": v[col["revenue_cents"]][order] / 100.0,
         }
     ).with_columns(pl.when(pl.col(c) >= 0).then(pl.col(c)).alias(c) for c in scores)
-    order = ["customer_id", "period", "churned", "trust", "enthusiasm", "satisfaction", "products",
-             "cross_sold", "segment", "revenue", "nps", *scores[4:]]
-    return df.select(order).sort(["customer_id", "period"])
+    order_cols = ["customer_id", "period", "churned", "trust", "enthusiasm", "satisfaction", "products",
+                  "cross_sold", "segment", "revenue", "nps", *scores[4:]]
+    return df.select(order_cols)
+
 
 def combine_cohorts(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
     """One cohort table from the shards' tables: survivors and cohort sizes are integer counts, so they add up."""

@@ -29,13 +29,15 @@ parameters and the assumptions.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from tenure.engine.pool import map_runs
 from tenure.engine.simulator import Simulator
 from tenure.models.cross_sell import count_mle
 from tenure.models.panel import (
@@ -95,6 +97,10 @@ MISS_Z = 4.0
 SHRINK = 0.5
 #: Central-difference steps of the Jacobian at the solution, in units of ``Param.step``.
 FINAL_STEP = 2.0
+#: The Gauss-Newton iterations stop once an accepted step lowers the objective by less than this. With W the
+#: inverse covariance of the statistics, moving θ by k standard errors changes the objective by about k², so a
+#: step that gains less than 0.05 leaves the estimate within about a fifth of a standard error of the minimum.
+OBJECTIVE_TOL = 0.05
 #: A check statistic further than this many predictive standard deviations misses.
 CHECK_Z = 3.5
 HAZARD_KEYS = ("segment", "band", *SCORE_COLUMNS)
@@ -144,6 +150,13 @@ def _with_tenure(df: pl.DataFrame) -> pl.DataFrame:
             .drop("_new"))
 
 
+def _sorted_by_customer_period(df: pl.DataFrame) -> bool:
+    """Whether rows are in (customer id, period) order already (an engine panel is): one pass, no sort."""
+    ids, per = df["customer_id"].to_numpy(), df["period"].to_numpy()
+    step, later = np.diff(ids), np.diff(per)
+    return bool(np.all((step > 0) | ((step == 0) & (later > 0))))
+
+
 def panel_arrays(df: pl.DataFrame, segments: Sequence[str] | None = None, by_customer: bool = False) -> PanelArrays:
     """Reduce a validated panel (read_panel) or an engine panel to :class:`PanelArrays`.
 
@@ -152,7 +165,7 @@ def panel_arrays(df: pl.DataFrame, segments: Sequence[str] | None = None, by_cus
     are not the scenario's). ``by_customer``: keep the cells per customer, for a bootstrap.
     """
     if "tenure" not in df.columns or "_cust" not in df.columns:
-        df = _with_tenure(df.sort(["customer_id", "period"]))
+        df = _with_tenure(df if _sorted_by_customer_period(df) else df.sort(["customer_id", "period"]))
     seg_names = tuple(segments) if segments else (SINGLE_SEGMENT,)
     segment = (pl.when(pl.col("segment").is_in(list(seg_names))).then(pl.col("segment"))
                .otherwise(pl.lit(seg_names[0])) if segments else pl.lit(SINGLE_SEGMENT))
@@ -414,7 +427,13 @@ def base_values(sc: Scenario, params: Sequence[Param]) -> np.ndarray:
 
 @dataclass
 class PanelSimulator:
-    """Simulates panels of the target's shape at candidate parameters, on common random numbers."""
+    """Simulates panels of the target's shape at candidate parameters, on common random numbers.
+
+    Every candidate of the calibration seed forks one initial base (:meth:`Simulator.fork` with the
+    candidate's scenario: no calibrated parameter acts before a customer is born), so the base is built
+    once per calibration instead of once per panel; the panels equal fresh runs bit for bit.
+    Safe to call from several threads at once (:func:`tenure.engine.pool.map_runs`).
+    """
 
     base: Scenario
     periods: int
@@ -422,14 +441,29 @@ class PanelSimulator:
     segments: tuple[str, ...] | None
     seed: int
     runs: int = 0
+    _base_sim: Simulator | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def scenario(self, params: Sequence[Param], theta: np.ndarray, seed: int | None = None) -> Scenario:
+        """The base scenario at ``theta``, over the target's periods, with ``seed`` (default: the calibration's)."""
+        return self.base.with_overrides({**_merge_over(overrides_for(params, theta),
+                                                       {"run": {"periods": self.periods,
+                                                                "seed": self.seed if seed is None else seed}})},
+                                        "calibration candidate")
+
+    def _simulator(self, sc: Scenario, seed: int | None) -> Simulator:
+        if seed is not None and seed != self.seed:
+            return Simulator(sc, panel_fraction=1.0, track_customers=False)
+        with self._lock:
+            if self._base_sim is None:
+                self._base_sim = Simulator(sc, panel_fraction=1.0, track_customers=False)
+        return self._base_sim.fork(scenario=sc)
 
     def panel(self, params: Sequence[Param], theta: np.ndarray, seed: int | None = None) -> PanelArrays:
-        sc = self.base.with_overrides({**_merge_over(overrides_for(params, theta),
-                                                     {"run": {"periods": self.periods,
-                                                              "seed": self.seed if seed is None else seed}})},
-                                      "calibration candidate")
-        res = Simulator(sc, panel_fraction=1.0, track_customers=False).run()
-        self.runs += 1
+        sc = self.scenario(params, theta, seed)
+        res = self._simulator(sc, seed).run()
+        with self._lock:
+            self.runs += 1
         return panel_arrays(res.panel, self.segments)
 
     def statistics(self, params: Sequence[Param], theta: np.ndarray, groups: Sequence[str]) -> dict[str, float]:
@@ -529,8 +563,15 @@ def calibrate(
     max_iterations: int = 8,
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
+    tolerance: float = OBJECTIVE_TOL,
+    workers: int | None = None,
 ) -> Calibration:
     """Solve for the engine parameters that reproduce the target's statistics, then map the draws.
+
+    The iterations stop at ``max_iterations``, when every step is below 5 % of its parameter's step,
+    or when an accepted step lowers the objective by less than ``tolerance`` (:data:`OBJECTIVE_TOL`;
+    0 turns this off). The Jacobians' panels run ``workers`` at a time (:func:`tenure.engine.pool.map_runs`);
+    the result does not depend on it.
 
     Raises :class:`InputError` naming the statistics that miss when the calibrated
     market cannot reproduce the target (|z| > MISS_Z for a targeted statistic).
@@ -549,6 +590,9 @@ def calibrate(
         s = sim.statistics(params, theta, target.groups)
         return np.array([s[n] for n in target.names])
 
+    def stats_many(thetas: Sequence[np.ndarray]) -> list[np.ndarray]:  # independent panels, side by side
+        return map_runs(stats_at, thetas, workers)
+
     def objective(r: np.ndarray) -> float:
         return float(r @ w @ r)
 
@@ -561,11 +605,14 @@ def calibrate(
     say(f"simulating panels of {sim.customers:,} initial customers × {target.periods} periods")
     a0 = stats_at(theta0)
     jac = np.empty((len(target.names), len(params)))
+    moved = []
     for j in range(len(params)):
-        say(f"Jacobian {j + 1}/{len(params)}: {params[j].key}")
         th = theta0.copy()
         th[j] = th[j] + steps[j] if th[j] + steps[j] <= hi[j] else th[j] - steps[j]
-        jac[:, j] = (stats_at(th) - a0) / (th[j] - theta0[j])
+        moved.append(th)
+    say(f"Jacobian: {len(params)} panels, one per parameter")
+    for j, (th, a_j) in enumerate(zip(moved, stats_many(moved), strict=True)):
+        jac[:, j] = (a_j - a0) / (th[j] - theta0[j])
     theta, a = theta0, a0
     resid = target.values - a
     history = [objective(resid)]
@@ -581,12 +628,13 @@ def calibrate(
             scaled = dtheta / steps ** 2
             jac = jac + np.outer(da - jac @ dtheta, scaled) / (dtheta @ scaled)
         say(f"iteration {it}: objective {history[-1]:.1f} → {q_new:.1f}")
+        gain = history[-1] - q_new
         if q_new <= history[-1] or it == 1:
             theta, a, resid = new, a_new, r_new
             history.append(q_new)
         else:
             history.append(history[-1])
-        if np.all(np.abs(dtheta) < 0.05 * steps):
+        if np.all(np.abs(dtheta) < 0.05 * steps) or (tolerance > 0 and 0.0 <= gain < tolerance):
             converged = True
             break
     # The Jacobian at the solution by central differences: Broyden's J is only an approximation
@@ -594,11 +642,16 @@ def calibrate(
     # discreteness in the weakly identified directions. Then one more Gauss-Newton step with it.
     h_fd = FINAL_STEP * steps
     jac = np.empty((len(target.names), len(params)))
+    ups, downs = [], []
     for j in range(len(params)):
-        say(f"Jacobian at the solution {j + 1}/{len(params)}: {params[j].key}")
         up, down = theta.copy(), theta.copy()
         up[j], down[j] = min(theta[j] + h_fd[j], hi[j]), max(theta[j] - h_fd[j], lo[j])
-        jac[:, j] = (stats_at(up) - stats_at(down)) / (up[j] - down[j])
+        ups.append(up)
+        downs.append(down)
+    say(f"Jacobian at the solution: {2 * len(params)} panels, two per parameter")
+    a_fd = stats_many(ups + downs)
+    for j in range(len(params)):
+        jac[:, j] = (a_fd[j] - a_fd[len(params) + j]) / (ups[j][j] - downs[j][j])
     new = np.clip(theta + gn_step(jac, resid), lo, hi)
     a_new = stats_at(new)
     q_new = objective(target.values - a_new)
@@ -665,8 +718,8 @@ def check_statistics(pa: PanelArrays) -> dict[str, float]:
     return out
 
 
-def predictive_check(cal: Calibration, markets: int = 20, progress: Callable[[str], None] | None = None
-                     ) -> dict[str, Any]:
+def predictive_check(cal: Calibration, markets: int = 20, progress: Callable[[str], None] | None = None,
+                     workers: int | None = None) -> dict[str, Any]:
     """Simulate a panel of the observed size per calibrated market (fresh seeds) and compare.
 
     Each statistic gets the predictive mean, 5 % and 95 % quantiles and the observed
@@ -681,10 +734,9 @@ def predictive_check(cal: Calibration, markets: int = 20, progress: Callable[[st
     sim = PanelSimulator(cal.market.scaled(n0), cal.target.periods, n0, cal.target.segments,
                          int(cal.market["run"]["seed"]))
     k = min(markets, cal.draws.shape[0])
-    rows = []
-    for i in range(k):
-        say(f"check {i + 1}/{k}")
-        rows.append(check_statistics(sim.panel(cal.params, cal.draws[i], seed=sim.seed + 1000 + i)))
+    say(f"check: {k} markets")
+    rows = map_runs(lambda i: check_statistics(sim.panel(cal.params, cal.draws[i], seed=sim.seed + 1000 + i)),
+                    range(k), workers)
     stats = []
     for name, o in obs.items():
         vals = np.array([r.get(name, np.nan) for r in rows])

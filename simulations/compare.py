@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from tenure.engine.pool import default_workers, map_runs
 from tenure.engine.simulator import LEVERS, SimulationResult, Simulator, paid_acquisition_rate
 from tenure.simulations import economics as econ
 
@@ -208,9 +209,11 @@ def _run_task(spec: tuple[Scenario, str, dict[str, float], int]) -> dict[str, fl
 class Evaluator:
     """Runs allocations on common random numbers: one initial base per seed, forked per allocation.
 
-    With ``cluster`` (a ``distributed.Client``), the runs of each :meth:`evaluate` call
-    are independent Dask tasks (:func:`tenure.engine.cluster.run_many`); each worker
-    builds a seed's base once and forks it, so results are the same as in-process.
+    :meth:`prefetch` runs the (budgets, seed) pairs it is given side by side, one thread per run
+    (:func:`tenure.engine.pool.map_runs`, ``workers`` at a time; default: the usable cores). With
+    ``cluster`` (a ``distributed.Client``), they are independent Dask tasks instead
+    (:func:`tenure.engine.cluster.run_many`); each worker builds a seed's base once and forks it.
+    Every run is a pure function of its budgets and seed, so results do not depend on either.
     """
 
     scenario: Scenario
@@ -218,42 +221,57 @@ class Evaluator:
     total_budget: float
     progress: Callable[[int], None] | None = None
     cluster: Any = None
+    workers: int | None = None
     _bases: dict[int, Simulator] = field(default_factory=dict)
     _memo: dict[tuple, dict[str, float]] = field(default_factory=dict)
 
+    def _build(self, seed: int) -> Simulator:
+        sc = self.scenario.with_overrides({"run": {"seed": int(seed)}})
+        return Simulator(sc, track_customers=False)
+
     def base(self, seed: int) -> Simulator:
         if seed not in self._bases:
-            sc = self.scenario.with_overrides({"run": {"seed": int(seed)}})
-            self._bases[seed] = Simulator(sc, track_customers=False)
+            self._bases[seed] = self._build(seed)
         return self._bases[seed]
 
     @staticmethod
     def _key(budgets: dict[str, float], seed: int) -> tuple:
         return tuple(round(budgets[k], 6) for k in sorted(budgets)), int(seed)
 
+    def _simulate(self, pair: tuple[dict[str, float], int]) -> dict[str, float]:
+        budgets, seed = pair
+        res = self._bases[seed].fork(budgets).run()
+        return run_metrics(res, self.scenario["market"]["monthly_discount_rate"])
+
     def run(self, budgets: dict[str, float], seed: int) -> dict[str, float]:
         """Metrics of one run; identical (budgets, seed) pairs are simulated once."""
         key = self._key(budgets, seed)
         if key not in self._memo:
-            res = self.base(seed).fork(budgets).run()
-            self._memo[key] = run_metrics(res, self.scenario["market"]["monthly_discount_rate"])
+            self.base(seed)
+            self._memo[key] = self._simulate((budgets, int(seed)))
         if self.progress is not None:
             self.progress(1)
         return self._memo[key]
 
-    def prefetch(self, pairs: Sequence[tuple[dict[str, float], int]]) -> None:
-        """With a cluster, run the (budgets, seed) pairs not yet known as parallel tasks; else nothing."""
-        if self.cluster is None:
-            return
-        from tenure.engine.cluster import run_many
-
+    def todo(self, pairs: Sequence[tuple[dict[str, float], int]]) -> dict[tuple, tuple[dict[str, float], int]]:
+        """The (budgets, seed) pairs not yet known, once each, by their memo key."""
         todo: dict[tuple, tuple[dict[str, float], int]] = {}
         for budgets, seed in pairs:
             key = self._key(budgets, seed)
             if key not in self._memo:
                 todo.setdefault(key, (budgets, int(seed)))
+        return todo
+
+    def prefetch(self, pairs: Sequence[tuple[dict[str, float], int]]) -> None:
+        """Run the (budgets, seed) pairs not yet known side by side (threads, or the cluster's tasks)."""
+        todo = self.todo(pairs)
         if not todo:
             return
+        if self.cluster is None:
+            _prefetch_here([(self, list(todo.items()))], self.workers)
+            return
+        from tenure.engine.cluster import run_many
+
         digest = hashlib.sha256(self.scenario.to_toml().encode()).hexdigest()[:16]
         specs = [(self.scenario, digest, b, s) for b, s in todo.values()]
         for key, metrics in zip(todo, run_many(_run_task, specs, self.cluster), strict=True):
@@ -270,6 +288,21 @@ class Evaluator:
                 rows.append({"stage": stage, "acquisition_share": alloc.acquisition_share, "mix": alloc.mix_name,
                              **{f"budget_{k}": v for k, v in budgets.items()}, "seed": int(seed), **m})
         return pl.DataFrame(rows)
+
+
+def _prefetch_here(work: Sequence[tuple[Evaluator, list[tuple[tuple, tuple[dict[str, float], int]]]]],
+                   workers: int | None) -> None:
+    """Several evaluators' runs side by side in this process: first the missing bases, then every run.
+
+    ``work``: per evaluator, its (memo key, (budgets, seed)) pairs to run. One pool for all of them, so
+    that the runs of several markets keep every worker busy.
+    """
+    builds = [(ev, seed) for ev, todo in work for seed in sorted({s for _, (_, s) in todo} - set(ev._bases))]
+    for (ev, seed), sim in zip(builds, map_runs(lambda b: b[0]._build(b[1]), builds, workers), strict=True):
+        ev._bases[seed] = sim
+    runs = [(ev, key, pair) for ev, todo in work for key, pair in todo]
+    for (ev, key, _), metrics in zip(runs, map_runs(lambda r: r[0]._simulate(r[2]), runs, workers), strict=True):
+        ev._memo[key] = metrics
 
 
 def summarise(df: pl.DataFrame) -> pl.DataFrame:
@@ -364,6 +397,7 @@ def compare(
     marginal_step: float = 0.1,
     progress: Callable[[int, int], None] | None = None,
     cluster: Any = None,
+    workers: int | None = None,
 ) -> CompareResult:
     """Sweep budget allocations and find the one with the highest mean customer equity.
 
@@ -392,24 +426,28 @@ def compare(
     cluster
         ``"local:N"``, ``"tcp://HOST:PORT"`` or a ``distributed.Client``: run each stage's
         simulations as parallel Dask tasks (same results).
+    workers
+        Runs side by side in this process, one thread each (default: ``TENURE_RUN_WORKERS``, else the
+        usable cores; 1: one after the other, each on Numba's thread pool). Same results for any number.
     """
     cur = current_budgets(scenario)
     total = _checked_sweep(cur, total_budget, acquisition_steps, seeds)
     with _connected(cluster) as client:
         return _compare(scenario, cur, total, levers, base_mix, acquisition_steps, seeds, closed_form, marginal_step,
-                        progress, client)
+                        progress, client, workers)
 
 
 def _compare(scenario: Scenario, cur: dict[str, float], total: float, levers: Sequence[str],
              base_mix: dict[str, float] | None, acquisition_steps: int, seeds: int, closed_form: bool,
-             marginal_step: float, progress: Callable[[int, int], None] | None, client: Any) -> CompareResult:
+             marginal_step: float, progress: Callable[[int, int], None] | None, client: Any,
+             workers: int | None = None) -> CompareResult:
     mix0 = base_mix or _mix_of(cur)
     seed0 = int(scenario["run"]["seed"])
     mixes = retention_mixes(mix0, levers)
     shares = np.linspace(0.0, 1.0, acquisition_steps)
     coarse = [Allocation(float(a), name, m) for a in shares for name, m in mixes]
     count = _Counter(seeds * (len(coarse) + REFINE_POINTS + 1 + MARGINAL_RUNS + (2 if closed_form else 0)), progress)
-    ev = Evaluator(scenario, [seed0 + k for k in range(seeds)], total, count, client)
+    ev = Evaluator(scenario, [seed0 + k for k in range(seeds)], total, count, client, workers)
     runs = ev.evaluate(coarse, "coarse")
     points = summarise(runs)
     best_row = points.sort("customer_equity", descending=True).row(0, named=True)
@@ -525,8 +563,9 @@ def closed_form_comparison(ev: Evaluator, best: dict[str, Any], current: dict[st
     sc = ev.scenario
     d = sc["market"]["monthly_discount_rate"]
     cur_b = current["budgets"]
-    ret_now = [ev.run(cur_b, s) for s in ev.seeds]
     high = {**cur_b, **{k: 10.0 * cur_b[k] for k in LEVERS}}
+    ev.prefetch([(b, s) for b in (cur_b, high) for s in ev.seeds])
+    ret_now = [ev.run(cur_b, s) for s in ev.seeds]
     ret_high = [ev.run(high, s) for s in ev.seeds]
     r_now = float(np.mean([r["retention_rate"] for r in ret_now]))
     r_max = float(np.mean([r["retention_rate"] for r in ret_high]))
@@ -605,6 +644,7 @@ def compare_uncertainty(
     sample_customers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     cluster: Any = None,
+    workers: int | None = None,
 ) -> UncertaintyResult:
     """Evaluate every allocation in every calibrated market, on common random numbers.
 
@@ -620,7 +660,7 @@ def compare_uncertainty(
     (:meth:`Scenario.scaled`: market size and budgets scale with it, as the dynamics
     depend on spend per customer and per prospect), and scales equity back to the
     market's size. ``progress(done, total)`` is called first with 0 and the number of
-    runs, then after every run; ``cluster`` is as in :func:`compare`.
+    runs, then after every run; ``cluster`` and ``workers`` are as in :func:`compare`.
     """
     if not markets:
         raise InputError("no calibrated markets")
@@ -632,12 +672,14 @@ def compare_uncertainty(
     if n < 100:
         raise InputError(f"--customers: at least 100 customers per simulated market, got {sample_customers}")
     with _connected(cluster) as client:
-        return _decide(markets, cur, total, levers, base_mix, acquisition_steps, seeds, n, progress, client)
+        return _decide(markets, cur, total, levers, base_mix, acquisition_steps, seeds, n, progress, client,
+                       workers)
 
 
 def _decide(markets: Sequence[Scenario], cur: dict[str, float], total: float, levers: Sequence[str],
             base_mix: dict[str, float] | None, acquisition_steps: int, seeds: int, n: int,
-            progress: Callable[[int, int], None] | None, client: Any) -> UncertaintyResult:
+            progress: Callable[[int, int], None] | None, client: Any, workers: int | None = None
+            ) -> UncertaintyResult:
     first = markets[0]
     full = int(first["run"]["customers"])
     factor = n / full
@@ -649,16 +691,23 @@ def _decide(markets: Sequence[Scenario], cur: dict[str, float], total: float, le
     seed0 = int(first["run"]["seed"])
     count = _Counter(len(markets) * seeds * (len(grid) + 1), progress)
     rows = []
-    for m, sc in enumerate(markets):
-        if n != full:
-            sc = sc.scaled(n, "--customers")
-        ev = Evaluator(sc, [seed0 + k for k in range(seeds)], total * factor, count, client)
-        for label, allocs in (("grid", grid), ("current", [current_alloc])):
-            df = ev.evaluate(allocs, label)
-            rows.append(df.with_columns(pl.lit(m).alias("market"),
-                                        (pl.col("customer_equity") / factor).alias("customer_equity"),
-                                        (pl.col("profit") / factor).alias("profit"),
-                                        (pl.col("customers_end") / factor).alias("customers_end")))
+    group = 1 if client is not None else max(2 * (workers or default_workers()), 2)  # markets whose runs share a pool
+    for g0 in range(0, len(markets), group):
+        evs = []
+        for sc in markets[g0:g0 + group]:
+            if n != full:
+                sc = sc.scaled(n, "--customers")
+            evs.append(Evaluator(sc, [seed0 + k for k in range(seeds)], total * factor, count, client, workers))
+        if client is None:
+            _prefetch_here([(ev, list(ev.todo([(a.budgets(ev.total_budget), s) for a in (*grid, current_alloc)
+                                                for s in ev.seeds]).items())) for ev in evs], workers)
+        for m, ev in enumerate(evs, g0):
+            for label, allocs in (("grid", grid), ("current", [current_alloc])):
+                df = ev.evaluate(allocs, label)
+                rows.append(df.with_columns(pl.lit(m).alias("market"),
+                                            (pl.col("customer_equity") / factor).alias("customer_equity"),
+                                            (pl.col("profit") / factor).alias("profit"),
+                                            (pl.col("customers_end") / factor).alias("customers_end")))
     runs = pl.concat(rows, how="diagonal")
     points = uncertainty_points(runs)
     best = points.sort("expected_loss").row(0, named=True)

@@ -1,9 +1,9 @@
 """Replications: one scenario run with several seeds, summarised with intervals over seeds.
 
 A single run of a market is one draw of its randomness; replications show how much of a result is
-noise. Replication ``k`` runs with seed ``run.seed + k``; replications are independent, so with a
-Dask client they run as parallel tasks (:func:`tenure.engine.cluster.run_many`), with the same
-results as in one process.
+noise. Replication ``k`` runs with seed ``run.seed + k``; replications are independent, so they run
+side by side, one thread each (:func:`tenure.engine.pool.map_runs`), or with a Dask client as
+parallel tasks (:func:`tenure.engine.cluster.run_many`), with the same results either way.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import polars as pl
+from tenure.engine.pool import map_runs
 from tenure.engine.simulator import Simulator
 
 from tenure.errors import InputError
@@ -36,6 +37,7 @@ def replicate(
     replications: int,
     cluster: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> pl.DataFrame:
     """Run ``scenario`` with seeds ``run.seed``, ``run.seed + 1``, ...; return their periods tables stacked.
 
@@ -46,10 +48,13 @@ def replicate(
     replications
         Number of seeds (at least 2: one run needs no replications).
     cluster
-        ``None`` (in this process, one after the other), ``"local:N"``, ``"tcp://HOST:PORT"`` or a
+        ``None`` (in this process, ``workers`` at a time), ``"local:N"``, ``"tcp://HOST:PORT"`` or a
         ``distributed.Client``: the replications are then independent Dask tasks.
     progress
         Called as ``progress(done, total)`` as replications finish.
+    workers
+        Replications run side by side in this process (default: ``TENURE_RUN_WORKERS``, else the usable
+        cores). Results do not depend on it.
 
     Returns
     -------
@@ -70,7 +75,10 @@ def replicate(
         raise InputError(f"--replications: at least 2, got {replications}")
     seed0 = int(scenario["run"]["seed"])
     specs = [scenario.with_overrides({"run": {"seed": seed0 + k}}) for k in range(replications)]
-    tables = run_many(_one, specs, cluster, progress=progress)
+    if cluster is None:
+        tables = map_runs(_one, specs, workers, progress=progress)
+    else:
+        tables = run_many(_one, specs, cluster, progress=progress)
     return pl.concat(tables, how="vertical").sort(["seed", "period"])
 
 

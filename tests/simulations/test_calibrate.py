@@ -198,3 +198,25 @@ def test_round_trip_recovers_the_truth_and_the_best_allocation():
     # "within its band": the true regret of the calibrated choice is inside its calibrated 90 % equity band width
     band = decided.best["customer_equity_q95"] - decided.best["customer_equity_q05"]
     assert true_best - chosen["customer_equity"] <= band
+
+
+def test_calibration_does_not_depend_on_workers():
+    """The Jacobians' panels and the check's markets run side by side: 1 and 2 workers give the same market."""
+    base = _base(2_000, 8)
+    target = C.target_from_panel(read_panel(_panel(base.with_overrides(TRUTH))), "truth", base, 8, seed=1)
+    one = C.calibrate(target, base, max_iterations=3, workers=1)
+    two = C.calibrate(target, base, max_iterations=3, workers=2)
+    assert np.array_equal(one.estimate, two.estimate) and np.array_equal(one.draws, two.draws)
+    assert one.history == two.history and one.runs == two.runs
+    check1, check2 = C.predictive_check(one, 3, workers=1), C.predictive_check(two, 3, workers=2)
+    assert json.dumps(check1) == json.dumps(check2)
+
+
+def test_calibration_stops_on_the_objective_tolerance():
+    """With a huge tolerance the first accepted step that gains less stops the solve; 0 turns the rule off."""
+    base = _base(2_000, 8)
+    target = C.target_from_panel(read_panel(_panel(base.with_overrides(TRUTH))), "truth", base, 8, seed=1)
+    loose = C.calibrate(target, base, max_iterations=4, tolerance=1e12)
+    assert loose.converged and loose.iterations == 1
+    off = C.calibrate(target, base, max_iterations=2, tolerance=0.0)
+    assert off.iterations == 2
