@@ -1,4 +1,4 @@
-"""The ``tenure`` command line: simulate, fit, compare, decide, calibrate, scenario.
+"""The ``tenure`` command line: simulate, fit, compare, decide, calibrate, scenario, score, alarm.
 
 One grammar for every command (tenure/commands/_options.py): the market positional,
 ``-n/--customers``, ``-t/--periods``, ``-s/--seed``, ``-o/--out``, ``-q/--quiet``.
@@ -18,6 +18,7 @@ from tenure.commands import decide as _decide
 from tenure.commands import fit_clv as _fit_clv  # noqa: F401  (registers its fit sub-commands)
 from tenure.commands import fit_panel as _fit_panel  # noqa: F401  (registers its fit sub-commands)
 from tenure.commands import scenario as _scenario
+from tenure.commands import score as _score
 from tenure.commands import simulate as _simulate
 from tenure.commands.fit import fit_app
 
@@ -52,6 +53,7 @@ def _root(
 app.command("calibrate")(_calibrate.calibrate_cmd)
 app.command("compare")(_compare.compare_cmd)
 app.command("decide")(_decide.decide_cmd)
+app.command("score")(_score.score_cmd)
 app.command("simulate")(_simulate.simulate)
 app.add_typer(_scenario.scenario_app, name="scenario")
 app.add_typer(fit_app, name="fit")
