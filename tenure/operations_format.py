@@ -7,7 +7,7 @@ feedback events; the engine writes feedback events in the same format (``tenure 
 
 from __future__ import annotations
 
-from tenure.panel_format import NPS_SCALE, SCORE_COLUMNS, SCORE_SCALE  # noqa: F401  (the scales of the answers)
+from tenure.panel_format import NPS_SCALE, SCORE_COLUMNS, SCORE_SCALE
 
 # -- current customers (`tenure score`) ------------------------------------------------
 

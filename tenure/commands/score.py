@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,11 +56,10 @@ def score_cmd(
     margin) and each customer's rank in the call list (1 = highest value at risk). With --cross-sell, also the
     expected cross-sales. Posterior draws are reduced per group of equal customers as they are computed.
     """
-    from tenure.io import check_out_file, write_table
-    from tenure.models.scoring import CrossSellDraws, HazardDraws, read_customers, score_customers
-
     from tenure.checks import discount_rate as check_discount_rate
     from tenure.checks import in_range, whole
+    from tenure.io import check_out_file, write_table
+    from tenure.models.scoring import CrossSellDraws, HazardDraws, read_customers, score_customers
 
     out, fmt = check_out_file(out)
     whole(horizon, "--horizon", 1, 1200)

@@ -150,7 +150,8 @@ def test_scores_equal_the_fitted_models_own_predictions(fits):
     rate = np.exp(xpost["xsell_segment"].values[k.segment] + count_design(k) @ xcoef).mean(axis=1)
     cust = read_customers(pl.DataFrame({
         "customer_id": np.arange(k.segment.size), "trust": k.trust.astype(int), "enthusiasm": k.enthusiasm.astype(int),
-        "satisfaction": 3, "tenure": 0, "products": k.products.astype(int), "segment": np.asarray(k.segments)[k.segment]}))
+        "satisfaction": 3, "tenure": 0, "products": k.products.astype(int),
+        "segment": np.asarray(k.segments)[k.segment]}))
     res = score_customers(cust, HazardDraws.from_fit(r_fit), CrossSellDraws.from_fit(x_fit), margin=1.0,
                           horizon_months=1)
     assert res.table["cross_sales"].to_numpy() == pytest.approx(rate, rel=1e-10)
