@@ -27,6 +27,7 @@ and scales each cell's mean and interval per customer.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ DEFAULT_HORIZON_MONTHS = 36
 DEFAULT_DISCOUNT_RATE = 0.01
 #: Default probability of the reported intervals.
 DEFAULT_INTERVAL = 0.9
+#: Draws used by default: the Monte Carlo error of a 90 % interval's end from 1000 draws is about
+#: 0.3/sqrt(1000) ≈ 1 % of the posterior sd, well below the interval's width, at a quarter of the time of 4000.
+DEFAULT_MAX_DRAWS = 1000
 #: Longest horizon accepted (100 years of months).
 MAX_HORIZON_MONTHS = 1200
 
@@ -161,6 +165,12 @@ class HazardDraws:
         """Posterior draws (chains × draws)."""
         return int(self.intercept.shape[0])
 
+    def subset(self, index: np.ndarray) -> HazardDraws:
+        """The draws at ``index``."""
+        return dataclasses.replace(self, intercept=self.intercept[index], slopes=self.slopes[index],
+                                   band_effect=self.band_effect[index],
+                                   segment=None if self.segment is None else self.segment[index])
+
     @classmethod
     def from_fit(cls, result: Any) -> HazardDraws:
         """The draws of a retention :class:`~tenure.models.base.FitResult` (``tenure.models.load``)."""
@@ -209,6 +219,11 @@ class CrossSellDraws:
         """Posterior draws (chains × draws)."""
         return int(self.intercept.shape[0])
 
+    def subset(self, index: np.ndarray) -> CrossSellDraws:
+        """The draws at ``index``."""
+        return dataclasses.replace(self, intercept=self.intercept[index], coefficients=self.coefficients[index],
+                                   segment=None if self.segment is None else self.segment[index])
+
     @classmethod
     def from_fit(cls, result: Any) -> CrossSellDraws:
         """The draws of a cross-sell :class:`~tenure.models.base.FitResult`."""
@@ -233,33 +248,44 @@ def _intercepts(intercept: np.ndarray, segment: np.ndarray | None, index: np.nda
 # -- the numbers per cell --------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _survival_sums(eta, band_effect, band_at, discount):  # pragma: no cover - compiled
     """Per draw and cell: hazard now, Σ_k S(k)/(1+i)^k and Σ_k S(k) over k < len(discount).
 
     ``eta`` is ``(n_draws, n_cells)`` without the tenure shift, ``band_at`` is ``(n_cells, H)``:
-    the band at tenure τ + k, ``discount[k]`` = (1 + i)^−k.
+    the band at tenure τ + k, ``discount[k]`` = (1 + i)^−k. The hazard takes one value per band,
+    so it is evaluated once per band, not once per month. Cells are independent: the result does
+    not depend on the number of threads.
     """
     n_draws, n_cells = eta.shape
+    n_bands = band_effect.shape[1]
     horizon = discount.shape[0]
     p_now = np.empty((n_draws, n_cells))
     lifetime = np.empty((n_draws, n_cells))
     months = np.empty((n_draws, n_cells))
-    for d in range(n_draws):
-        for c in range(n_cells):
+    for c in numba.prange(n_cells):
+        stay = np.empty(n_bands)
+        for d in range(n_draws):
+            for b in range(n_bands):
+                stay[b] = 1.0 - 1.0 / (1.0 + np.exp(-(eta[d, c] + band_effect[d, b])))
             alive = 1.0
             disc_sum = 0.0
             plain_sum = 0.0
             for k in range(horizon):
-                h = 1.0 / (1.0 + np.exp(-(eta[d, c] + band_effect[d, band_at[c, k]])))
-                if k == 0:
-                    p_now[d, c] = h
                 disc_sum += alive * discount[k]
                 plain_sum += alive
-                alive *= 1.0 - h
+                alive *= stay[band_at[c, k]]
+            p_now[d, c] = 1.0 - stay[band_at[c, 0]]
             lifetime[d, c] = disc_sum
             months[d, c] = plain_sum
     return p_now, lifetime, months
+
+
+def thinned(n_draws: int, max_draws: int | None) -> np.ndarray:
+    """Indices of at most ``max_draws`` draws, evenly spaced over all of them (all when ``None`` or enough)."""
+    if max_draws is None or n_draws <= max_draws:
+        return np.arange(n_draws)
+    return np.unique(np.linspace(0, n_draws - 1, max_draws).round().astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -286,13 +312,15 @@ def score_customers(
     horizon_months: int = DEFAULT_HORIZON_MONTHS,
     discount_rate_monthly: float = DEFAULT_DISCOUNT_RATE,
     interval: float = DEFAULT_INTERVAL,
+    max_draws: int | None = DEFAULT_MAX_DRAWS,
     chunk_cells: int | None = None,
 ) -> ScoreResult:
     """Score a validated customer table (:func:`read_customers`); see the module docstring for the equations.
 
     ``margin`` (currency per month) is used when the table has no ``margin`` column; a table
     without one and no ``margin`` is an :class:`~tenure.errors.InputError`. The call rank orders
-    customers by expected value at risk, highest first (ties in table order).
+    customers by expected value at risk, highest first (ties in table order). At most ``max_draws``
+    posterior draws are used, evenly spaced over the chains (``None``: all).
     """
     horizon = whole(horizon_months, "--horizon", 1, MAX_HORIZON_MONTHS)
     rate = check_discount_rate(discount_rate_monthly)
@@ -310,6 +338,10 @@ def score_customers(
         if cross_sell.n_draws != hazard.n_draws:
             warnings.append(f"the retention and cross-sell fits have {hazard.n_draws} and {cross_sell.n_draws} "
                             f"draws: the first {n_draws} of each are paired")
+    index = thinned(n_draws, None if max_draws is None else whole(max_draws, "--max-draws", 2, 10**7))
+    hazard = hazard.subset(index)
+    cross_sell = None if cross_sell is None else cross_sell.subset(index)
+    n_draws = index.size
 
     seg_h = _segment_index(customers, hazard.segments, "retention", warnings)
     scores = [customers[c].to_numpy().astype(np.int64) - SCORE_SCALE[0] for c in SCORE_COLUMNS]
@@ -336,14 +368,12 @@ def score_customers(
     bands = np.asarray(hazard.bands)
     band_at = (np.searchsorted(bands, c_tenure[:, None] + np.arange(horizon)[None, :], side="right") - 1)
     discount = (1.0 + rate) ** -np.arange(horizon, dtype=float)
-    band_effect = np.ascontiguousarray(hazard.band_effect[:n_draws])
+    band_effect = np.ascontiguousarray(hazard.band_effect)
     months_kept = np.empty((n_draws, cell_key.size), dtype=np.float32) if cross_sell is not None else None
 
     def hazard_chunk(start: int, stop: int) -> dict[str, np.ndarray]:
         sl = slice(start, stop)
-        eta = (_intercepts(hazard.intercept[:n_draws], None if hazard.segment is None else hazard.segment[:n_draws],
-                           c_seg[sl])
-               + hazard.slopes[:n_draws] @ (c_scores[sl] - SCORE_CENTRE).T)
+        eta = _intercepts(hazard.intercept, hazard.segment, c_seg[sl]) + hazard.slopes @ (c_scores[sl] - SCORE_CENTRE).T
         p_now, lifetime, months = _survival_sums(np.ascontiguousarray(eta), band_effect,
                                                  np.ascontiguousarray(band_at[sl]), discount)
         if months_kept is not None:
@@ -412,9 +442,7 @@ def _cross_sales(customers: pl.DataFrame, draws: CrossSellDraws, cell_of: np.nda
     unique = frame.unique(maintain_order=False).with_row_index("_cell")
     cell = frame.join(unique, on=["h", "s", "t", "e", "p"], how="left", maintain_order="left")["_cell"].to_numpy()
     u = {c: unique[c].to_numpy() for c in ("h", "s", "t", "e", "p")}
-    intercept = draws.intercept[:n_draws]
-    segment = None if draws.segment is None else draws.segment[:n_draws]
-    coefficients = draws.coefficients[:n_draws]
+    intercept, segment, coefficients = draws.intercept, draws.segment, draws.coefficients
 
     def chunk(start: int, stop: int) -> dict[str, np.ndarray]:
         sl = slice(start, stop)
