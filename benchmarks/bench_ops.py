@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,8 +41,9 @@ def _customers(n: int, seed: int = 0) -> pl.DataFrame:
 
 
 def bench_score(n: int, draws: int, cross_sell: bool) -> None:
-    from tenure.io import write_table
     from tenure.models.scoring import CrossSellDraws, HazardDraws, read_customers, score_customers
+
+    from tenure.io import write_table
 
     rng = np.random.default_rng(1)
     bands = (0, 3, 6, 12, 24)
@@ -71,9 +71,60 @@ def bench_score(n: int, draws: int, cross_sell: bool) -> None:
           f"peak RSS {peak_gib:.2f} GiB")
 
 
+def _iid_stream(n: int, rng: np.random.Generator, change_at: int | None, points: float) -> pl.DataFrame:
+    """One touchpoint's responses: NPS answers with the engine's default shares, shifted by ``points`` from
+    ``change_at`` on (stochastic rounding, as engine/feedback.py does)."""
+    import datetime as dt
+
+    shares = np.array([0.01, 0.01, 0.02, 0.02, 0.03, 0.05, 0.08, 0.16, 0.22, 0.22, 0.18])
+    nps = rng.choice(11, n, p=shares / shares.sum()).astype(float)
+    sat = np.clip(np.rint(1 + nps * 0.4 + rng.normal(0, 0.7, n)), 1, 5)
+    if change_at is not None:
+        hit = np.arange(n) >= change_at
+        u = rng.random(n)
+        nps = np.where(hit, np.clip(np.floor(nps + points + u), 0, 10), nps)
+        sat = np.where(hit, np.clip(np.floor(sat + 0.4 * points + u), 1, 5), sat)
+    ts = pl.Series(np.arange(n, dtype=np.int64) * 1_000_000).cast(pl.Datetime("us", "UTC")) + dt.timedelta(0)
+    return pl.DataFrame({"customer_id": np.arange(n), "timestamp": ts, "touchpoint": ["t"] * n,
+                         "nps": nps.astype(np.int8), "satisfaction": sat.astype(np.int8)})
+
+
+def bench_detector(replications: int, seed: int = 7) -> None:
+    """False alarms on streams without change and detection delays after a change, at the default rules."""
+    from tenure.models.alarm import Detector, Rules, read_feedback
+
+    rules = Rules(thresholds={}, default={})
+    rng = np.random.default_rng(seed)
+    n_null = 200_000
+    false = {m: 0 for m in ("detractor_share", "nps", "mean_satisfaction")}
+    for _ in range(replications):
+        fired = Detector(rules).feed(read_feedback(_iid_stream(n_null, rng, None, 0.0)))
+        for m in fired["metric"].to_list():
+            false[m] += 1
+    tested = replications * (n_null - rules.window - rules.baseline + 1)
+    print(f"false alarms per 100 000 responses (stream without change, {replications} x {n_null:,} responses):")
+    for m, k in false.items():
+        print(f"  {m}: {k} alarms, {1e5 * k / tested:.3f} per 100 000")
+    start = rules.window + rules.baseline + 1000
+    for points in (-0.5, -1.0, -2.0):
+        delays: dict[str, list[float]] = {m: [] for m in false}
+        for _ in range(replications):
+            fired = Detector(rules).feed(read_feedback(_iid_stream(start + 5000, rng, start, points)))
+            after = fired.filter(pl.col("event") >= start)
+            for m in delays:
+                hit = after.filter(pl.col("metric") == m)["event"]
+                delays[m].append(float(hit[0] - start) if hit.len() else float("inf"))
+        print(f"change of {points:+} NPS points: responses from the change to the alarm (median, 90th pct; "
+              "inf = not within 5000):")
+        for m, d in delays.items():
+            arr = np.array(d)
+            print(f"  {m}: median {np.median(arr):.0f}, 90 % {np.quantile(arr, 0.9):.0f}, "
+                  f"missed {int(np.sum(~np.isfinite(arr)))}/{arr.size}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("score", "alarm", "follow"))
+    parser.add_argument("what", choices=("score", "detector", "alarm", "follow"))
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--no-cross-sell", action="store_true")
@@ -82,6 +133,8 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; load: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     if args.what == "score":
         bench_score(args.n or 10_000_000, args.draws, not args.no_cross_sell)
+    elif args.what == "detector":
+        bench_detector(args.n or 20)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 import typer
 
 from tenure import __version__
+from tenure.commands import alarm as _alarm
 from tenure.commands import calibrate as _calibrate
 from tenure.commands import compare as _compare
 from tenure.commands import decide as _decide
@@ -50,6 +51,7 @@ def _root(
     """Statistics of customer relationships."""
 
 
+app.command("alarm")(_alarm.alarm_cmd)
 app.command("calibrate")(_calibrate.calibrate_cmd)
 app.command("compare")(_compare.compare_cmd)
 app.command("decide")(_decide.decide_cmd)

@@ -49,6 +49,8 @@ def score_cmd(
         "--discount-rate", help="Monthly discount rate of the remaining margin.")] = 0.01,
     interval: Annotated[float, typer.Option(
         "--interval", help="Probability of each equal-tailed posterior interval.")] = 0.9,
+    max_draws: Annotated[int, typer.Option(
+        "--max-draws", help="Posterior draws used at most, evenly spaced over the chains.")] = 1000,
     quiet: Quiet = False,
 ) -> None:
     """Score current customers from a retention fit: the monthly churn probability with its interval, the
@@ -67,12 +69,13 @@ def score_cmd(
     in_range(interval, "--interval", 0.0, 1.0, open_low=True, open_high=True)
     if margin is not None:
         in_range(margin, "--margin", -1e5, 1e5)
+    whole(max_draws, "--max-draws", 2, 10**7)
     hazard = HazardDraws.from_fit(load_fit(fit_dir, "retention", "FIT_DIR"))
     xsell = None if cross_sell is None else CrossSellDraws.from_fit(load_fit(cross_sell, "cross-sell", "--cross-sell"))
     table = read_customers(customers)
     with contextlib.nullcontext() if quiet else console.status("scoring customers"):
         result = score_customers(table, hazard, xsell, margin=margin, horizon_months=horizon,
-                                 discount_rate_monthly=discount_rate, interval=interval)
+                                 discount_rate_monthly=discount_rate, interval=interval, max_draws=max_draws)
     for line in result.warnings:
         err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     write_table(result.table, out, fmt=fmt)
