@@ -21,8 +21,9 @@ AlertsOut = Annotated[Path, typer.Option(
     "--out", "-o", help="Folder for the alerts: alerts.jsonl (every alert, in event order), individual.csv "
     "(prioritised), aggregate.csv, alarm.json; with --follow also cursor.npz.", show_default=False)]
 
-#: Rules without --rules: complaints, NPS answers of 4 or less and satisfaction of 2 or less at every touchpoint.
-DEFAULT_RULES = {"touchpoints": {}, "default": {"nps_max": 4, "satisfaction_max": 2}}
+#: Thresholds without --rules, at every touchpoint (with complaints): an NPS answer of 4 or less, a satisfaction
+#: answer of 2 or less.
+DEFAULT_THRESHOLDS = {"nps": 4.0, "satisfaction": 2.0}
 
 
 def warn(message: str) -> None:
@@ -37,7 +38,7 @@ def _rules(path: Path | None) -> Any:
 
     if path is not None:
         return read_rules(path)
-    return Rules(thresholds={}, default=dict(DEFAULT_RULES["default"]))
+    return Rules(thresholds={}, default=dict(DEFAULT_THRESHOLDS))
 
 
 @cli_errors
