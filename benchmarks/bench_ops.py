@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -122,6 +123,63 @@ def bench_detector(replications: int, seed: int = 7) -> None:
                   f"missed {int(np.sum(~np.isfinite(arr)))}/{arr.size}")
 
 
+def bench_alarm(n: int) -> None:
+    """Batch alarms (validation, individual and aggregate) on n events of 3 touchpoints and 4 segments."""
+    from tenure.models.alarm import alarms, read_feedback, read_rules
+
+    rng = np.random.default_rng(2)
+    shares = np.array([0.01, 0.01, 0.02, 0.02, 0.03, 0.05, 0.08, 0.16, 0.22, 0.22, 0.18])
+    raw = pl.DataFrame({
+        "customer_id": rng.integers(0, 10**7, n),
+        "timestamp": pl.Series(np.arange(n, dtype=np.int64) * 100_000).cast(pl.Datetime("us", "UTC")),
+        "touchpoint": pl.Series(np.asarray(["call_centre", "shop", "web"])[rng.integers(0, 3, n)]),
+        "nps": rng.choice(11, n, p=shares / shares.sum()).astype(np.int8),
+        "satisfaction": rng.integers(1, 6, n, dtype=np.int8), "complaint": rng.random(n) < 0.01,
+        "segment": pl.Series(np.asarray(SEGMENTS[:4])[rng.integers(0, 4, n)])})
+    rules = read_rules(Path(__file__).resolve().parents[1] / "docs" / "examples" / "alarm-rules.toml")
+    alarms(read_feedback(raw.head(10_000)), rules)  # compile
+    t0 = time.perf_counter()
+    events = read_feedback(raw)
+    t1 = time.perf_counter()
+    result = alarms(events, rules)
+    t2 = time.perf_counter()
+    print(f"alarm: {n:,} events: validate {t1 - t0:.2f} s, alarms {t2 - t1:.2f} s, "
+          f"{n / (t2 - t0):,.0f} events/s; {result.individual.height:,} individual, "
+          f"{result.aggregate.height:,} aggregate alarms")
+
+
+def bench_follow(events: int) -> None:
+    """Delay from writing an event (a file renamed into a followed folder) to its alert in alerts.jsonl."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, out = Path(tmp) / "in", Path(tmp) / "out"
+        folder.mkdir()
+        proc = subprocess.Popen([sys.executable, "-m", "tenure.cli", "alarm", str(folder), "--follow", "-o",
+                                 str(out), "-q", "--poll", "0.1"])
+        delays = []
+        try:
+            log = out / "alerts.jsonl"
+            for i in range(events):
+                ts = f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z"
+                (folder / f".e{i:05d}.csv").write_text(f"customer_id,timestamp,touchpoint,nps\n{i},{ts},web,0\n")
+                t0 = time.perf_counter()
+                os.replace(folder / f".e{i:05d}.csv", folder / f"e{i:05d}.csv")
+                want = f'"individual:{i}"'
+                while not (log.exists() and want in log.read_text()):
+                    time.sleep(0.005)
+                    if time.perf_counter() - t0 > 30:
+                        raise RuntimeError("no alert within 30 s")
+                delays.append(time.perf_counter() - t0)
+                json.loads(log.read_text().splitlines()[-1])
+        finally:
+            proc.terminate()
+            proc.wait()
+    d = np.array(delays[1:])  # the first includes the start of the process
+    print(f"follow: {d.size} events, delay from write to alert: median {np.median(d):.3f} s, "
+          f"90 % {np.quantile(d, 0.9):.3f} s, max {d.max():.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("score", "detector", "alarm", "follow"))
@@ -133,6 +191,10 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; load: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     if args.what == "score":
         bench_score(args.n or 10_000_000, args.draws, not args.no_cross_sell)
+    elif args.what == "alarm":
+        bench_alarm(args.n or 5_000_000)
+    elif args.what == "follow":
+        bench_follow(args.events)
     elif args.what == "detector":
         bench_detector(args.n or 20)
 

@@ -240,9 +240,9 @@ def _timestamps(df: pl.DataFrame, where: str) -> pl.Series:
 def negative_experiences(events: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """The events that are negative experiences under ``rules``, with the reason.
 
-    Adds ``event`` (the event's position in ``events``) and ``reason`` (e.g. ``"complaint"``,
-    ``"nps 2 <= 4"``; several joined by ``"; "``). A touchpoint without thresholds (unknown, no
-    default) counts complaints only.
+    Adds ``event`` (the event's position in ``events``) and ``reason``: what was negative, ``complaint``,
+    ``nps`` or ``satisfaction`` (a score at or below its threshold), several joined by ``"; "``. A
+    touchpoint without thresholds (unknown, no default) counts complaints only.
     """
     tps = sorted(events["touchpoint"].unique().to_list())
     rule_cols = {}
@@ -260,9 +260,7 @@ def negative_experiences(events: pl.DataFrame, rules: Rules) -> pl.DataFrame:
                .with_columns(**{f"_{k}": v for k, v in hits.items()},
                              **{f"_{k}_max": rule_cols[k] for k in FEEDBACK_SCORE_COLUMNS})
                .filter(pl.any_horizontal([pl.col(f"_{k}") for k in hits])))
-    reasons = [pl.when(pl.col("_complaint")).then(pl.lit("complaint"))] if rules.complaint else []
-    reasons += [pl.when(pl.col(f"_{k}")).then(pl.format(f"{k} {{}} <= {{}}", pl.col(k), pl.col(f"_{k}_max").round(1)))
-                for k in FEEDBACK_SCORE_COLUMNS]
+    reasons = [pl.when(pl.col(f"_{k}")).then(pl.lit(k)) for k in hits]
     helpers = [f"_{k}" for k in hits] + [f"_{k}_max" for k in FEEDBACK_SCORE_COLUMNS]
     return flagged.with_columns(reason=pl.concat_str(reasons, separator="; ", ignore_nulls=True)).drop(helpers)
 
@@ -378,12 +376,11 @@ class Detector:
         self._kinds = np.zeros(0, dtype=np.int64)
         self._min_change = np.zeros(0)
 
-    def _stream_ids(self, by: str, labels: pl.Series, metric: str) -> np.ndarray:
-        """Stream index per label, adding streams for labels not seen before."""
-        names = labels.unique(maintain_order=True)
+    def _stream_ids(self, by: str, names: list[str], metric: str) -> np.ndarray:
+        """Stream index of each label in ``names`` for ``metric``, adding streams for labels not seen before."""
         ids = []
         new = []
-        for name in names.to_list():
+        for name in names:
             key = (by, str(name), metric)
             if key not in self.streams:
                 self.streams[key] = len(self.streams)
@@ -397,7 +394,7 @@ class Detector:
             self._armed = np.r_[self._armed, np.ones(k, dtype=np.bool_)]
             self._kinds = np.r_[self._kinds, [METRICS.index(key[2]) for key in new]]
             self._min_change = np.r_[self._min_change, [self.rules.min_change[key[2]] for key in new]]
-        return labels.replace_strict(names, ids, return_dtype=pl.Int64).to_numpy()
+        return np.asarray(ids, dtype=np.int64)
 
     def feed(self, events: pl.DataFrame, first_event: int = 0) -> pl.DataFrame:
         """Aggregate alarms of ``events`` (validated, in arrival order); ``first_event``: the stream position
@@ -407,7 +404,8 @@ class Detector:
         for by in GROUP_BY:
             if by not in events.columns:
                 continue
-            labels = events[by]
+            names = events[by].unique(maintain_order=True)
+            codes = events[by].replace_strict(names, np.arange(names.len()), return_dtype=pl.Int64).to_numpy()
             for metric in METRICS:
                 score = events[METRIC_SCORE[metric]]
                 have = score.is_not_null()
@@ -419,7 +417,7 @@ class Detector:
                 elif metric == "nps":
                     x = np.where(x >= PROMOTER_MIN, 1.0, np.where(x <= DETRACTOR_MAX, -1.0, 0.0))
                 pos = np.flatnonzero(have.to_numpy())
-                stream = self._stream_ids(by, labels.filter(have), metric)
+                stream = self._stream_ids(by, names.to_list(), metric)[codes[pos]]
                 # streams are independent: each (grouping, metric) block runs on its own, in event order
                 fired, prob, level = _detect(stream, x, self._kinds, self._min_change, self._ring, self._count,
                                              self._sums, self._armed, r.window, r.baseline, r.alarm_probability,
