@@ -41,6 +41,10 @@ def _customers(n: int, seed: int = 0) -> pl.DataFrame:
     })
 
 
+def _write_customers(n: int, path: str) -> None:
+    _customers(n).write_parquet(path)
+
+
 def bench_score(n: int, draws: int, cross_sell: bool) -> None:
     from tenure.models.scoring import CrossSellDraws, HazardDraws, read_customers, score_customers
 
@@ -56,7 +60,12 @@ def bench_score(n: int, draws: int, cross_sell: bool) -> None:
                            segments=SEGMENTS, coefficients=rng.normal(0.1, 0.02, (draws, 4))) if cross_sell else None
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "customers.parquet"
-        _customers(n).write_parquet(src)
+        # written by a child process, so that the peak memory below is the scoring's alone
+        import multiprocessing
+
+        child = multiprocessing.get_context("spawn").Process(target=_write_customers, args=(n, str(src)))
+        child.start()
+        child.join()
         # compile the kernel on a small table first (cache=True: once per machine)
         score_customers(read_customers(_customers(100)), hazard, xsell, horizon_months=36)
         t0 = time.perf_counter()

@@ -360,11 +360,13 @@ def score_customers(
         key = key * _N_SCORE_VALUES + s
     key = key * (last_start + 1) + tenure_c
     cell_key, cell_of = np.unique(key, return_inverse=True)
-    first_row = np.zeros(cell_key.size, dtype=np.int64)
-    first_row[cell_of[::-1]] = np.arange(cell_of.size)[::-1]
+    del key
+    first_row = np.empty(cell_key.size, dtype=np.int64)
+    first_row[cell_of] = np.arange(cell_of.size)  # any row of a cell stands for it
     c_seg = seg_h[first_row]
     c_scores = np.column_stack([s[first_row] + SCORE_SCALE[0] for s in scores]).astype(float)
     c_tenure = tenure_c[first_row]
+    del scores, tenure, tenure_c
     bands = np.asarray(hazard.bands)
     band_at = (np.searchsorted(bands, c_tenure[:, None] + np.arange(horizon)[None, :], side="right") - 1)
     discount = (1.0 + rate) ** -np.arange(horizon, dtype=float)
@@ -435,13 +437,18 @@ def _cross_sales(customers: pl.DataFrame, draws: CrossSellDraws, cell_of: np.nda
                  n_draws: int, interval: float, chunk_cells: int | None, warnings: list[str]) -> np.ndarray:
     """Mean and interval per customer of λ · Σ_k S(k), on cells of (hazard cell, cross-sell covariates)."""
     seg_x = _segment_index(customers, draws.segments, "cross-sell", warnings)
-    trust = customers["trust"].to_numpy().astype(np.int64)
-    enthusiasm = customers["enthusiasm"].to_numpy().astype(np.int64)
-    products = customers["products"].to_numpy().astype(np.int64)
-    frame = pl.DataFrame({"h": cell_of.astype(np.int64), "s": seg_x, "t": trust, "e": enthusiasm, "p": products})
-    unique = frame.unique(maintain_order=False).with_row_index("_cell")
-    cell = frame.join(unique, on=["h", "s", "t", "e", "p"], how="left", maintain_order="left")["_cell"].to_numpy()
-    u = {c: unique[c].to_numpy() for c in ("h", "s", "t", "e", "p")}
+    product_values, product_code = np.unique(customers["products"].to_numpy(), return_inverse=True)
+    key = cell_of.astype(np.int64) * (len(draws.segments) + 1) + seg_x + 1
+    for c in ("trust", "enthusiasm"):
+        key = key * _N_SCORE_VALUES + (customers[c].to_numpy().astype(np.int64) - SCORE_SCALE[0])
+    key = key * product_values.size + product_code
+    del product_code
+    cell_key, cell = np.unique(key, return_inverse=True)
+    first = np.empty(cell_key.size, dtype=np.int64)
+    first[cell] = np.arange(cell.size)
+    del key
+    u = {"h": cell_of[first], "s": seg_x[first], "t": customers["trust"].to_numpy()[first],
+         "e": customers["enthusiasm"].to_numpy()[first], "p": customers["products"].to_numpy()[first]}
     intercept, segment, coefficients = draws.intercept, draws.segment, draws.coefficients
 
     def chunk(start: int, stop: int) -> dict[str, np.ndarray]:
@@ -451,5 +458,5 @@ def _cross_sales(customers: pl.DataFrame, draws: CrossSellDraws, cell_of: np.nda
         rate = np.exp(_intercepts(intercept, segment, u["s"][sl]) + coefficients @ design.T)
         return {"x": rate * months[:, u["h"][sl]]}
 
-    summary = reduce_chunks(chunk, unique.height, n_draws, interval=interval, chunk_rows=chunk_cells)["x"]
+    summary = reduce_chunks(chunk, cell_key.size, n_draws, interval=interval, chunk_rows=chunk_cells)["x"]
     return np.stack([v[cell] for v in summary])
