@@ -68,6 +68,7 @@ def bench_score(n: int, draws: int, cross_sell: bool) -> None:
         child.join()
         # compile the kernel on a small table first (cache=True: once per machine)
         score_customers(read_customers(_customers(100)), hazard, xsell, horizon_months=36)
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         table = read_customers(src)
         t1 = time.perf_counter()
@@ -75,10 +76,11 @@ def bench_score(n: int, draws: int, cross_sell: bool) -> None:
         t2 = time.perf_counter()
         write_table(result.table, Path(tmp) / "scores.parquet")
         t3 = time.perf_counter()
+        cpu = time.process_time() - cpu0
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"score: {n:,} customers, {draws} draws, cross-sell {cross_sell}, {result.settings['cells']:,} cells: "
           f"read {t1 - t0:.1f} s, score {t2 - t1:.1f} s, write {t3 - t2:.1f} s, total {t3 - t0:.1f} s; "
-          f"peak RSS {peak_gib:.2f} GiB")
+          f"CPU time (all threads) {cpu:.1f} s; peak RSS {peak_gib:.2f} GiB")
 
 
 def _iid_stream(n: int, rng: np.random.Generator, change_at: int | None, points: float) -> pl.DataFrame:
