@@ -31,6 +31,7 @@ PURPOSE_INIT_B = 6  # base churn propensity (gamma variates, rejection loop)
 PURPOSE_INIT_C = 7  # initial stage, value and enthusiasm noise
 PURPOSE_PANEL = 8  # membership of the panel sample
 PURPOSE_GAMMA = 9  # further words for the gamma rejection sampler
+PURPOSE_FEEDBACK = 10  # simulated contact feedback: touchpoint, time in the month, rounding, complaint
 
 _INV_2_32 = 1.0 / 4294967296.0
 

@@ -103,23 +103,47 @@ def reduce_over_draws(
     _check_interval(interval)
     n_draws = len(next(iter(draws.values())))
     unique, inverse = _unique_rows(rows.drop(ID_COLUMN, strict=False))
-    n_unique = unique.height
-    step = chunk_rows or max(1, ELEMENTS_PER_CHUNK // max(n_draws, 1))
-    mean = np.empty(n_unique)
-    lower = np.empty(n_unique)
-    upper = np.empty(n_unique)
-    kept = np.empty((n_draws, n_unique)) if keep_draws else None
+    kept = np.empty((n_draws, unique.height)) if keep_draws else None
     columns = {c: unique.get_column(c).to_numpy().astype(float) for c in unique.columns}
-    for start in range(0, n_unique, step):
-        stop = min(start + step, n_unique)
-        chunk = {c: v[start:stop] for c, v in columns.items()}
-        values = np.asarray(compute(draws, chunk), dtype=float)
-        mean[start:stop], lower[start:stop], upper[start:stop] = summarize_draws(values, interval)
+
+    def chunk_values(start: int, stop: int) -> dict[str, np.ndarray]:
+        values = np.asarray(compute(draws, {c: v[start:stop] for c, v in columns.items()}), dtype=float)
         if kept is not None:
             kept[:, start:stop] = values
+        return {"value": values}
+
+    mean, lower, upper = reduce_chunks(chunk_values, unique.height, n_draws, interval=interval,
+                                       chunk_rows=chunk_rows)["value"]
     table = rows.with_columns(pl.Series("mean", mean[inverse]), pl.Series("lower", lower[inverse]),
                               pl.Series("upper", upper[inverse]))
     return Prediction(table=table, interval=interval, draws=None if kept is None else kept[:, inverse])
+
+
+def reduce_chunks(
+    compute_chunk: Callable[[int, int], Mapping[str, np.ndarray]],
+    n_rows: int,
+    n_draws: int,
+    *,
+    interval: float = 0.9,
+    chunk_rows: int | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Mean and equal-tailed interval per row of each quantity ``compute_chunk(start, stop)`` returns.
+
+    ``compute_chunk`` gives, for rows ``start:stop``, a ``(n_draws, stop - start)`` array per
+    quantity; each is reduced over draws before the next chunk is computed, so no array of
+    draws × rows is ever held. Rows per chunk: by default about :data:`ELEMENTS_PER_CHUNK` / ``n_draws``.
+    """
+    _check_interval(interval)
+    step = chunk_rows or max(1, ELEMENTS_PER_CHUNK // max(n_draws, 1))
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        for name, values in compute_chunk(start, stop).items():
+            if name not in out:
+                out[name] = (np.empty(n_rows), np.empty(n_rows), np.empty(n_rows))
+            for target, summary in zip(out[name], summarize_draws(values, interval), strict=True):
+                target[start:stop] = summary
+    return out
 
 
 def _unique_rows(rows: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:

@@ -1,4 +1,4 @@
-"""The ``tenure`` command line: simulate, fit, compare, decide, calibrate, report, scenario.
+"""The ``tenure`` command line: simulate, fit, compare, decide, calibrate, report, scenario, score, alarm.
 
 One grammar for every command (tenure/commands/_options.py): the market positional,
 ``-n/--customers``, ``-t/--periods``, ``-s/--seed``, ``-o/--out``, ``-q/--quiet``.
@@ -12,6 +12,7 @@ import sys
 import typer
 
 from tenure import __version__
+from tenure.commands import alarm as _alarm
 from tenure.commands import calibrate as _calibrate
 from tenure.commands import compare as _compare
 from tenure.commands import decide as _decide
@@ -19,6 +20,7 @@ from tenure.commands import fit_clv as _fit_clv  # noqa: F401  (registers its fi
 from tenure.commands import fit_panel as _fit_panel  # noqa: F401  (registers its fit sub-commands)
 from tenure.commands import report as _report
 from tenure.commands import scenario as _scenario
+from tenure.commands import score as _score
 from tenure.commands import simulate as _simulate
 from tenure.commands.fit import fit_app
 
@@ -50,10 +52,12 @@ def _root(
     """Statistics of customer relationships."""
 
 
+app.command("alarm")(_alarm.alarm_cmd)
 app.command("calibrate")(_calibrate.calibrate_cmd)
 app.command("compare")(_compare.compare_cmd)
 app.command("decide")(_decide.decide_cmd)
 app.command("report")(_report.report_cmd)
+app.command("score")(_score.score_cmd)
 app.command("simulate")(_simulate.simulate)
 app.add_typer(_scenario.scenario_app, name="scenario")
 app.add_typer(fit_app, name="fit")

@@ -156,6 +156,27 @@ def check_out_dir(path: str | os.PathLike[str]) -> Path:
     return out
 
 
+def check_out_file(path: str | os.PathLike[str], what: str = "--out") -> tuple[Path, str]:
+    """Fail before any work if ``path`` cannot be a table file: its format (by suffix) and a writable folder.
+
+    Returns the path and its format, one of :data:`TABLE_FORMATS`.
+    """
+    out = Path(path)
+    fmt = out.suffix.lower().lstrip(".")
+    fmt = "parquet" if fmt == "pq" else fmt
+    if fmt not in TABLE_FORMATS:
+        raise InputError(f"{what} {out}: unknown table type {out.suffix or '(none)'!r}; use .parquet or .csv")
+    if out.is_dir():
+        raise InputError(f"{what} {out}: is a folder, expected a file name")
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"{what} {out}: cannot write to {parent}")
+    _probe_write(parent, f"{what} {out}")
+    return out, fmt
+
+
 def _probe_write(folder: Path, what: str) -> None:
     """Write and remove a small file in ``folder``: a read-only or full file system fails here, before any work."""
     try:

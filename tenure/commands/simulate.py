@@ -39,6 +39,13 @@ def simulate(
     checkpoint_dir: _cluster.CheckpointDir = None,
     resume: _cluster.Resume = None,
     replications: _replications.Replications = None,
+    feedback: Annotated[bool, typer.Option(
+        "--feedback", help="Also write feedback.* : one contact feedback event per survey answer of the panel "
+        "sample (the format `tenure alarm` reads; needs --panel-sample).")] = False,
+    feedback_change: Annotated[str | None, typer.Option(
+        "--feedback-change", metavar="TOUCHPOINT:MONTH:POINTS",
+        help="A known change in the feedback: from MONTH on, NPS answers at TOUCHPOINT move by POINTS "
+        "(touchpoints: call_centre, shop, web).", show_default=False)] = None,
 ) -> None:
     """Simulate a customer population month by month and summarise it.
 
@@ -58,6 +65,7 @@ def simulate(
     if threads is not None and threads < 1:
         raise InputError(f"--threads: must be at least 1, got {threads}")
     _replications.check(replications, ctx)
+    feedback_spec = _feedback_spec(feedback, feedback_change, panel_sample)
     scale = _cluster.scale_options(ctx)
     sc = load_scenario(market, customers=customers, periods=periods, seed=seed)
     meta = {"resume": str(resume)} if resume is not None else run_meta(sc)
@@ -72,6 +80,24 @@ def simulate(
             from tenure.engine.report import write_outputs
 
             write_outputs(result, folder, fmt)
+            if feedback_spec is not None:
+                from tenure.engine.feedback import feedback_events
+                from tenure.io import write_table
+
+                write_table(feedback_events(result.panel, result.meta["seed"], feedback_spec), folder / "feedback", fmt)
+
+
+def _feedback_spec(feedback: bool, change: str | None, panel_sample: float) -> Any:
+    """The feedback stream's settings, checked before the run (``None`` without --feedback)."""
+    if not feedback:
+        if change is not None:
+            raise InputError("--feedback-change: only with --feedback")
+        return None
+    if panel_sample <= 0:
+        raise InputError("--feedback: needs --panel-sample above 0 (the events are the panel sample's answers)")
+    from tenure.engine.feedback import FeedbackSpec, parse_change
+
+    return FeedbackSpec(change=None if change is None else parse_change(change))
 
 
 def summary_table(result: Any) -> Table:
