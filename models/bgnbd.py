@@ -256,7 +256,18 @@ class BGNBDModel(BayesianModel):
         """count × log L of each compressed row per draw (eq. 6 in numpy)."""
         rows = {c: self.data[c].to_numpy().astype(float) for c in self.data.columns}
         r, alpha, a, b = self._individual(posterior_draws(idata, self.var_names), rows)
-        ll = bgnbd_loglike_np(r, alpha, a, b, rows["frequency"], rows["recency"], rows["T"])
+        x, t_x, T = rows["frequency"], rows["recency"], rows["T"]
+        if self.purchase_covariates or self.dropout_covariates:
+            return {"purchases": rows["count"] * bgnbd_loglike_np(r, alpha, a, b, x, t_x, T)}
+        # One value per draw: the Gamma functions once per distinct x, the logarithms once per distinct t_x or T.
+        ux, xi = np.unique(x, return_inverse=True)
+        log_T, log_tx = (np.log(alpha + u)[:, i] for u, i in (np.unique(T, return_inverse=True),
+                                                                np.unique(t_x, return_inverse=True)))
+        by_x = (special.gammaln(r + ux) - special.gammaln(r) + r * np.log(alpha) + special.betaln(a, b + ux)
+                - special.betaln(a, b))[:, xi]
+        log_b = np.log(b + np.maximum(ux, 1.0) - 1.0)[:, xi]
+        ll = by_x - (r + x) * log_T
+        ll += np.where(x > 0, np.logaddexp(0.0, np.log(a) - log_b + (r + x) * (log_T - log_tx)), 0.0)
         return {"purchases": rows["count"] * ll}
 
     # -- predictions ---------------------------------------------------------------
