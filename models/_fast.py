@@ -16,18 +16,20 @@ What a model provides
   (:func:`prior_terms`), followed by whatever the density reads (``data_start(buf)``
   is where that begins). ``pack`` returns ``None`` when a prior is not expressible, and
   the model then falls back to its PyMC route.
-* ``logp_and_grad(theta, buf, grad) -> float``, a ``numba.njit(cache=True)`` function:
+* ``logp_and_grad(theta, buf, grad) -> float``, a ``numba.njit(cache=True,
+  error_model="numpy")`` function (far in the tails a division by zero must give inf, which
+  nutpie rejects, not raise an exception a C callback cannot pass on):
   the log density at ``theta`` (the unconstrained values, log of each parameter entry)
   with the priors and the log-Jacobian of the log transform, exactly as PyMC's model
   log density (tests compare the two to 1e-9), writing the gradient into ``grad``.
   It starts with ``lp = prior_logp(theta, buf, grad)``, which also initialises
   ``grad`` with the priors' part.
-* A NUTS entry point for nutpie, a ``numba.cfunc`` with :data:`LOGP_SIGNATURE`. It must be
-  written in the model's own module (a cfunc made by a factory is not found again in
-  Numba's cache by a new process), always as these four lines::
+* A NUTS entry point for nutpie: a plain module-level function that :class:`FastModel`
+  compiles, on first use, into a ``numba.cfunc`` with :data:`LOGP_SIGNATURE` (cached on
+  disk). It must be written in the model's own module (a cfunc made by a factory or a
+  closure is not found again in Numba's cache by a new process), always as these lines::
 
-      @numba.cfunc(_fast.LOGP_SIGNATURE, cache=True)
-      def logp_cfunc(dim, x_, grad_, logp_, data_):  # pragma: no cover - called by nutpie
+      def logp_cfunc(dim, x_, grad_, logp_, data_):  # pragma: no cover - compiled as nutpie's C entry point
           theta, grad, buf = _fast.cfunc_arrays(dim, x_, grad_, data_)
           return _fast.cfunc_status(logp_and_grad(theta, buf, grad), grad, logp_)
 
@@ -35,6 +37,10 @@ What it gets
 ------------
 ``FastModel(params, buf, logp_and_grad, logp_cfunc, shapes=..., dims=..., coords=...)``
 with
+
+* :meth:`FastModel.cached` (are the kernels a method needs compiled on this machine
+  already?) and :meth:`FastModel.compile` (compile or load them now), so that a command
+  can say "compiling kernels (once)" on the first run;
 
 * :meth:`FastModel.map_fit`: the mode of the parameters' density (as ``pm.find_MAP``, without
   the Jacobian; with flat priors the maximum-likelihood estimate) by L-BFGS-B on the
@@ -174,7 +180,7 @@ def data_start(buf: np.ndarray) -> int:
     return 2 + N_PRIOR * int(buf[1])
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def prior_logp(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     """Σ_k log p(e^θ_k) + θ_k from the header's prior terms; sets ``grad`` to that sum's gradient."""
     lp = 0.0
@@ -188,7 +194,7 @@ def prior_logp(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     return lp
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def digamma(x: float) -> float:
     """ψ(x) for x > 0: recurrence up to x ≥ 10, then the asymptotic series to the x^-14 term."""
     result = 0.0
@@ -201,7 +207,7 @@ def digamma(x: float) -> float:
     return result + math.log(x) - 0.5 / x + series
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def log_beta(a: float, b: float) -> float:
     """log B(a, b) = lgamma(a) + lgamma(b) − lgamma(a + b)."""
     return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
@@ -245,6 +251,22 @@ def _expand_cfunc(dim, n_expanded, x_, out_, data_):  # pragma: no cover - calle
     return 0
 
 
+def _py_func(entry: Any) -> Callable[..., int]:
+    return entry._pyfunc if isinstance(entry, numba.core.ccallback.CFunc) else entry
+
+
+_CFUNCS: dict[Any, Any] = {}
+
+
+def _cfunc(entry: Any) -> Any:
+    """The compiled C entry point of a model (compiled or loaded once per process)."""
+    if isinstance(entry, numba.core.ccallback.CFunc):
+        return entry
+    if entry not in _CFUNCS:
+        _CFUNCS[entry] = numba.cfunc(LOGP_SIGNATURE, cache=True)(entry)
+    return _CFUNCS[entry]
+
+
 # -- the model -------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -260,7 +282,8 @@ class FastModel:
     logp_and_grad
         ``numba.njit`` function ``(theta, buf, grad) -> float``.
     logp_cfunc
-        The model's ``numba.cfunc`` with :data:`LOGP_SIGNATURE` (for nutpie).
+        The model's C entry point for nutpie: the plain function of the module docstring
+        (compiled on first use) or a ``numba.cfunc`` with :data:`LOGP_SIGNATURE`.
     shapes
         Shape of each parameter that is not a scalar, e.g. ``{"alpha": (3,)}``.
     dims, coords
@@ -279,6 +302,28 @@ class FastModel:
     def n_dim(self) -> int:
         """Number of unconstrained values."""
         return int(self.buf[1])
+
+    def cached(self, method: str) -> bool:
+        """Whether Numba's disk cache holds the kernels ``method`` (``"map"`` or ``"mcmc"``) needs.
+
+        True after any earlier fit on this machine (or where the cache cannot be read:
+        then nothing is announced).
+        """
+        from numba.core.caching import FunctionCache
+
+        try:
+            funcs = [self.logp_and_grad.py_func]
+            if method == "mcmc":
+                funcs.append(_py_func(self.logp_cfunc))
+            return all(os.path.exists(FunctionCache(f)._cache_file._index_path) for f in funcs)
+        except Exception:  # Numba's cache internals: never a reason to fail a fit
+            return True
+
+    def compile(self, method: str) -> None:
+        """Compile (first run on a machine) or load from the disk cache the kernels of ``method``."""
+        self.logp(self.start())
+        if method == "mcmc":
+            _cfunc(self.logp_cfunc)
 
     def shape(self, name: str) -> tuple[int, ...]:
         """Shape of one parameter (``()`` for a scalar)."""
@@ -422,7 +467,7 @@ class FastModel:
 
             def _make_model(self, init_mean):
                 address = owner.buf.ctypes.data
-                logp = _lib.LogpFunc(owner.logp_cfunc.address, address, self)
+                logp = _lib.LogpFunc(_cfunc(owner.logp_cfunc).address, address, self)
                 expand = _lib.ExpandFunc(owner.n_dim, 2 * owner.n_dim, _expand_cfunc.address, address, self)
                 dim_sizes = {d: len(v) for d, v in coords.items()}
                 variables = _lib.PyVariable.new_variables(names, ["float64"] * len(names), shapes, dim_sizes,

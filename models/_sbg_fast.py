@@ -32,7 +32,7 @@ def pack_data(cohort: np.ndarray, periods: np.ndarray, churned: np.ndarray, w: n
                       cohort, periods, churned, w)
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     """Log density at ``theta`` (log α per cohort, then log β per cohort); writes its gradient into ``grad``."""
     lp = prior_logp(theta, buf, grad)
@@ -69,8 +69,7 @@ def logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float
     return lp
 
 
-@numba.cfunc(_fast.LOGP_SIGNATURE, cache=True)
-def logp_cfunc(dim, x_, grad_, logp_, data_):  # pragma: no cover - called by nutpie
+def logp_cfunc(dim, x_, grad_, logp_, data_):  # pragma: no cover - compiled as nutpie's C entry point
     theta, grad, buf = _fast.cfunc_arrays(dim, x_, grad_, data_)
     return _fast.cfunc_status(logp_and_grad(theta, buf, grad), grad, logp_)
 
