@@ -91,8 +91,12 @@ def test_map_on_the_fast_route_equals_the_pymc_route():
         assert (fast.attrs["tenure_sampler"], slow.attrs["tenure_sampler"]) == ("numba-closed-form", "pymc")
         f, s = json.loads(fast.attrs["tenure_map"]), json.loads(slow.attrs["tenure_map"])
         assert f.keys() == s.keys()
-        for k in f:
-            np.testing.assert_allclose(f[k], s[k], rtol=1e-4)
+        for k in f:  # PyMC's find_MAP stops on its tolerance (BG/BB delta 2.78373); the Newton polish reaches the
+            np.testing.assert_allclose(f[k], s[k], rtol=2e-4)  # mode to a gradient of 1e-11 (2.78344)
+        fm = model.fast_model()
+        at = {name: np.log(np.concatenate([np.ravel(d[k]) for k in fm.params])) for name, d in (("fast", f),
+                                                                                                ("pymc", s))}
+        assert fm.logp_without_jacobian(at["fast"])[0] >= fm.logp_without_jacobian(at["pymc"])[0] - 1e-9
         assert list(fast.posterior.data_vars) == list(slow.posterior.data_vars)
         for k in fast.posterior.data_vars:
             assert fast.posterior[k].dims == slow.posterior[k].dims
