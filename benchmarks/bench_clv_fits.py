@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -60,14 +61,18 @@ def cases(folder: Path) -> dict[str, list[str]]:
     }
 
 
-def run(args: list[str], method: str, out: Path, env: dict[str, str]) -> tuple[float, int]:
+def run(args: list[str], method: str, out: Path, env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system, less sensitive to a shared machine's load) and exit code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([TENURE, "fit", *args, "-o", str(out), "--method", method], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
-    return wall, proc.returncode
+    return wall, cpu, proc.returncode
 
 
 def main() -> None:
@@ -76,6 +81,9 @@ def main() -> None:
     parser.add_argument("--methods", default="map,mcmc")
     parser.add_argument("--repeats", type=int, default=1, help="warm runs per case and route")
     parser.add_argument("--no-baseline", action="store_true", help="skip the PyMC route")
+    parser.add_argument("--no-fast", action="store_true", help="skip the fast route (the baseline only)")
+    parser.add_argument("--pymc-cache-warm", action="store_true",
+                        help="PyTensor's compile cache is already warm: skip the untimed PyMC run")
     opts = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-clv-"))
     table = cases(folder)
@@ -84,7 +92,9 @@ def main() -> None:
         cache = folder / "numba-cache"
         for name in opts.cases.split(","):
             for method in opts.methods.split(","):
-                routes = ["first", "fast"] + ([] if opts.no_baseline else ["pymc-untimed", "pymc"])
+                routes = [] if opts.no_fast else ["first", "fast"]
+                if not opts.no_baseline:
+                    routes += ["pymc"] if opts.pymc_cache_warm else ["pymc-untimed", "pymc"]
                 for route in routes:
                     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
                     if route.startswith("pymc"):
@@ -94,10 +104,11 @@ def main() -> None:
                     n = 1 if route in ("first", "pymc-untimed") else opts.repeats
                     walls = []
                     for _ in range(n):
-                        wall, rc = run(table[name], method, folder / "out", env)
+                        wall, cpu, rc = run(table[name], method, folder / "out", env)
                         walls.append(wall)
                         print(json.dumps({"case": name, "method": method, "route": route, "wall_s": round(wall, 2),
-                                          "rc": rc, "load": os.getloadavg()[0]}), flush=True)
+                                          "cpu_s": round(cpu, 2), "rc": rc, "load": os.getloadavg()[0]}),
+                              flush=True)
                     if route != "pymc-untimed":
                         medians[(name, method, route)] = sorted(walls)[len(walls) // 2]
     finally:
