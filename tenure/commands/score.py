@@ -53,8 +53,9 @@ def score_cmd(
         "--max-draws", help="Posterior draws used at most, evenly spaced over the chains.")] = 1000,
     quiet: Quiet = False,
 ) -> None:
-    """Score current customers from a retention fit: the monthly churn probability with its interval, the
-    expected remaining margin over the horizon (discounted), the value at risk (churn probability x remaining
+    """Score current customers from a retention fit: churn risk, remaining margin and the call list.
+
+    For each customer: the monthly churn probability with its interval, the expected remaining margin over the horizon (discounted), the value at risk (churn probability x remaining
     margin) and each customer's rank in the call list (1 = highest value at risk). With --cross-sell, also the
     expected cross-sales. Posterior draws are reduced per group of equal customers as they are computed.
     """
