@@ -52,3 +52,36 @@ def test_segment_column_must_hold_labels(tmp_path, seg):
     path.write_text(HEADER + ",revenue_share\n" + ",".join(GOOD) + ",0.5\n")
     with pytest.raises(InputError, match="--segment-col"):
         read_panel(path, segment_col=seg)
+
+
+# -- engine checkpoints: --resume refuses a checkpoint whose shard files are missing or changed -----------------
+@pytest.mark.parametrize("change", ["truncate", "remove", "none"])
+def test_resume_refuses_a_tampered_checkpoint(tmp_path, change):
+    from tenure.engine.simulator import Simulator
+    from typer.testing import CliRunner
+
+    from tenure.api import load_scenario
+    from tenure.cli import app
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        if done == 3:
+            raise Stop
+
+    sc = load_scenario("default", run={"customers": 500, "periods": 4, "seed": 5})
+    with pytest.raises(Stop):
+        Simulator(sc, 2, checkpoint_every=2, checkpoint_dir=tmp_path / "ck").run(progress=stop)
+    shard = sorted((tmp_path / "ck").glob("shard-*.npz"))[1]
+    if change == "truncate":
+        shard.write_bytes(shard.read_bytes()[:-10])
+    elif change == "remove":
+        shard.unlink()
+    res = CliRunner().invoke(app, ["simulate", "--resume", str(tmp_path / "ck"), "-o", str(tmp_path / "o"), "-q"])
+    if change == "none":
+        assert res.exit_code == 0, res.output
+        return
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and shard.name in res.stderr
+    assert not (tmp_path / "o").exists()

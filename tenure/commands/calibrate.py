@@ -150,7 +150,8 @@ def calibrate_cmd(
     market = _named_market(result, out, inputs)
     if show:
         print_calibration(result)
-    paths = write_calibration(result, market, out, seed=seed, market=market_name, inputs=[str(p) for p in inputs])
+    paths = write_calibration(result, market, out, seed=seed, base_market=market_name,
+                               inputs=[str(p) for p in inputs])
     if show:
         console.print(f"wrote {', '.join(p.name for p in paths)} in {time.perf_counter() - t0:.0f} s",
                       highlight=False)
