@@ -136,7 +136,7 @@ def test_verify_manifest_of_a_run_folder(tmp_path):
         (d / "a.txt").write_text("x")
     assert verify_manifest(out)["command"] == "test"
     (out / "a.txt").write_text("y")
-    with pytest.raises(InputError, match="a.txt: changed since the run wrote it"):
+    with pytest.raises(InputError, match=r"a\.txt: changed since the run wrote it"):
         verify_manifest(out)
     (out / MANIFEST).write_text("{not json")
     with pytest.raises(InputError, match="cannot read"):
