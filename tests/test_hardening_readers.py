@@ -204,7 +204,7 @@ def test_fit_folder_of_another_model_or_no_posterior(fit_folder, tmp_path):
 def test_churned_as_text_follows_the_documented_mapping(tmp_path, cell, ok):
     path = tmp_path / "panel.csv"
     row = list(GOOD)
-    row[2] = cell
+    row[0], row[2] = "2", cell
     path.write_text(HEADER + "\n" + ",".join(GOOD).replace(",false,", ",no,") + "\n" + ",".join(row) + "\n")
     if ok:
         assert read_panel(path)["churned"].dtype == pl.Boolean
