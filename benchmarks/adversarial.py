@@ -264,14 +264,15 @@ ACCEPTED_CELLS = {"empty": {"trust", "nps", "trim_overall"}}  # a null answer is
 for cmd, base in PANEL_COMMANDS.items():
     slow = cmd != "calibrate"
     for col in USED[cmd]:
-        CASES.append(Case("columns", tuple(a.replace("FILE", f"panel_no_{col}.csv") for a in base), col, slow))
+        CASES.append(Case("columns", tuple(a.replace("FILE", f"panel_no_{col}.csv") for a in base), f"'{col}'", slow))
         for name in BAD_CELLS:
             if col in ACCEPTED_CELLS.get(name, ()) or (col == "customer_id" and name != "empty") or \
                     (col == "period" and name == "negative"):
                 continue  # ids may be text, periods need not start at 0 (docs/models-panel.md)
-            CASES.append(Case("columns", tuple(a.replace("FILE", f"panel_{col}_{name}.csv") for a in base), col, slow))
+            CASES.append(Case("columns", tuple(a.replace("FILE", f"panel_{col}_{name}.csv") for a in base), f"'{col}'",
+                              slow))
 CASES.append(Case("columns", tuple(a.replace("FILE", "panel_churned_yes.csv") for a in PANEL_COMMANDS["calibrate"]),
-                  "churned"))
+                  "'churned'"))
 
 FIT: list[Case] = []
 SBG = ["fit", "sbg", "{d}/cohorts.csv", "--method", "map", "-o", "{d}/f"]
