@@ -94,11 +94,11 @@ def _numeric_column(df: pl.DataFrame, column: str, where: str, *, integer: bool 
         if frac.any():
             row = _first_bad_row(frac)
             raise InputError(f"{where}: column {column!r} must hold whole numbers; row {row} has {s[row - 1]}")
-        big = s.abs() > MAX_WHOLE
-        if big.any():
-            row = _first_bad_row(big)
-            raise InputError(f"{where}: column {column!r}: row {row} has {s[row - 1]:g}, beyond the largest count "
-                             f"held exactly ({MAX_WHOLE:.0f}, 2**53)")
+    big = s.abs() > MAX_WHOLE
+    if big.any():
+        row = _first_bad_row(big)
+        raise InputError(f"{where}: column {column!r}: row {row} has {s[row - 1]:g}, beyond the largest value "
+                         f"accepted ({MAX_WHOLE:.0f}, 2**53, the largest count float64 holds exactly)")
     return s
 
 
