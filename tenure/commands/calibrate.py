@@ -9,7 +9,9 @@ calibrated markets against the panel, and writes, only when everything succeeded
 - ``MARKET.draws.csv``: one calibrated market per row (the uncertainty; `tenure
   decide MARKET.toml` needs it);
 - ``MARKET.calibration.json``: method, parameters, statistics and the check;
-- ``MARKET.check.png``: the posterior predictive check.
+- ``MARKET.check.png``: the posterior predictive check;
+- ``MARKET.manifest.json``: every file of the set with its size and SHA-256 (the set is
+  replaced as one, :func:`tenure.io.run_files`; readers check it, :func:`tenure.io.verify_manifest`).
 """
 
 from __future__ import annotations
