@@ -48,7 +48,7 @@ from tenure.engine.tables import CHANNELS, STAGES, combine_cohorts
 
 from tenure.curves import response_rate, saturating, sbg_survival
 from tenure.errors import InputError
-from tenure.io import write_atomic
+from tenure.io import check_files, file_entries, write_atomic
 from tenure.metrics import (
     DETRACTOR_MAX,
     PROMOTER_MIN,
@@ -510,6 +510,13 @@ class Simulator:
             raise InputError(f"--resume: {path} cannot be read: {exc}") from None
         if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
             raise InputError(f"--resume: {path} is not a tenure checkpoint of format {CHECKPOINT_FORMAT}")
+        if "files" not in saved:
+            raise InputError(f"--resume: {path} lists no shard files with their checksums (an older tenure wrote "
+                             "it); start the run again")
+        try:
+            check_files(directory, saved["files"], str(path))
+        except InputError as exc:
+            raise InputError(f"--resume: {exc}") from None
         opts = saved["options"]
         sim = cls.__new__(cls)
         sim._configure(saved["scenario"], opts["shards"], opts["panel_fraction"], opts["track_customers"],
@@ -549,6 +556,8 @@ class Simulator:
             },
             "state": st,
             "next_id": self.next_id,
+            # driver.pkl, renamed into place last, is the checkpoint's manifest: --resume checks these
+            "files": file_entries(directory, names),
         }
 
         def _write(tmp: Path) -> None:

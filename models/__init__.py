@@ -57,12 +57,17 @@ def load(path: str | Path) -> Any:
     """Read a saved fit (``posterior.nc`` or a fit folder) back as a :class:`~tenure.models.base.FitResult`.
 
     The result knows its model name, method, configuration (priors, options, fit
-    settings), time unit and posterior; an unknown model name is an ``InputError``.
+    settings), time unit and posterior; an unknown model name is an ``InputError``, and
+    so is a folder whose ``manifest.json`` (written by `tenure fit`) does not match its
+    files (:func:`tenure.io.verify_manifest`: a run stopped part-way, or an edited file).
     """
     from tenure.models.base import load_result
 
     from tenure.errors import InputError
+    from tenure.io import verify_manifest
 
+    if Path(path).is_dir():
+        verify_manifest(path, required=False)  # a folder written by `tenure fit`: whole and unchanged
     result = load_result(path)
     name = _LEGACY_NAMES.get(result.model_name, result.model_name)
     if name not in MODELS:

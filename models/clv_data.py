@@ -55,6 +55,10 @@ def convert_periods(value: float, from_unit: str, to_unit: str) -> float:
     return value * DAYS_PER_UNIT[check_time_unit(from_unit)] / DAYS_PER_UNIT[check_time_unit(to_unit)]
 
 
+#: The largest whole number a count column may hold: float64 holds every integer up to 2**53 exactly.
+MAX_WHOLE = 2**53
+
+
 def _first_bad_row(mask: pl.Series) -> int:
     """1-based index of the first True in ``mask``."""
     return int(np.flatnonzero(mask.fill_null(True).to_numpy())[0]) + 1
@@ -90,6 +94,11 @@ def _numeric_column(df: pl.DataFrame, column: str, where: str, *, integer: bool 
         if frac.any():
             row = _first_bad_row(frac)
             raise InputError(f"{where}: column {column!r} must hold whole numbers; row {row} has {s[row - 1]}")
+    big = s.abs() > MAX_WHOLE
+    if big.any():
+        row = _first_bad_row(big)
+        raise InputError(f"{where}: column {column!r}: row {row} has {s[row - 1]:g}, beyond the largest value "
+                         f"accepted ({MAX_WHOLE:.0f}, 2**53, the largest count float64 holds exactly)")
     return s
 
 

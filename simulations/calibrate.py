@@ -767,10 +767,15 @@ def draws_table(cal: Calibration) -> pl.DataFrame:
 
 
 def load_markets(market: Path) -> tuple[Scenario, list[Scenario], pl.DataFrame]:
-    """The calibrated market and one scenario per draw; exit-2 errors for missing or broken draws."""
-    from tenure.io import read_table
+    """The calibrated market and one scenario per draw; exit-2 errors for missing or broken draws.
+
+    A set written by `tenure calibrate` carries ``MARKET.manifest.json``: an incomplete or edited set is
+    refused (:func:`tenure.io.verify_manifest`); a market file and draws made by hand have none.
+    """
+    from tenure.io import read_table, verify_manifest
     from tenure.scenario import load_scenario
 
+    verify_manifest(market, required=False)  # a set written by `tenure calibrate`: whole and unchanged
     sc = load_scenario(str(market))
     path = draws_path(Path(market))
     if not path.is_file():

@@ -37,6 +37,7 @@ from tenure.engine.pool import default_workers, map_runs
 from tenure.engine.simulator import LEVERS, SimulationResult, Simulator, paid_acquisition_rate
 from tenure.simulations import economics as econ
 
+from tenure.checks import SEED_MAX
 from tenure.errors import InputError
 from tenure.scenario import Scenario
 
@@ -333,8 +334,12 @@ def _mix_of(budgets: dict[str, float]) -> dict[str, float]:
     return {k: (budgets[k] / total if total > 0 else 1.0 / len(LEVERS)) for k in LEVERS}
 
 
-def _checked_sweep(cur: dict[str, float], total_budget: float | None, acquisition_steps: int, seeds: int) -> float:
-    """The total budget per period to split (the market's own by default), once the sweep's options are checked."""
+def _checked_sweep(cur: dict[str, float], total_budget: float | None, acquisition_steps: int, seeds: int,
+                   seed0: int) -> float:
+    """The total budget per period to split (the market's own by default), once the sweep's options are checked.
+
+    The seeds run are ``seed0, seed0 + 1, ..., seed0 + seeds - 1``: the last must still be a seed.
+    """
     total = sum(cur.values()) if total_budget is None else float(total_budget)
     if not math.isfinite(total) or total < 0:
         raise InputError(f"--budget: must be a positive amount per period, got {total_budget}")
@@ -344,6 +349,9 @@ def _checked_sweep(cur: dict[str, float], total_budget: float | None, acquisitio
         raise InputError(f"--acquisition-steps: at least 2, got {acquisition_steps}")
     if seeds < 1:
         raise InputError(f"--seeds: at least 1, got {seeds}")
+    if seed0 + seeds - 1 > SEED_MAX:
+        raise InputError(f"--seed {seed0} with --seeds {seeds}: the seeds run are --seed, --seed + 1, ..., and the "
+                         f"last, {seed0 + seeds - 1}, is beyond the largest seed {SEED_MAX}; lower --seed or --seeds")
     return total
 
 
@@ -431,7 +439,7 @@ def compare(
         usable cores; 1: one after the other, each on Numba's thread pool). Same results for any number.
     """
     cur = current_budgets(scenario)
-    total = _checked_sweep(cur, total_budget, acquisition_steps, seeds)
+    total = _checked_sweep(cur, total_budget, acquisition_steps, seeds, int(scenario["run"]["seed"]))
     with _connected(cluster) as client:
         return _compare(scenario, cur, total, levers, base_mix, acquisition_steps, seeds, closed_form, marginal_step,
                         progress, client, workers)
@@ -666,7 +674,7 @@ def compare_uncertainty(
         raise InputError("no calibrated markets")
     first = markets[0]
     cur = current_budgets(first)
-    total = _checked_sweep(cur, total_budget, acquisition_steps, seeds)
+    total = _checked_sweep(cur, total_budget, acquisition_steps, seeds, int(first["run"]["seed"]))
     full = int(first["run"]["customers"])
     n = full if sample_customers is None else int(sample_customers)
     if n < 100:

@@ -15,6 +15,7 @@ import polars as pl
 from tenure.engine.pool import map_runs
 from tenure.engine.simulator import Simulator
 
+from tenure.checks import SEED_MAX
 from tenure.errors import InputError
 from tenure.scenario import Scenario
 
@@ -74,6 +75,9 @@ def replicate(
     if replications < 2:
         raise InputError(f"--replications: at least 2, got {replications}")
     seed0 = int(scenario["run"]["seed"])
+    if seed0 + replications - 1 > SEED_MAX:
+        raise InputError(f"--seed {seed0} with --replications {replications}: replication k runs with --seed + k, "
+                         f"and the last, {seed0 + replications - 1}, is beyond the largest seed {SEED_MAX}")
     specs = [scenario.with_overrides({"run": {"seed": seed0 + k}}) for k in range(replications)]
     if cluster is None:
         tables = map_runs(_one, specs, workers, progress=progress)

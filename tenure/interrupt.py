@@ -56,3 +56,31 @@ def raise_if_requested() -> None:
 def exit_code(exc: BaseException) -> int:
     """The exit code for an interrupt: the signal's 128 + n, or 130 for a plain KeyboardInterrupt."""
     return getattr(exc, "exit_code", 130)
+
+
+#: Test-only: ``TENURE_TEST_PAUSE=POINT=FLAGFILE`` makes :func:`pause_point` ``POINT`` create ``FLAGFILE`` and
+#: sleep (up to ``TENURE_TEST_PAUSE_SECONDS``, default 120), so that a test can send a signal at that moment.
+PAUSE_ENV = "TENURE_TEST_PAUSE"
+
+
+def pause_point(name: str) -> None:
+    """A named moment of a run where the signal tests stop it (test-only; does nothing unless asked).
+
+    Points: ``staged`` (every output written to the staging folder, no manifest yet),
+    ``swapping`` (the earlier outputs moved aside, the new ones not yet in place).
+    Set ``TENURE_TEST_PAUSE=staged=/tmp/flag``: the run creates ``/tmp/flag`` at the point, then sleeps.
+    """
+    import os
+
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec:
+        return
+    point, _, flag = spec.partition("=")
+    if point != name:
+        return
+    import time
+
+    if flag:
+        with open(flag, "w") as fh:
+            fh.write(str(os.getpid()))
+    time.sleep(float(os.environ.get("TENURE_TEST_PAUSE_SECONDS", "120")))

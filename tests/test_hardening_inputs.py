@@ -7,10 +7,9 @@ value checks; the CLI tests run each class of bad input once through ``tenure``.
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from tenure.models.base import load_priors, merge_priors
 from typer.testing import CliRunner
@@ -19,12 +18,6 @@ from tenure import checks
 from tenure.cli import app
 from tenure.errors import InputError
 from tenure.scenario import MAX_MARKET, SCHEMA, load_scenario
-
-settings.register_profile("default", max_examples=40, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.register_profile("slow", max_examples=500, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.load_profile(os.environ.get("TENURE_HYPOTHESIS_PROFILE", "default"))
 
 ANY_VALUE = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=True, allow_infinity=True),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,7 +42,8 @@ def note(message: str) -> None:
 
 
 def cli_errors(fn: F) -> F:
-    """Decorate a command so that :class:`InputError` ends it with one line and exit code 2."""
+    """Decorate a command: :class:`InputError` ends it with one line and exit code 2, SIGINT and SIGTERM
+    with one line and 130 or 143, a full or read-only file system with one line and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -51,10 +54,38 @@ def cli_errors(fn: F) -> F:
         except KeyboardInterrupt as exc:
             from tenure.interrupt import exit_code
 
-            err_console.print("interrupted: nothing written; any earlier outputs are unchanged", highlight=False)
+            err_console.print(INTERRUPTED, highlight=False)
             sys.exit(exit_code(exc))
+        except Exception as exc:
+            reason = cannot_write(exc)
+            if reason is None:
+                raise
+            raise fail(f"{reason}: nothing written; any earlier outputs are unchanged") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+INTERRUPTED = "interrupted: nothing written; any earlier outputs are unchanged"
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+def cannot_write(exc: BaseException) -> str | None:
+    """The one-line reason when ``exc`` is the file system refusing a write (full disk, quota, read-only), else None.
+
+    Writers raise it as :class:`OSError` or, from Polars and HDF5, as their own exceptions carrying the
+    OS message; the staged run has been removed by then, so it ends like an interruption.
+    """
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+            where = f" ({e.filename})" if e.filename else ""
+            return f"cannot write{where}: {e.strerror or os.strerror(e.errno)}"
+    text = str(exc)
+    for code in _WRITE_ERRNOS:
+        message = os.strerror(code)
+        if message in text or f"os error {code})" in text:
+            return f"cannot write: {message}"
+    return None
 
 
 @contextlib.contextmanager

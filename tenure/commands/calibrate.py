@@ -10,7 +10,10 @@ calibrated markets against the panel, and writes, only when everything succeeded
   decide MARKET.toml` needs it);
 - ``MARKET.calibration.json``: method, parameters, statistics and the check;
 - ``MARKET.check.png``: the posterior predictive check;
-- ``MARKET.report.html``: the report (`tenure report MARKET.toml` renders it again).
+- ``MARKET.manifest.json``: every file of the set with its size and SHA-256 (the set is
+  replaced as one, :func:`tenure.io.run_files`; readers check it, :func:`tenure.io.verify_manifest`);
+- ``MARKET.report.html``: the report, rendered from the set once it is in place and not listed in
+  its manifest (`tenure report MARKET.toml` renders it again).
 """
 
 from __future__ import annotations
@@ -48,12 +51,10 @@ def _market_and_inputs(args: list[str], scenario: str | None) -> tuple[str | Non
 
 
 def _check_out(out: Path) -> None:
-    if out.suffix != ".toml":
-        raise InputError(f"--out {out}: the market file must end in .toml")
-    if out.is_dir():
-        raise InputError(f"--out {out}: is a folder, expected a .toml file name")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise InputError(f"--out {out}: {out.parent} is not a folder")
+    """Before any work: ``--out`` must be a writable ``.toml`` file name."""
+    from tenure.io import check_out_file
+
+    check_out_file(out, ".toml")
 
 
 @cli_errors
@@ -120,6 +121,7 @@ def calibrate_cmd(
     if panel_periods is not None and panel_periods < 1:
         raise InputError(f"--panel-periods: at least 1, got {panel_periods}")
     market, inputs = _market_and_inputs(args, scenario)
+    market_name = market
     base = load_scenario(market)
     seed = int(base["run"]["seed"] if seed is None else load_scenario(base, seed=seed)["run"]["seed"])
     for p in inputs:
@@ -152,8 +154,9 @@ def calibrate_cmd(
     market = _named_market(result, out, inputs)
     if show:
         print_calibration(result)
-    paths = write_calibration(result, market, out)
-    paths.append(write_run_report(out))  # m.report.html, from the files just written
+    paths = write_calibration(result, market, out, seed=seed, base_market=market_name,
+                               inputs=[str(p) for p in inputs])
+    paths.append(write_run_report(out))  # m.report.html, from the set just put in place
     if show:
         console.print(f"wrote {', '.join(p.name for p in paths)} in {time.perf_counter() - t0:.0f} s",
                       highlight=False)
@@ -214,20 +217,27 @@ def print_calibration(result: Any) -> None:
                       highlight=False)
 
 
-def write_calibration(result: Any, market: Any, out: Path) -> list[Path]:
-    """Draws, report and figure first, the market file last: a market file never lacks its draws."""
-    from tenure.io import write_atomic, write_json, write_table
+def write_calibration(result: Any, market: Any, out: Path, **meta: Any) -> list[Path]:
+    """The market file and its sidecars, replaced as one set (:func:`tenure.io.run_files`).
+
+    ``m.toml``, ``m.draws.csv``, ``m.calibration.json``, ``m.check.png`` (when the check
+    was done) and ``m.manifest.json`` are written to a staging folder and swapped in
+    together: an interrupted or failed run leaves the earlier set byte for byte, and a
+    sidecar of the earlier set that this run does not write is gone.
+    """
+    from tenure.io import run_files, write_atomic, write_json, write_table
     from tenure.simulations.calibrate import draws_path, draws_table
 
-    draws = draws_path(out)
-    paths = [write_table(draws_table(result), draws, "csv")]
-    paths.append(write_json(result.summary(), out.with_name(out.stem + ".calibration.json")))
-    if result.check and result.check.get("done"):
-        paths.append(write_atomic(out.with_name(out.stem + ".check.png"),
-                                  lambda p: plot_check(result.check, p)))
-    text = market.to_toml()
-    paths.append(write_atomic(out, lambda p: p.write_text(text)))
-    return paths
+    with run_files(out, "tenure calibrate", **meta) as stage:
+        target = stage / out.name
+        write_table(draws_table(result), draws_path(target), "csv")
+        write_json(result.summary(), target.with_name(out.stem + ".calibration.json"))
+        if result.check and result.check.get("done"):
+            write_atomic(target.with_name(out.stem + ".check.png"), lambda p: plot_check(result.check, p))
+        text = market.to_toml()
+        write_atomic(target, lambda p: p.write_text(text))
+        names = sorted(p.name for p in stage.iterdir())
+    return [out.with_name(n) for n in names]
 
 
 def plot_check(check: dict[str, Any], path: Path) -> None:

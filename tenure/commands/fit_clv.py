@@ -160,6 +160,9 @@ def gamma_gamma(
     summary = _read_summary(data, time_unit=time_unit, customer_col=customer_col, date_col=date_col,
                             amount_col=amount_col, observation_end=observation_end)
     where = str(data)
+    from tenure.models.clv_data import validate_summary
+
+    validate_summary(summary, where=where)  # types, signs and ranges before the zero-spend filter below
     if "customer_id" in summary.columns and "monetary_value" in summary.columns:
         # Summarised from a transaction log: a repeat buyer whose repeat purchases all cost 0 has no spend for
         # the Gamma-Gamma model (its support is positive); leave such customers out and say so, rather than

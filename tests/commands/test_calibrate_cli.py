@@ -47,3 +47,41 @@ def test_decide_reads_the_calibrated_market(calibrated, tmp_path):
     assert doc["settings"]["markets"] == 3 and doc["settings"]["customers"] == 3_000
     # expected loss is E[max CE] - E[CE]: zero only for an allocation best in every (market, seed), never negative
     assert min(p["expected_loss"] for p in doc["points"]) >= 0
+
+
+def test_the_set_has_a_manifest_of_every_file(calibrated):
+    from tenure.io import verify_manifest
+
+    doc = verify_manifest(calibrated / "m.toml")
+    assert sorted(doc["files"]) == ["m.calibration.json", "m.check.png", "m.draws.csv", "m.toml"]
+    assert doc["command"] == "tenure calibrate" and doc["seed"] == 11
+    assert not [p.name for p in calibrated.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def _copy_set(src, dst):
+    import shutil
+
+    for p in src.glob("m.*"):
+        shutil.copy2(p, dst / p.name)
+    return dst / "m.toml"
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ("truncate", "m.draws.csv: changed since the run wrote it"),
+    ("remove", "m.draws.csv: missing, yet listed in"),
+    ("edit_market", "m.toml: changed since the run wrote it"),
+])
+def test_decide_refuses_an_incomplete_or_edited_set(calibrated, tmp_path, change, needle):
+    market = _copy_set(calibrated, tmp_path)
+    draws = tmp_path / "m.draws.csv"
+    if change == "truncate":
+        draws.write_bytes(draws.read_bytes()[:-20])
+    elif change == "remove":
+        draws.unlink()
+    else:
+        market.write_text(market.read_text() + "\n# edited by hand\n")
+    res = runner.invoke(app, ["decide", str(market), "-n", "500", "-t", "4", "--max-markets", "3",
+                              "-o", str(tmp_path / "d"), "-q"])
+    assert res.exit_code == 2, res.output
+    assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()
