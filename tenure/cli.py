@@ -15,6 +15,7 @@ from tenure import __version__
 from tenure.commands import calibrate as _calibrate
 from tenure.commands import compare as _compare
 from tenure.commands import decide as _decide
+from tenure.commands import evaluate as _evaluate
 from tenure.commands import fit_clv as _fit_clv  # noqa: F401  (registers its fit sub-commands)
 from tenure.commands import fit_panel as _fit_panel  # noqa: F401  (registers its fit sub-commands)
 from tenure.commands import scenario as _scenario
@@ -52,6 +53,7 @@ def _root(
 app.command("calibrate")(_calibrate.calibrate_cmd)
 app.command("compare")(_compare.compare_cmd)
 app.command("decide")(_decide.decide_cmd)
+app.command("evaluate")(_evaluate.evaluate_cmd)
 app.command("simulate")(_simulate.simulate)
 app.add_typer(_scenario.scenario_app, name="scenario")
 app.add_typer(fit_app, name="fit")
