@@ -18,6 +18,7 @@ from tenure.commands import decide as _decide
 from tenure.commands import evaluate as _evaluate
 from tenure.commands import fit_clv as _fit_clv  # noqa: F401  (registers its fit sub-commands)
 from tenure.commands import fit_panel as _fit_panel  # noqa: F401  (registers its fit sub-commands)
+from tenure.commands import predict as _predict
 from tenure.commands import scenario as _scenario
 from tenure.commands import simulate as _simulate
 from tenure.commands.fit import fit_app
@@ -54,6 +55,7 @@ app.command("calibrate")(_calibrate.calibrate_cmd)
 app.command("compare")(_compare.compare_cmd)
 app.command("decide")(_decide.decide_cmd)
 app.command("evaluate")(_evaluate.evaluate_cmd)
+app.command("predict")(_predict.predict_cmd)
 app.command("simulate")(_simulate.simulate)
 app.add_typer(_scenario.scenario_app, name="scenario")
 app.add_typer(fit_app, name="fit")
