@@ -9,8 +9,8 @@ ages of 27 to 39 weeks at day resolution, spend per purchase Gamma-Gamma with p 
 fits the BG/NBD and Gamma-Gamma by MAP on a 20,000-customer subsample, then times
 :func:`tenure.models.clv_table.customer_table` (P(alive), purchases in the next 52 weeks, spend and
 CLV at 10 % a year, each with a 90 % interval from 500 draws) on every customer. It prints one
-JSON line: seconds for the table alone (wall and CPU, all threads), the peak resident memory of the process (which holds the
-data and the fits too) and its growth during the table.
+JSON line: seconds for the table alone (wall and CPU, all threads), the peak resident memory of the
+process (which holds the data and the fits too) and its growth during the table.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def main() -> None:
     start, cpu = time.perf_counter(), time.process_time()
     table = customer_table(bg, data, horizon=52, spend=gg, annual_discount_rate=0.1)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(json.dumps({"customers": table.height, "draws": args.max_draws, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+    print(json.dumps({"customers": table.height, "draws": args.max_draws, "seconds": round(seconds, 2),
+                      "cpu_seconds": round(cpu, 2),
                       "peak_rss_mib": round(peak_rss_mib()), "rss_growth_mib": round(peak_rss_mib() - before),
                       "distinct_x_T": data.select("frequency", "T").unique().height,
                       "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),

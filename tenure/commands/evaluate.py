@@ -40,7 +40,8 @@ TimeUnit = Annotated[str, typer.Option("--time-unit", help="Unit of recency, T, 
 
 def _model_names(models: str) -> list[str]:
     from tenure.errors import InputError
-    from tenure.models import MODELS
+    from tenure.models import MODELS, model_class
+    from tenure.models.evaluate import check_transaction_model
 
     names = list(dict.fromkeys(n.strip() for n in models.split(",") if n.strip()))
     if not names:
@@ -48,6 +49,7 @@ def _model_names(models: str) -> list[str]:
     for name in names:
         if name not in MODELS:
             raise InputError(f"--models: unknown model {name!r}; known: {', '.join(MODELS)}")
+        check_transaction_model(model_class(name), name)
     return names
 
 
@@ -100,7 +102,6 @@ def evaluate_cmd(
     for name in names:
         model = model_class(name)(split.calibration, time_unit=time_unit, priors=overrides,
                                   where=f"{transactions} (calibration summary)")
-        ev.check_transaction_model(model, name)
         fitted[name] = model
     console.print(f"calibration {split.start} to {split.calibration_end}: {split.n_customers:,} customers"
                   + (f" ({split.left_out} first bought on its last day: left out)" if split.left_out else "")
