@@ -378,27 +378,6 @@ class BGNBDModel(BayesianModel):
                                         d["b"][:, None])
         return curve_summary(vals, hs, f"horizon_{unit}", interval)
 
-    def simulate_repeat_counts(self, T: np.ndarray, *, seed: int) -> np.ndarray:
-        """Repeat transactions in (0, T_i] of new customers drawn from the fitted population.
-
-        Each customer gets one posterior draw of (r, α, a, b) at random (so parameter
-        uncertainty is included), then λ ~ Gamma(r, α) and p ~ Beta(a, b). While alive she
-        buys as a Poisson process; after each repeat purchase she drops out with probability p,
-        so the purchases she makes before dropping out are K ~ Geometric(p) on {1, 2, ...}
-        and her count is min(N, K) with N ~ Poisson(λ T_i) (Fader, Hardie & Lee 2005,
-        section 2). ``T`` is in the model's time unit; customers at average covariates.
-        """
-        T = np.asarray(T, dtype=float)
-        if T.ndim != 1 or np.any(~np.isfinite(T)) or np.any(T < 0):
-            raise InputError(f"{self.name}: T must be a 1-d array of finite non-negative ages")
-        d = self._posterior()
-        rng = np.random.default_rng(seed)
-        k = rng.integers(0, len(d["r"]), size=T.size)
-        lam = rng.gamma(d["r"][k], 1.0 / d["alpha"][k])
-        p = rng.beta(d["a"][k], d["b"][k])
-        n = rng.poisson(lam * T)
-        return np.minimum(n, rng.geometric(p)).astype(np.int64)
-
 
 def bgnbd_loglike_np(r, alpha, a, b, x, t_x, T) -> np.ndarray:
     """:func:`bgnbd_logp` in numpy (broadcasting); Fader, Hardie & Lee (2005), eq. (6)."""

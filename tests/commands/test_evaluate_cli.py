@@ -34,16 +34,20 @@ def test_evaluate_writes_the_table_the_figures_and_the_fits(log, tmp_path):
     from tenure.models.bgnbd import BGNBDModel
 
     out = tmp_path / "ev"
-    res = runner.invoke(app, ["evaluate", str(log), "--holdout-start", "1997-10-01", "--models", "bgnbd",
-                              "-o", str(out), *FAST])
+    res = runner.invoke(app, ["evaluate", str(log), "--holdout-start", "1997-10-01", "--models",
+                              "bgnbd,pnbd,mbgnbd", "-o", str(out), *FAST])
     assert res.exit_code == 0, res.output
     for name in ("evaluation.csv", "tracking.csv", "tracking.png", "period_transactions.csv",
                  "period_transactions.png", "conditional_expectations.csv", "conditional_expectations.png",
-                 "customers.parquet", "bgnbd/posterior.nc", "bgnbd/summary.csv", "manifest.json"):
+                 "customers.parquet", "bgnbd/posterior.nc", "bgnbd/summary.csv", "pnbd/posterior.nc",
+                 "mbgnbd/posterior.nc", "manifest.json"):
         assert (out / name).is_file(), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == "tenure evaluate" and manifest["holdout_start"] == "1997-10-01"
-    row = pl.read_csv(out / "evaluation.csv").row(0, named=True)
+    evaluation = pl.read_csv(out / "evaluation.csv")
+    assert evaluation["model"].to_list() == ["bgnbd", "pnbd", "mbgnbd"]
+    assert evaluation["holdout_actual"].n_unique() == 1
+    row = evaluation.row(0, named=True)
     # the same numbers from the models layer, with the same fit settings
     split = ev.split_transactions(pl.read_csv(log), "1997-10-01", time_unit="weeks")
     model = BGNBDModel(split.calibration, time_unit="weeks")

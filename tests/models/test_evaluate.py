@@ -206,3 +206,20 @@ def test_bad_rfm_rows_name_the_column(cdnow_fits, column, value, message):
         pl.when(pl.int_range(pl.len()) == 1).then(value).otherwise(pl.col(column)).alias(column))
     with pytest.raises(InputError, match=f"row 2: {message}"):
         customer_table(bg, bad, horizon=52)
+
+
+@pytest.mark.parametrize("name", ["pnbd", "mbgnbd"])
+def test_the_table_factorisation_holds_for_the_other_transaction_models(cdnow_fits, name):
+    """E[Y(t) | x, t_x, T] = P(alive | x, t_x, T) · g(x, T) for the Pareto/NBD and the MBG/NBD too."""
+    from tenure.models import model_class
+
+    df = cdnow_fits[0]
+    model = model_class(name)(df, time_unit="weeks")
+    model.fit(method="map", draws=60, chains=1, seed=1)
+    table = customer_table(model, df, horizon=39)
+    ref = model.expected_purchases(39, df).table
+    np.testing.assert_allclose(table["purchases_next_39_weeks"], ref["mean"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(table["purchases_next_39_weeks_upper"], ref["upper"], rtol=1e-8, atol=1e-12)
+    split = ev.split_transactions(TINY, "2024-01-21", time_unit="weeks")
+    periods = ev.period_transactions_table({name: model}, split, seed=1)
+    assert periods[name].sum() == split.n_customers
