@@ -223,3 +223,17 @@ def test_the_table_factorisation_holds_for_the_other_transaction_models(cdnow_fi
     split = ev.split_transactions(TINY, "2024-01-21", time_unit="weeks")
     periods = ev.period_transactions_table({name: model}, split, seed=1)
     assert periods[name].sum() == split.n_customers
+
+
+def test_loo_of_an_mcmc_fit_is_the_log_likelihood_less_its_effective_parameters():
+    df = pl.read_csv(DATA / "cdnow_customers_summary.csv")
+    model = BGNBDModel(df, time_unit="weeks")
+    result = model.fit(method="mcmc", draws=200, tune=200, chains=2, seed=1)
+    loo = ev.expected_loo(result)
+    # the maximised log-likelihood is -9582.4 (Fader, Hardie & Lee 2005); elpd_loo lies below it by about p_loo,
+    # which exceeds the four parameters because an observation is a compressed row (up to hundreds of identical
+    # customers left out at once)
+    assert 4.0 < loo["p_loo"] < 20.0
+    assert loo["elpd_loo"] < -9582.4
+    assert loo["elpd_loo"] == pytest.approx(-9582.4 - loo["p_loo"], abs=3.0)
+    assert loo["elpd_loo_se"] > 0
