@@ -81,7 +81,7 @@ def summarize_draws(values: np.ndarray, interval: float) -> tuple[np.ndarray, np
     k1 = np.minimum(k + 1, n_draws - 1)
     part = np.partition(rows, sorted({*k.tolist(), *k1.tolist()}), axis=1)
     lo, hi = (part[:, k[i]] + (pos[i] - k[i]) * (part[:, k1[i]] - part[:, k[i]]) for i in range(2))
-    return rows.mean(axis=1), lo, hi
+    return values.mean(axis=0), lo, hi  # the mean as before: summed along draws in order, to the last bit
 
 
 def reduce_over_draws(
