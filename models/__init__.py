@@ -33,6 +33,8 @@ MODELS: dict[str, str] = {
     "trim": "tenure.models.trim:TrimModel",
     "sbg": "tenure.models.sbg:SBGModel",
     "bgnbd": "tenure.models.bgnbd:BGNBDModel",
+    "pnbd": "tenure.models.pnbd:ParetoNBDModel",
+    "mbgnbd": "tenure.models.mbgnbd:MBGNBDModel",
     "gamma-gamma": "tenure.models.gamma_gamma:GammaGammaModel",
     "bgbb": "tenure.models.bgbb:BGBBModel",
 }

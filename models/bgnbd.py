@@ -330,11 +330,37 @@ class BGNBDModel(BayesianModel):
         t = convert_periods(horizon_periods, time_unit or self.time_unit, self.time_unit)
 
         def compute(draws, chunk):
-            r, alpha, a, b = self._individual(draws, chunk)
-            return bgnbd_conditional_purchases(t, r, alpha, a, b, chunk["frequency"], chunk["recency"], chunk["T"])
+            return self.conditional_purchases(t, draws, chunk)
 
         return reduce_over_draws(compute, self._posterior(), self._customer_rows(data),
                                  interval=interval, keep_draws=keep_draws)
+
+    def conditional_purchases(self, t: float, draws: Mapping[str, np.ndarray],
+                              chunk: Mapping[str, np.ndarray]) -> np.ndarray:
+        """E[Y(t) | x, t_x, T] per draw and customer of ``chunk``, (n_draws, n_chunk), ``t`` in the model's unit."""
+        r, alpha, a, b = self._individual(draws, chunk)
+        return bgnbd_conditional_purchases(t, r, alpha, a, b, chunk["frequency"], chunk["recency"], chunk["T"])
+
+    def _population_draws(self, n: int, seed: int) -> tuple[np.random.Generator, dict[str, np.ndarray]]:
+        """One posterior draw per new customer (average covariates), chosen with ``seed``."""
+        draws = self._posterior()
+        rng = np.random.default_rng(seed)
+        pick = rng.integers(len(draws["r"]), size=n)
+        return rng, {k: draws[k][pick] for k in self.named_parameters}
+
+    def simulate_repeat_counts(self, T: np.ndarray, *, seed: int) -> np.ndarray:
+        """Repeat purchases in (0, T_i] of new customers drawn from the fitted population.
+
+        Each customer gets one posterior draw (chosen with ``seed``), then λ ~ Gamma(r, α),
+        p ~ Beta(a, b); she buys as a Poisson process of rate λ and drops out after each
+        repeat purchase with probability p, so her count is min(N, J) with N ~ Poisson(λT)
+        and J ~ Geometric(p) on 1, 2, ... (Fader, Hardie & Lee 2005, section 3).
+        """
+        T = np.asarray(T, dtype=float)
+        rng, d = self._population_draws(T.size, seed)
+        lam = rng.gamma(d["r"], 1.0 / d["alpha"])
+        p = rng.beta(d["a"], d["b"])
+        return np.minimum(rng.poisson(lam * T.ravel()), rng.geometric(p)).reshape(T.shape)
 
     def expected_purchases_new_customer(
         self, horizon_periods: Sequence[float] | np.ndarray, *, time_unit: str | None = None, interval: float = 0.9

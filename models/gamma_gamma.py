@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 from scipy import special
 from tenure.models.base import BayesianModel, prior
-from tenure.models.bgnbd import BGNBDModel, bgnbd_conditional_purchases
+from tenure.models.bgnbd import BGNBDModel
 from tenure.models.clv_data import (
     compress_summary,
     convert_periods,
@@ -167,7 +167,8 @@ def customer_lifetime_value(
     """Discounted CLV of each customer over ``horizon_periods`` periods of one ``time_unit``.
 
     CLV_i = margin · E[spend_i] · Σ_{k=1..H} (E[Y_i(k)] − E[Y_i(k−1)]) / (1+d)^k, with E[Y_i(k)]
-    the BG/NBD expected purchases in the next k periods (Fader, Hardie & Lee 2005, eq. 10),
+    the expected purchases in the next k periods of the transaction model ``purchases``
+    (BG/NBD: Fader, Hardie & Lee 2005, eq. 10; the Pareto/NBD and MBG/NBD subclass it),
     E[spend_i] the Gamma-Gamma conditional mean (Fader & Hardie 2013, eq. 5) and d the
     discount rate per period: purchases made in period k are discounted k times, as in
     Fader, Hardie & Lee (2005b). ``time_unit`` is converted to the BG/NBD model's unit, so a
@@ -192,12 +193,11 @@ def customer_lifetime_value(
     factors = (1.0 + discount_rate_per_period) ** -np.arange(1, horizon_periods + 1)
 
     def compute(dr, chunk):
-        r, alpha, a, b = purchases._individual(dr, chunk)
-        x, t_x, T = chunk["frequency"], chunk["recency"], chunk["T"]
+        x = chunk["frequency"]
         value = np.zeros((n, len(x)))
         previous = np.zeros_like(value)
         for k, f in enumerate(factors, start=1):
-            cumulative = bgnbd_conditional_purchases(k * step, r, alpha, a, b, x, t_x, T)
+            cumulative = purchases.conditional_purchases(k * step, dr, chunk)
             value += f * (cumulative - previous)
             previous = cumulative
         money = gamma_gamma_expected_spend(dr["p"][:, None], dr["q"][:, None], dr["v"][:, None], x,

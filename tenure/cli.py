@@ -16,8 +16,10 @@ from tenure.commands import alarm as _alarm
 from tenure.commands import calibrate as _calibrate
 from tenure.commands import compare as _compare
 from tenure.commands import decide as _decide
+from tenure.commands import evaluate as _evaluate
 from tenure.commands import fit_clv as _fit_clv  # noqa: F401  (registers its fit sub-commands)
 from tenure.commands import fit_panel as _fit_panel  # noqa: F401  (registers its fit sub-commands)
+from tenure.commands import predict as _predict
 from tenure.commands import report as _report
 from tenure.commands import scenario as _scenario
 from tenure.commands import score as _score
@@ -56,6 +58,8 @@ app.command("alarm")(_alarm.alarm_cmd)
 app.command("calibrate")(_calibrate.calibrate_cmd)
 app.command("compare")(_compare.compare_cmd)
 app.command("decide")(_decide.decide_cmd)
+app.command("evaluate")(_evaluate.evaluate_cmd)
+app.command("predict")(_predict.predict_cmd)
 app.command("report")(_report.report_cmd)
 app.command("score")(_score.score_cmd)
 app.command("simulate")(_simulate.simulate)

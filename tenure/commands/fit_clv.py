@@ -1,4 +1,4 @@
-"""`tenure fit sbg|bgnbd|gamma-gamma|bgbb`: the field's standard customer-base models.
+"""`tenure fit sbg|bgnbd|pnbd|mbgnbd|gamma-gamma|bgbb`: the field's standard customer-base models.
 
 Every command reads and validates its input before anything is written (bad input: one
 line naming the column and the first offending row, exit code 2), fits, prints a table
@@ -34,6 +34,15 @@ ObservationEnd = Annotated[str | None, typer.Option(
 Covariates = Annotated[str | None, typer.Option(
     "--covariates", help="Comma-separated columns of customer records that shift the churn probability, "
     "e.g. trust,enthusiasm.", show_default=False)]
+
+
+RFMTimeUnit = Annotated[str, typer.Option("--time-unit", help="Unit of recency and T: days, weeks or months.")]
+PurchaseCovariates = Annotated[str | None, typer.Option(
+    "--purchase-covariates", help="Comma-separated columns that shift the purchase rate, e.g. trust,enthusiasm.",
+    show_default=False)]
+DropoutCovariates = Annotated[str | None, typer.Option(
+    "--dropout-covariates", help="Comma-separated columns that shift dropout (the BG/NBD's and MBG/NBD's "
+    "probability, the Pareto/NBD's rate).", show_default=False)]
 
 
 def _check(out: Path, settings: FitSettings, time_unit: str) -> dict[str, dict[str, Any]] | None:
@@ -110,14 +119,9 @@ def sbg(
 def bgnbd(
     data: SummaryData,
     out: RequiredOutDir,
-    time_unit: Annotated[str, typer.Option("--time-unit", help="Unit of recency and T: days, weeks or "
-                                           "months.")] = "weeks",
-    purchase_covariates: Annotated[str | None, typer.Option(
-        "--purchase-covariates", help="Comma-separated columns that shift the purchase rate, e.g. "
-        "trust,enthusiasm.", show_default=False)] = None,
-    dropout_covariates: Annotated[str | None, typer.Option(
-        "--dropout-covariates", help="Comma-separated columns that shift the dropout probability.",
-        show_default=False)] = None,
+    time_unit: RFMTimeUnit = "weeks",
+    purchase_covariates: PurchaseCovariates = None,
+    dropout_covariates: DropoutCovariates = None,
     customer_col: CustomerCol = "customer_id",
     date_col: DateCol = "date",
     amount_col: AmountCol = "amount",
@@ -126,14 +130,23 @@ def bgnbd(
     settings: FitSettings,
 ) -> None:
     """BG/NBD repeat buying with silent dropout (Fader, Hardie & Lee 2005), optionally with covariates."""
-    from tenure.models.bgnbd import BGNBDModel
+    _fit_transaction_model("bgnbd", "BG/NBD", data, out, time_unit, purchase_covariates, dropout_covariates,
+                           customer_col, date_col, amount_col, observation_end, settings)
+
+
+def _fit_transaction_model(name: str, label: str, data: Path, out: Path, time_unit: str,
+                           purchase_covariates: str | None, dropout_covariates: str | None, customer_col: str,
+                           date_col: str, amount_col: str, observation_end: str | None,
+                           settings: FitSettings) -> None:
+    """What ``fit bgnbd``, ``fit pnbd`` and ``fit mbgnbd`` do, with the model registered as ``name``."""
+    from tenure.models import model_class
 
     overrides = _check(out, settings, time_unit)
     summary = _read_summary(data, time_unit=time_unit, customer_col=customer_col, date_col=date_col,
                             amount_col=amount_col, observation_end=observation_end)
-    model = BGNBDModel(summary, time_unit=time_unit, purchase_covariates=_split(purchase_covariates),
-                       dropout_covariates=_split(dropout_covariates), priors=overrides, where=str(data))
-    _fit(model, out, "bgnbd", f"BG/NBD (time unit: {time_unit})", settings)
+    model = model_class(name)(summary, time_unit=time_unit, purchase_covariates=_split(purchase_covariates),
+                              dropout_covariates=_split(dropout_covariates), priors=overrides, where=str(data))
+    _fit(model, out, name, f"{label} (time unit: {time_unit})", settings)
 
 
 @fit_app.command("gamma-gamma")
@@ -200,3 +213,45 @@ def bgbb(
     overrides = _check(out, settings, time_unit)
     model = BGBBModel(read_table(data), time_unit=time_unit, priors=overrides, where=str(data))
     _fit(model, out, "bgbb", f"BG/BB (one opportunity = one {time_unit[:-1]})", settings)
+
+
+@fit_app.command("pnbd")
+@cli_errors
+@sampler_options
+def pnbd(
+    data: SummaryData,
+    out: RequiredOutDir,
+    time_unit: RFMTimeUnit = "weeks",
+    purchase_covariates: PurchaseCovariates = None,
+    dropout_covariates: DropoutCovariates = None,
+    customer_col: CustomerCol = "customer_id",
+    date_col: DateCol = "date",
+    amount_col: AmountCol = "amount",
+    observation_end: ObservationEnd = None,
+    *,
+    settings: FitSettings,
+) -> None:
+    """Pareto/NBD repeat buying with an exponential lifetime (Schmittlein, Morrison & Colombo 1987)."""
+    _fit_transaction_model("pnbd", "Pareto/NBD", data, out, time_unit, purchase_covariates, dropout_covariates,
+                           customer_col, date_col, amount_col, observation_end, settings)
+
+
+@fit_app.command("mbgnbd")
+@cli_errors
+@sampler_options
+def mbgnbd(
+    data: SummaryData,
+    out: RequiredOutDir,
+    time_unit: RFMTimeUnit = "weeks",
+    purchase_covariates: PurchaseCovariates = None,
+    dropout_covariates: DropoutCovariates = None,
+    customer_col: CustomerCol = "customer_id",
+    date_col: DateCol = "date",
+    amount_col: AmountCol = "amount",
+    observation_end: ObservationEnd = None,
+    *,
+    settings: FitSettings,
+) -> None:
+    """MBG/NBD: the BG/NBD with dropout possible right after the first purchase (Batislam et al. 2007)."""
+    _fit_transaction_model("mbgnbd", "MBG/NBD", data, out, time_unit, purchase_covariates, dropout_covariates,
+                           customer_col, date_col, amount_col, observation_end, settings)
