@@ -1,4 +1,4 @@
-"""The ``tenure`` command line: simulate, fit, compare, decide, calibrate, report, scenario, score, alarm.
+"""The ``tenure`` command line: simulate, fit, compare, decide, calibrate, evaluate, predict, score, alarm, report.
 
 One grammar for every command (tenure/commands/_options.py): the market positional,
 ``-n/--customers``, ``-t/--periods``, ``-s/--seed``, ``-o/--out``, ``-q/--quiet``.
