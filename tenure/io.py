@@ -157,7 +157,7 @@ def check_out_dir(path: str | os.PathLike[str]) -> Path:
     return out
 
 
-def check_out_file(path: str | os.PathLike[str], what: str = "--out") -> tuple[Path, str]:
+def check_out_table(path: str | os.PathLike[str], what: str = "--out") -> tuple[Path, str]:
     """Fail before any work if ``path`` cannot be a table file: its format (by suffix) and a writable folder.
 
     Returns the path and its format, one of :data:`TABLE_FORMATS`.
@@ -167,15 +167,22 @@ def check_out_file(path: str | os.PathLike[str], what: str = "--out") -> tuple[P
     fmt = "parquet" if fmt == "pq" else fmt
     if fmt not in TABLE_FORMATS:
         raise InputError(f"{what} {out}: unknown table type {out.suffix or '(none)'!r}; use .parquet or .csv")
-    if out.is_dir():
-        raise InputError(f"{what} {out}: is a folder, expected a file name")
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"{what} {out}: cannot write to {parent}")
-    _probe_write(parent, f"{what} {out}")
+    _check_out_path(out, what, "a file name")
     return out, fmt
+
+
+def _check_out_path(out: Path, what: str, expected: str) -> None:
+    """``out`` is not a folder, and the nearest existing folder above it is a writable folder."""
+    if out.is_dir():
+        raise InputError(f"{what} {out}: is a folder, expected {expected}")
+    probe = out.absolute().parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{what} {out}: cannot write under {probe}: not a folder")
+    if not os.access(probe, os.W_OK):
+        raise InputError(f"{what} {out}: cannot write to {probe}")
+    _probe_write(probe, f"{what} {out}")
 
 
 def _probe_write(folder: Path, what: str) -> None:
@@ -393,22 +400,12 @@ def _swap_in(staging: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def check_out_file(path: str | os.PathLike[str], suffix: str) -> Path:
+def check_out_set(path: str | os.PathLike[str], suffix: str) -> Path:
     """Fail before any work if ``path`` cannot be the main file of a file set (see :func:`run_files`)."""
     out = Path(path)
     if out.suffix != suffix:
         raise InputError(f"--out {out}: the file must end in {suffix}")
-    if out.is_dir():
-        raise InputError(f"--out {out}: is a folder, expected a {suffix} file name")
-    parent = out.absolute().parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise InputError(f"--out {out}: cannot write under {probe}: not a folder")
-    if not os.access(probe, os.W_OK):
-        raise InputError(f"--out {out}: cannot write to {probe}")
-    _probe_write(probe, f"--out {out}")
+    _check_out_path(out, "--out", f"a {suffix} file name")
     return out
 
 

@@ -52,9 +52,9 @@ def _market_and_inputs(args: list[str], scenario: str | None) -> tuple[str | Non
 
 def _check_out(out: Path) -> None:
     """Before any work: ``--out`` must be a writable ``.toml`` file name."""
-    from tenure.io import check_out_file
+    from tenure.io import check_out_set
 
-    check_out_file(out, ".toml")
+    check_out_set(out, ".toml")
 
 
 @cli_errors

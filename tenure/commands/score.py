@@ -55,16 +55,17 @@ def score_cmd(
 ) -> None:
     """Score current customers from a retention fit: churn risk, remaining margin and the call list.
 
-    For each customer: the monthly churn probability with its interval, the expected remaining margin over the horizon (discounted), the value at risk (churn probability x remaining
-    margin) and each customer's rank in the call list (1 = highest value at risk). With --cross-sell, also the
-    expected cross-sales. Posterior draws are reduced per group of equal customers as they are computed.
+    For each customer: the monthly churn probability with its interval, the expected remaining margin
+    over the horizon (discounted), the value at risk (churn probability x remaining margin) and each
+    customer's rank in the call list (1 = highest value at risk). With --cross-sell, also the expected
+    cross-sales. Posterior draws are reduced per group of equal customers as they are computed.
     """
     from tenure.checks import discount_rate as check_discount_rate
     from tenure.checks import in_range, whole
-    from tenure.io import check_out_file, write_table
+    from tenure.io import check_out_table, write_table
     from tenure.models.scoring import CrossSellDraws, HazardDraws, read_customers, score_customers
 
-    out, fmt = check_out_file(out)
+    out, fmt = check_out_table(out)
     whole(horizon, "--horizon", 1, 1200)
     check_discount_rate(discount_rate)
     in_range(interval, "--interval", 0.0, 1.0, open_low=True, open_high=True)
