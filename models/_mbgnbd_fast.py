@@ -22,7 +22,7 @@ from tenure.models._bgnbd_fast import digamma
 from tenure.models._pnbd_fast import _LOGP_SIG, HEADER, _broadcast, prior_logp
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def mbgnbd_row(r: float, alpha: float, a: float, b: float, x: float, t_x: float, T: float,
                grad: np.ndarray) -> tuple[float, float]:
     """log L of one customer and log P(alive at T); ``grad`` gets ∂log L/∂(r, α, a, b)."""
@@ -49,7 +49,7 @@ def mbgnbd_row(r: float, alpha: float, a: float, b: float, x: float, t_x: float,
     return first + soft, -soft
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _mbgnbd_rows(p0, p1, p2, p3, x, t_x, T, out, grads):
     g = np.empty(4)
     for i in range(x.size):
@@ -68,7 +68,7 @@ def mbgnbd_loglike(r, alpha, a, b, x, t_x, T) -> tuple[np.ndarray, np.ndarray]:
     return out.reshape(shape), grads.reshape(4, *shape)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def mbgnbd_logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     """Log density at θ = (log r, log α, log a, log b); writes its gradient into ``grad``."""
     lp = prior_logp(theta, buf, grad)

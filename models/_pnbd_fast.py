@@ -65,7 +65,7 @@ HEADER = 2 + 4 * _N_PRIOR
 """Buffer header: total length, number of rows, then 4 × 6 prior terms (see ``_bgnbd_fast.prior_terms``)."""
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def pnbd_row(r: float, alpha: float, s: float, beta: float, x: float, t_x: float, T: float,
              grad: np.ndarray) -> tuple[float, float]:
     """log L of one customer and log P(alive at T); ``grad`` gets ∂log L/∂(r, α, s, β)."""
@@ -147,7 +147,7 @@ def pnbd_row(r: float, alpha: float, s: float, beta: float, x: float, t_x: float
     return pre + lse, l_a - lse
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _pnbd_rows(p0, p1, p2, p3, x, t_x, T, out, grads):
     g = np.empty(4)
     for i in range(x.size):
@@ -156,7 +156,7 @@ def _pnbd_rows(p0, p1, p2, p3, x, t_x, T, out, grads):
             grads[k, i] = g[k]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _pnbd_alive_rows(p0, p1, p2, p3, x, t_x, T, out):
     g = np.empty(4)
     for i in range(x.size):
@@ -210,7 +210,7 @@ def start_point(buf: np.ndarray) -> np.ndarray:
     return np.array([prior_center(tuple(buf[2 + 6 * k: 8 + 6 * k])) for k in range(4)])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def prior_logp(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     """Σ_k log prior(e^θ_k) + θ_k (Jacobian); writes its gradient into ``grad``."""
     lp = 0.0
@@ -224,7 +224,7 @@ def prior_logp(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     return lp
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def pnbd_logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     """Log density at θ = (log r, log α, log s, log β); writes its gradient into ``grad``."""
     lp = prior_logp(theta, buf, grad)
@@ -308,8 +308,8 @@ def fit_map(logp_and_grad: Any, buf: np.ndarray, params: tuple[str, ...], *, dra
 
     def objective(theta):
         value, grad = _value_and_grad(logp_and_grad, theta, buf)
-        if not math.isfinite(value):
-            return 1e300, np.zeros(4)
+        if not (math.isfinite(value) and np.all(np.isfinite(grad))):
+            return 1e300, np.zeros(4)  # the line search steps back
         return -(value - theta.sum()), -(grad - 1.0)
 
     best = None
