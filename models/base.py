@@ -33,6 +33,7 @@ from tenure.scenario import DEFAULT_SEED
 if TYPE_CHECKING:
     import polars as pl
     import pymc as pm
+    from tenure.models._fast import FastModel
 
 FIT_METHODS = ("mcmc", "map", "advi")
 #: PyTensor's warning at every compilation that a pip-installed NumPy gives it no BLAS: nothing a user can act on.
@@ -152,6 +153,9 @@ class BayesianModel:
     """Extra keyword arguments for ``nutpie.sample`` (e.g. ``low_rank_modified_mass_matrix``)."""
     time_unit: str | None = None
     """Length of one period of the data (``"months"`` for the panels, ``--time-unit`` for the customer base)."""
+    fast_sampler: bool = True
+    """Fit ``map`` and ``mcmc`` on the closed-form Numba route where :meth:`fast_model` offers one (set ``False``
+    on an instance, or ``TENURE_FIT_ROUTE=pymc`` in the environment, for the PyMC route)."""
 
     def __init__(self, priors: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.priors = merge_priors(self.default_priors, priors)
@@ -200,6 +204,23 @@ class BayesianModel:
     def diagnostic_var_names(self, idata: az.InferenceData) -> list[str]:
         """The parameters whose R-hat the fit commands check."""
         return list(self.named_parameters)
+
+    def fast_model(self) -> FastModel | None:
+        """This model on the closed-form Numba route (:mod:`tenure.models._fast`), or ``None``: fit the PyMC model.
+
+        A family whose log density has a closed form overrides it and returns ``None``
+        where the closed form does not express the model (covariates, priors it cannot
+        write).
+        """
+        return None
+
+    def fast_route(self) -> FastModel | None:
+        """:meth:`fast_model` unless the instance or ``TENURE_FIT_ROUTE=pymc`` asks for the PyMC route."""
+        if not self.fast_sampler:
+            return None
+        from tenure.models._fast import route_forced_to_pymc
+
+        return None if route_forced_to_pymc() else self.fast_model()
 
 
     # -- shared -------------------------------------------------------------------
@@ -252,12 +273,19 @@ class BayesianModel:
         with warnings.catch_warnings():
             # Also where a caller (a test runner) reset the filter that tenure.models installs.
             warnings.filterwarnings("ignore", message=BLAS_WARNING, category=UserWarning)
-            if method == "mcmc":
+            fast = self.fast_route() if method in ("mcmc", "map") else None
+            if fast is not None and method == "mcmc":
+                idata = fast.nuts_fit(draws=draws, tune=tune, chains=chains, seed=seed, progress=progress,
+                                      **self.sampler_options)
+            elif fast is not None:
+                idata = fast.map_fit(draws=draws, chains=chains, seed=seed)
+            elif method == "mcmc":
                 idata = self._sample_mcmc(draws=draws, tune=tune, chains=chains, seed=seed, progress=progress)
             elif method == "map":
                 idata = laplace_approximation(self.model, draws=draws, chains=chains, seed=seed)
             else:
                 idata = fit_advi(self.model, draws=draws, chains=chains, seed=seed, progress=progress)
+            idata.attrs["tenure_sampler"] = "numba-closed-form" if fast is not None else "pymc"
             idata = self._after_fit(idata, seed)
             settings = {"method": method, "draws": draws, "tune": 0 if method != "mcmc" else tune, "chains": chains,
                         "seed": seed}
@@ -298,8 +326,10 @@ def check_fit_settings(method: str, draws: int, tune: int, chains: int) -> None:
         raise InputError("--draws and --chains must be at least 1, --tune at least 0")
 
 
-#: Above this many values (chains × draws × observations) the log-likelihood is not stored (400 MB).
-LOG_LIKELIHOOD_MAX_VALUES = 50_000_000
+#: Above this many values (chains × draws × observations, 40 MB) the log-likelihood is not stored: a
+#: posterior.nc of hundreds of MB took longer to write than the fit (the CDNOW log, 11,104 unique rows × 4000
+#: draws, made 318 MB); ``model.pointwise_log_likelihood(idata)`` computes it on demand.
+LOG_LIKELIHOOD_MAX_VALUES = 5_000_000
 
 
 def _add_observed_and_log_likelihood(model: BayesianModel, idata: az.InferenceData) -> None:

@@ -12,19 +12,20 @@ weights identical customers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
-import pymc as pm
-import pytensor.tensor as pt
-from pytensor.tensor.special import betaln
 from scipy import special
 from tenure.models.base import BayesianModel, prior
 from tenure.models.clv_data import check_time_unit, compress_summary, nuts_options, prediction_rows, validate_summary
 from tenure.models.clv_predict import Prediction, posterior_draws, reduce_over_draws
 
 from tenure.errors import InputError
+
+if TYPE_CHECKING:  # PyMC and PyTensor are imported only to build the model: the fast route fits without them
+    import pymc as pm
+    import pytensor.tensor as pt
 
 FLAT = {"dist": "HalfFlat"}
 
@@ -48,6 +49,9 @@ def bgbb_logp(alpha: Any, beta: Any, gamma: Any, delta: Any, x: np.ndarray, t_x:
 
     summed in logs with ``logsumexp`` over a padded, masked grid of i.
     """
+    import pytensor.tensor as pt
+    from pytensor.tensor.special import betaln
+
     x, t_x, n = (np.asarray(v, dtype=float) for v in (x, t_x, n))
     i, mask = _opportunity_grid(t_x, n)
     x_grid = np.broadcast_to(x[:, None], i.shape)
@@ -117,12 +121,24 @@ class BGBBModel(BayesianModel):
 
     def build(self) -> pm.Model:
         """The PyMC model: flat priors and the weighted BG/BB likelihood."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
         x, t_x, n = (self.data[c].to_numpy().astype(float) for c in ("frequency", "recency", "T"))
         w = self.data["count"].to_numpy().astype(float)
         with pm.Model() as model:
             params = [prior(k, self.priors[k]) for k in self.named_parameters]
             pm.Potential("log_likelihood", pt.dot(w, bgbb_logp(*params, x, t_x, n)))
         return model
+
+    def fast_model(self) -> Any:
+        """The closed-form Numba route (:mod:`tenure.models._bgbb_fast`); ``None`` with a prior it cannot express
+        (see :mod:`tenure.models._fast`)."""
+        from tenure.models import _bgbb_fast
+
+        buf = _bgbb_fast.pack_data(*(self.data[c].to_numpy() for c in ("frequency", "recency", "T", "count")),
+                                   self.priors)
+        return None if buf is None else _bgbb_fast.fast_model(buf)
 
     def options(self) -> dict[str, Any]:
         """The opportunity length."""

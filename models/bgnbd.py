@@ -170,8 +170,6 @@ class BGNBDModel(BayesianModel):
         self.data = compress_summary(summary.select("frequency", "recency", "T", *covs, "count"))
         self.n_customers = int(self.data["count"].sum())
         self.sampler_options = nuts_options(self.data.height)
-        self.fast_sampler = True
-        """Sample with the closed-form Numba density when the model allows it (see :meth:`fast_path_data`)."""
 
     @property
     def var_names(self) -> list[str]:
@@ -227,7 +225,7 @@ class BGNBDModel(BayesianModel):
 
         The fast path covers the model without covariates whose priors on r, α, a and b are
         HalfFlat (the default), Gamma, Exponential, HalfNormal or LogNormal with plain
-        numbers; anything else, or ``fast_sampler = False``, samples the PyMC model.
+        numbers; anything else, or ``fast_sampler = False``, fits the PyMC model.
         """
         if not self.fast_sampler or self.purchase_covariates or self.dropout_covariates:
             return None
@@ -236,24 +234,14 @@ class BGNBDModel(BayesianModel):
         return _bgnbd_fast.pack_data(*(self.data[c].to_numpy() for c in ("frequency", "recency", "T", "count")),
                                      self.priors)
 
-    def _sample_mcmc(self, *, draws: int, tune: int, chains: int, seed: int, progress: bool) -> az.InferenceData:
-        """NUTS with nutpie on the closed-form Numba log density when possible (no PyMC import), else on PyMC.
-
-        Both sample the same density on the same unconstrained scale; the tests check that
-        the Numba log density and gradient equal PyMC's. ``tenure_sampler`` in the result's
-        attributes records which ran.
-        """
+    def fast_model(self) -> Any:
+        """The closed-form Numba route (:mod:`tenure.models._bgnbd_fast`) where :meth:`fast_path_data` allows it."""
         buf = self.fast_path_data()
         if buf is None:
-            idata = super()._sample_mcmc(draws=draws, tune=tune, chains=chains, seed=seed, progress=progress)
-            idata.attrs["tenure_sampler"] = "pymc"
-            return idata
+            return None
         from tenure.models import _bgnbd_fast
 
-        idata = _bgnbd_fast.sample(buf, draws=draws, tune=tune, chains=chains, seed=seed, progress=progress,
-                                   **self.sampler_options)
-        idata.attrs["tenure_sampler"] = "numba-closed-form"
-        return idata
+        return _bgnbd_fast.fast_model(buf)
 
     def options(self) -> dict[str, Any]:
         """Time unit, covariates and their means."""
@@ -268,7 +256,18 @@ class BGNBDModel(BayesianModel):
         """count × log L of each compressed row per draw (eq. 6 in numpy)."""
         rows = {c: self.data[c].to_numpy().astype(float) for c in self.data.columns}
         r, alpha, a, b = self._individual(posterior_draws(idata, self.var_names), rows)
-        ll = bgnbd_loglike_np(r, alpha, a, b, rows["frequency"], rows["recency"], rows["T"])
+        x, t_x, T = rows["frequency"], rows["recency"], rows["T"]
+        if self.purchase_covariates or self.dropout_covariates:
+            return {"purchases": rows["count"] * bgnbd_loglike_np(r, alpha, a, b, x, t_x, T)}
+        # One value per draw: the Gamma functions once per distinct x, the logarithms once per distinct t_x or T.
+        ux, xi = np.unique(x, return_inverse=True)
+        log_T, log_tx = (np.log(alpha + u)[:, i] for u, i in (np.unique(T, return_inverse=True),
+                                                                np.unique(t_x, return_inverse=True)))
+        by_x = (special.gammaln(r + ux) - special.gammaln(r) + r * np.log(alpha) + special.betaln(a, b + ux)
+                - special.betaln(a, b))[:, xi]
+        log_b = np.log(b + np.maximum(ux, 1.0) - 1.0)[:, xi]
+        ll = by_x - (r + x) * log_T
+        ll += np.where(x > 0, np.logaddexp(0.0, np.log(a) - log_b + (r + x) * (log_T - log_tx)), 0.0)
         return {"purchases": rows["count"] * ll}
 
     # -- predictions ---------------------------------------------------------------

@@ -10,12 +10,10 @@ BG/NBD posterior with a Gamma-Gamma posterior draw by draw.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
-import pymc as pm
-import pytensor.tensor as pt
 from scipy import special
 from tenure.models.base import BayesianModel, prior
 from tenure.models.bgnbd import BGNBDModel
@@ -30,6 +28,10 @@ from tenure.models.clv_predict import Prediction, posterior_draws, reduce_over_d
 
 from tenure.errors import InputError
 
+if TYPE_CHECKING:  # PyMC and PyTensor are imported only to build the model: the fast route fits without them
+    import pymc as pm
+    import pytensor.tensor as pt
+
 FLAT = {"dist": "HalfFlat"}
 
 
@@ -41,6 +43,8 @@ def gamma_gamma_logp(p: Any, q: Any, v: Any, x: Any, mbar: Any) -> pt.TensorVari
 
     f(m̄ | p, q, v, x) = Γ(px+q)/(Γ(px)Γ(q)) · v^q m̄^(px−1) x^(px) / (v + x m̄)^(px+q).
     """
+    import pytensor.tensor as pt
+
     px = p * x
     return (pt.gammaln(px + q) - pt.gammaln(px) - pt.gammaln(q) + q * pt.log(v)
             + (px - 1.0) * pt.log(mbar) + px * pt.log(x) - (px + q) * pt.log(v + x * mbar))
@@ -93,6 +97,9 @@ class GammaGammaModel(BayesianModel):
 
     def build(self) -> pm.Model:
         """The PyMC model: priors on p, q, v and the weighted Gamma-Gamma likelihood."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
         x = self.data["frequency"].to_numpy().astype(float)
         m = self.data["monetary_value"].to_numpy()
         w = self.data["count"].to_numpy().astype(float)
@@ -102,6 +109,15 @@ class GammaGammaModel(BayesianModel):
             v = prior("v", self.priors["v"])
             pm.Potential("log_likelihood", pt.dot(w, gamma_gamma_logp(p, q, v, x, m)))
         return model
+
+    def fast_model(self) -> Any:
+        """The closed-form Numba route (:mod:`tenure.models._gamma_gamma_fast`); ``None`` with a prior it cannot
+        express (see :mod:`tenure.models._fast`)."""
+        from tenure.models import _gamma_gamma_fast
+
+        buf = _gamma_gamma_fast.pack_data(*(self.data[c].to_numpy() for c in ("frequency", "monetary_value",
+                                                                              "count")), self.priors)
+        return None if buf is None else _gamma_gamma_fast.fast_model(buf)
 
     def observed_table(self) -> dict[str, np.ndarray]:
         """The compressed repeat buyers."""

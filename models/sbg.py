@@ -20,13 +20,10 @@ heterogeneity", Marketing Science 29(1). They are computed here with
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
-import pymc as pm
-import pytensor.tensor as pt
-from pytensor.tensor.special import betaln
 from scipy import special
 from tenure.models.base import BayesianModel, prior
 from tenure.models.clv_data import (
@@ -43,6 +40,10 @@ from tenure.checks import discount_rate
 from tenure.curves import sbg_survival
 from tenure.errors import InputError
 
+if TYPE_CHECKING:  # PyMC and PyTensor are imported only to build the model: the fast route fits without them
+    import pymc as pm
+    import pytensor.tensor as pt
+
 FLAT = {"dist": "HalfFlat"}
 
 
@@ -54,6 +55,9 @@ def sbg_logp(alpha: Any, beta: Any, periods: Any, churned: Any) -> pt.TensorVari
     in period t, S(t) = B(α, β+t)/B(α, β) (eq. 3) for one still active after t periods;
     the sample log-likelihood is their count-weighted sum (eq. 6).
     """
+    import pytensor.tensor as pt
+    from pytensor.tensor.special import betaln
+
     log_churn = betaln(alpha + 1.0, beta + periods - 1.0)
     log_survive = betaln(alpha, beta + periods)
     return pt.switch(pt.eq(churned, 1), log_churn, log_survive) - betaln(alpha, beta)
@@ -156,6 +160,9 @@ class SBGModel(BayesianModel):
 
     def build(self) -> pm.Model:
         """The PyMC model: priors on α, β (per cohort unless pooled), weighted sBG likelihood."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
         coords: dict[str, list[str]] = {"covariate": list(self.covariates)}
         dims: str | None = None
         if not self.pooled:
@@ -178,6 +185,21 @@ class SBGModel(BayesianModel):
                 a_i, b_i = mu * kappa, (1.0 - mu) * kappa
             pm.Potential("log_likelihood", pt.dot(w, sbg_logp(a_i, b_i, periods, churned)))
         return model
+
+    def fast_model(self) -> Any:
+        """The closed-form Numba route (:mod:`tenure.models._sbg_fast`) without covariates; ``None`` with them or with
+        a prior it cannot express (see :mod:`tenure.models._fast`)."""
+        if self.covariates:
+            return None
+        from tenure.models import _sbg_fast
+
+        cohort = (np.zeros(self.data.height) if self.pooled
+                  else np.searchsorted(np.asarray(self.cohorts), self.data["cohort"].to_numpy()))
+        buf = _sbg_fast.pack_data(cohort, *(self.data[c].to_numpy() for c in ("periods", "churned", "count")),
+                                  1 if self.pooled else len(self.cohorts), self.priors)
+        if buf is None:
+            return None
+        return _sbg_fast.fast_model(buf, None if self.pooled else self.cohorts)
 
     def options(self) -> dict[str, Any]:
         """Time unit, pooling and covariates with their means."""

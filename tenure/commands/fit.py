@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tenure.commands._common import console
+from tenure.commands._common import COMPILING, console
 from tenure.commands._options import DEFAULT_SEED, Chains, Draws, FitSeed, Method, Priors, Tune
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,6 +152,12 @@ def fit_and_write(
     from tenure.io import run_folder
 
     console.print(f"{title}: {_describe(model.data_summary())}; fitting with {settings.method}", highlight=False)
+    fast = model.fast_route() if settings.method in ("map", "mcmc") and hasattr(model, "fast_route") else None
+    if fast is not None and not fast.cached(settings.method):
+        # The closed-form route's Numba kernels compile on the first run on a machine; later runs load them.
+        with console.status(COMPILING):
+            console.print(f"{COMPILING}: the model's log density, cached for later runs", highlight=False)
+            fast.compile(settings.method)
     result = model.fit(progress=console.is_terminal, **settings.fit_options())
     console.print(results_table(result, title))
     for line in result.effects:

@@ -1,0 +1,498 @@
+"""The fast route of the customer-base models: a closed-form Numba log density, MAP with SciPy, NUTS with nutpie.
+
+A model whose log density has a closed form with an analytic gradient is fitted here
+without PyMC or PyTensor: no model graph to build, nothing to compile but a few Numba
+functions, which are cached on disk (``cache=True``), so only the first process on a
+machine compiles them (seconds) and later ones load them.
+
+What a model provides
+---------------------
+* The parameter names (those of its PyMC model's free variables, e.g. ``("r", "alpha",
+  "a", "b")``), each positive and sampled on the log scale, as PyMC does with its
+  ``log`` transform; a parameter may be a vector over a named dimension (the sBG per
+  cohort: ``alpha`` and ``beta`` over ``cohort``).
+* A packed data buffer made by :func:`pack`: a read-only float64 array whose header
+  holds its length, the number of unconstrained values and one prior per value
+  (:func:`prior_terms`), followed by whatever the density reads (``data_start(buf)``
+  is where that begins). ``pack`` returns ``None`` when a prior is not expressible, and
+  the model then falls back to its PyMC route.
+* ``logp_and_grad(theta, buf, grad) -> float``, a ``numba.njit(cache=True,
+  error_model="numpy")`` function (far in the tails a division by zero must give inf, which
+  nutpie rejects, not raise an exception a C callback cannot pass on):
+  the log density at ``theta`` (the unconstrained values, log of each parameter entry)
+  with the priors and the log-Jacobian of the log transform, exactly as PyMC's model
+  log density (tests compare the two to 1e-9), writing the gradient into ``grad``.
+  It starts with ``lp = prior_logp(theta, buf, grad)``, which also initialises
+  ``grad`` with the priors' part.
+* A NUTS entry point for nutpie: a plain module-level function that :class:`FastModel`
+  compiles, on first use, into a ``numba.cfunc`` with :data:`LOGP_SIGNATURE` (cached on
+  disk). It must be written in the model's own module (a cfunc made by a factory or a
+  closure is not found again in Numba's cache by a new process), always as these lines::
+
+      def logp_cfunc(dim, x_, grad_, logp_, data_):  # pragma: no cover - compiled as nutpie's C entry point
+          theta, grad, buf = _fast.cfunc_arrays(dim, x_, grad_, data_)
+          return _fast.cfunc_status(logp_and_grad(theta, buf, grad), grad, logp_)
+
+What it gets
+------------
+``FastModel(params, buf, logp_and_grad, logp_cfunc, shapes=..., dims=..., coords=...)``
+with
+
+* :meth:`FastModel.cached` (are the kernels a method needs compiled on this machine
+  already?) and :meth:`FastModel.compile` (compile or load them now), so that a command
+  can say "compiling kernels (once)" on the first run;
+
+* :meth:`FastModel.map_fit`: the mode of the parameters' density (as ``pm.find_MAP``, without
+  the Jacobian; with flat priors the maximum-likelihood estimate) by L-BFGS-B on the
+  analytic gradient, polished by Newton steps, and a Laplace approximation (the inverse of the negative Hessian, by
+  central differences of the gradient) on the unconstrained scale; ``chains × draws``
+  normal draws mapped back with ``exp``, the mode in ``attrs["tenure_map"]``; the same
+  layout as the PyMC route's :func:`tenure.models.base.laplace_approximation` (and,
+  with the same seed, mode and covariance, the same draws);
+* :meth:`FastModel.nuts_fit`: NUTS with nutpie calling ``logp_cfunc`` through a function
+  pointer (sampling never returns to Python); the posterior holds ``<name>_log__`` and
+  ``<name>`` for each parameter, as nutpie's draws of the PyMC model do;
+* :meth:`FastModel.logp`: value and gradient from Python, for tests and checks.
+
+Both return ArviZ ``InferenceData``; :class:`tenure.models.base.BayesianModel` adds the
+observed data, the pointwise log-likelihood and the attributes as on the PyMC route.
+A model opts in by returning a ``FastModel`` from ``fast_model()``; the environment
+variable ``TENURE_FIT_ROUTE=pymc`` (see :data:`ROUTE_ENV`) forces the PyMC route, the
+baseline of ``benchmarks/bench_clv_fits.py``.
+
+Priors the fast route can express are those whose log density on the log scale is
+c + k1·θ − k2·e^θ − k3·e^{2θ} − k4·(θ − μ)²: ``HalfFlat``, ``Gamma(alpha, beta)``,
+``Exponential(lam)``, ``HalfNormal(sigma)`` and ``LogNormal(mu, sigma)`` with plain
+numbers. Importing this module does not import PyMC, PyTensor, nutpie or ArviZ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numba
+import numpy as np
+from numba import types
+
+if TYPE_CHECKING:
+    import arviz as az
+
+ROUTE_ENV = "TENURE_FIT_ROUTE"
+"""Set to ``pymc`` to fit every model on its PyMC route (the benchmarks' baseline)."""
+
+N_PRIOR = 6
+"""Numbers per prior in the buffer's header: c, k1, k2, k3, k4, μ."""
+
+LOGP_SIGNATURE = types.int64(types.uint64, types.CPointer(types.double), types.CPointer(types.double),
+                             types.CPointer(types.double), types.voidptr)
+"""The C signature nutpie calls: (dim, theta, grad out, logp out, user data) -> status (0 ok)."""
+_EXPAND_SIGNATURE = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
+                                types.CPointer(types.double), types.voidptr)
+
+
+def route_forced_to_pymc() -> bool:
+    """True when ``TENURE_FIT_ROUTE=pymc`` asks for the PyMC route everywhere."""
+    return os.environ.get(ROUTE_ENV, "").strip().lower() == "pymc"
+
+
+# -- priors ----------------------------------------------------------------------------------------
+
+def _number(spec: Mapping[str, Any], key: str, positive: bool = True) -> float | None:
+    value = spec.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    if not math.isfinite(value) or (positive and value <= 0):
+        return None
+    return value
+
+
+def prior_terms(spec: Mapping[str, Any]) -> tuple[float, float, float, float, float, float] | None:
+    """(c, k1, k2, k3, k4, μ) of one prior on the log scale, Jacobian included; ``None`` if not expressible.
+
+    log p(e^θ) + θ = c + k1·θ − k2·e^θ − k3·e^{2θ} − k4·(θ − μ)², with PyMC's normalising
+    constants so that the total equals PyMC's model log density, not just up to a constant.
+    """
+    dist = spec.get("dist")
+    keys = set(spec) - {"dist"}
+    if dist == "HalfFlat" and not keys:
+        return (0.0, 1.0, 0.0, 0.0, 0.0, 0.0)
+    if dist == "Gamma" and keys == {"alpha", "beta"}:
+        alpha, beta = _number(spec, "alpha"), _number(spec, "beta")
+        if alpha is None or beta is None:
+            return None
+        return (alpha * math.log(beta) - math.lgamma(alpha), alpha, beta, 0.0, 0.0, 0.0)
+    if dist == "Exponential" and keys == {"lam"}:
+        lam = _number(spec, "lam")
+        return None if lam is None else (math.log(lam), 1.0, lam, 0.0, 0.0, 0.0)
+    if dist == "HalfNormal" and keys == {"sigma"}:
+        sigma = _number(spec, "sigma")
+        if sigma is None:
+            return None
+        return (0.5 * math.log(2.0 / math.pi) - math.log(sigma), 1.0, 0.0, 0.5 / sigma**2, 0.0, 0.0)
+    if dist == "LogNormal" and keys == {"mu", "sigma"}:
+        mu, sigma = _number(spec, "mu", positive=False), _number(spec, "sigma")
+        if mu is None or sigma is None:
+            return None
+        return (-0.5 * math.log(2.0 * math.pi) - math.log(sigma), 0.0, 0.0, 0.0, 0.5 / sigma**2, mu)
+    return None
+
+
+def prior_center(terms: Sequence[float]) -> float:
+    """A starting value on the log scale: 0 (value 1) for flat priors, else the prior's mean or median."""
+    _, k1, k2, k3, k4, mu = terms
+    if k4 > 0:
+        return mu
+    if k2 > 0:
+        return math.log(k1 / k2)
+    if k3 > 0:
+        return math.log(math.sqrt(0.5 / k3))
+    return 0.0
+
+
+# -- the packed buffer -----------------------------------------------------------------------------
+
+def pack(priors: Sequence[Mapping[str, Any]], *parts: Any) -> np.ndarray | None:
+    """The read-only buffer of one model: header, then ``parts`` (numbers or arrays) concatenated.
+
+    ``priors`` holds one prior spec per unconstrained value, in the order of ``theta``
+    (repeat a vector parameter's spec for each entry). Layout: ``[length, n_dim,
+    n_dim × (c, k1, k2, k3, k4, μ), *parts]``; the density finds its data at
+    :func:`data_start`. ``None`` when a prior is not expressible.
+    """
+    terms = [prior_terms(spec) for spec in priors]
+    if any(t is None for t in terms):
+        return None
+    body = [np.ravel(np.asarray(p, dtype=np.float64)) for p in parts]
+    buf = np.concatenate([np.array([0.0, float(len(terms))]), np.ravel(np.array(terms, dtype=np.float64)), *body])
+    buf[0] = buf.size
+    buf.flags.writeable = False
+    return buf
+
+
+@numba.njit(cache=True)
+def data_start(buf: np.ndarray) -> int:
+    """Index of the first number after the header (where the model's own data begin)."""
+    return 2 + N_PRIOR * int(buf[1])
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def prior_logp(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
+    """Σ_k log p(e^θ_k) + θ_k from the header's prior terms; sets ``grad`` to that sum's gradient."""
+    lp = 0.0
+    for k in range(int(buf[1])):
+        o = 2 + N_PRIOR * k
+        th = theta[k]
+        v = math.exp(th)
+        d = th - buf[o + 5]
+        lp += buf[o] + buf[o + 1] * th - buf[o + 2] * v - buf[o + 3] * v * v - buf[o + 4] * d * d
+        grad[k] = buf[o + 1] - buf[o + 2] * v - 2.0 * buf[o + 3] * v * v - 2.0 * buf[o + 4] * d
+    return lp
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def digamma(x: float) -> float:
+    """ψ(x) for x > 0: recurrence up to x ≥ 10, then the asymptotic series to the x^-14 term."""
+    result = 0.0
+    while x < 10.0:
+        result -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    series = f * (-1.0 / 12 + f * (1.0 / 120 + f * (-1.0 / 252 + f * (1.0 / 240 + f * (
+        -1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))))
+    return result + math.log(x) - 0.5 / x + series
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def log_beta(a: float, b: float) -> float:
+    """log B(a, b) = lgamma(a) + lgamma(b) − lgamma(a + b)."""
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+# -- the C entry points nutpie calls ---------------------------------------------------------------
+
+@numba.njit(cache=True)
+def cfunc_arrays(dim, x_, grad_, data_):  # pragma: no cover - compiled into each model's cfunc
+    """Arrays over nutpie's pointers: theta (dim), grad (dim) and the buffer (its length is its first number)."""
+    theta = numba.carray(x_, (dim,))
+    grad = numba.carray(grad_, (dim,))
+    size = numba.carray(data_, (1,), dtype=np.float64)[0]
+    buf = numba.carray(data_, (int(size),), dtype=np.float64)
+    return theta, grad, buf
+
+
+@numba.njit(cache=True)
+def cfunc_status(value, grad, logp_):  # pragma: no cover - compiled into each model's cfunc
+    """Store the log density; nutpie's status: 0 ok, 3 a non-finite gradient, 4 a non-finite density."""
+    logp = numba.carray(logp_, (1,))
+    logp[0] = value
+    for k in range(grad.size):
+        if not math.isfinite(grad[k]):
+            return 3
+    if not math.isfinite(value):
+        return 4
+    return 0
+
+
+@numba.cfunc(_EXPAND_SIGNATURE, cache=True)
+def _expand_cfunc(dim, n_expanded, x_, out_, data_):  # pragma: no cover - called from nutpie's Rust code
+    """The stored draw: the unconstrained values, then their exponentials (the parameters)."""
+    if n_expanded != 2 * dim:
+        return -1
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (2 * dim,))
+    for k in range(dim):
+        out[k] = x[k]
+        out[dim + k] = math.exp(x[k])
+    return 0
+
+
+def _py_func(entry: Any) -> Callable[..., int]:
+    return entry._pyfunc if isinstance(entry, numba.core.ccallback.CFunc) else entry
+
+
+_CFUNCS: dict[Any, Any] = {}
+
+
+def _cfunc(entry: Any) -> Any:
+    """The compiled C entry point of a model (compiled or loaded once per process)."""
+    if isinstance(entry, numba.core.ccallback.CFunc):
+        return entry
+    if entry not in _CFUNCS:
+        _CFUNCS[entry] = numba.cfunc(LOGP_SIGNATURE, cache=True)(entry)
+    return _CFUNCS[entry]
+
+
+# -- the model -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FastModel:
+    """One model on the fast route (see the module docstring for what each field must be).
+
+    Parameters
+    ----------
+    params
+        Parameter names in the order of ``theta`` (all positive, on the log scale).
+    buf
+        The packed buffer of :func:`pack`.
+    logp_and_grad
+        ``numba.njit`` function ``(theta, buf, grad) -> float``.
+    logp_cfunc
+        The model's C entry point for nutpie: the plain function of the module docstring
+        (compiled on first use) or a ``numba.cfunc`` with :data:`LOGP_SIGNATURE`.
+    shapes
+        Shape of each parameter that is not a scalar, e.g. ``{"alpha": (3,)}``.
+    dims, coords
+        Dimension name of each vector parameter and the labels of each dimension.
+    """
+
+    params: tuple[str, ...]
+    buf: np.ndarray
+    logp_and_grad: Callable[..., float]
+    logp_cfunc: Any
+    shapes: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    dims: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    coords: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def n_dim(self) -> int:
+        """Number of unconstrained values."""
+        return int(self.buf[1])
+
+    def cached(self, method: str) -> bool:
+        """Whether Numba's disk cache holds the kernels ``method`` (``"map"`` or ``"mcmc"``) needs.
+
+        True after any earlier fit on this machine (or where the cache cannot be read:
+        then nothing is announced).
+        """
+        from numba.core.caching import FunctionCache
+
+        try:
+            funcs = [self.logp_and_grad.py_func]
+            if method == "mcmc":
+                funcs.append(_py_func(self.logp_cfunc))
+            return all(os.path.exists(FunctionCache(f)._cache_file._index_path) for f in funcs)
+        except Exception:  # Numba's cache internals: never a reason to fail a fit
+            return True
+
+    def compile(self, method: str) -> None:
+        """Compile (first run on a machine) or load from the disk cache the kernels of ``method``."""
+        self.logp(self.start())
+        if method == "mcmc":
+            _cfunc(self.logp_cfunc)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Shape of one parameter (``()`` for a scalar)."""
+        return tuple(self.shapes.get(name, ()))
+
+    def _slices(self) -> list[tuple[str, slice, tuple[int, ...]]]:
+        out, start = [], 0
+        for name in self.params:
+            shape = self.shape(name)
+            size = int(np.prod(shape)) if shape else 1
+            out.append((name, slice(start, start + size), shape))
+            start += size
+        if start != self.n_dim:
+            raise ValueError(f"parameters hold {start} values but the buffer has priors for {self.n_dim}")
+        return out
+
+    def start(self) -> np.ndarray:
+        """The starting point on the log scale: each prior's centre (0 for flat priors)."""
+        return np.array([prior_center(self.buf[2 + N_PRIOR * k: 2 + N_PRIOR * (k + 1)]) for k in range(self.n_dim)])
+
+    def logp(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The log density and its gradient at ``theta``."""
+        grad = np.empty(self.n_dim)
+        value = self.logp_and_grad(np.ascontiguousarray(theta, dtype=np.float64), self.buf, grad)
+        return float(value), grad
+
+    # -- MAP and Laplace ------------------------------------------------------------------------
+    def logp_without_jacobian(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The log density of the parameters themselves (no log-Jacobian Σθ), as a function of ``theta``."""
+        value, grad = self.logp(theta)
+        return value - float(np.sum(theta)), grad - 1.0
+
+    def find_mode(self) -> np.ndarray:
+        """The mode of the parameters' density (as ``pm.find_MAP``: no Jacobian), on the log scale.
+
+        L-BFGS-B on the analytic gradient, then Newton steps to full precision. With flat
+        priors this is the maximum-likelihood estimate.
+        """
+        from scipy import optimize
+
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = self.logp_without_jacobian(theta)
+            if not math.isfinite(value) or not np.all(np.isfinite(grad)):
+                return math.inf, np.zeros_like(grad)
+            return -value, -grad
+
+        x0 = self.start()
+        best = optimize.minimize(objective, x0, jac=True, method="L-BFGS-B",
+                                 options={"maxiter": 50_000, "maxfun": 50_000, "ftol": 1e-15, "gtol": 1e-10})
+        x = np.asarray(best.x, dtype=float)
+        value = self.logp_without_jacobian(x)[0]
+        for _ in range(5):  # Newton polish: L-BFGS-B stops on its tolerances short of the last digits
+            neg_hess = self.negative_hessian(x)  # the Jacobian Σθ is linear: the same Hessian
+            grad = self.logp_without_jacobian(x)[1]
+            try:
+                step = np.linalg.solve(neg_hess, grad)
+            except np.linalg.LinAlgError:
+                break
+            if not np.all(np.isfinite(step)) or np.linalg.eigvalsh(0.5 * (neg_hess + neg_hess.T)).min() <= 0:
+                break
+            trial = x + step
+            trial_value = self.logp_without_jacobian(trial)[0]
+            if not trial_value >= value - 1e-12 * max(1.0, abs(value)):
+                break
+            x, value = trial, trial_value
+            if np.max(np.abs(step)) < 1e-12:
+                break
+        if not math.isfinite(value):
+            from tenure.errors import InputError
+
+            raise InputError("MAP: the log density is not finite at any point the optimiser reached")
+        return x
+
+    def negative_hessian(self, theta: np.ndarray) -> np.ndarray:
+        """−∇²log p at ``theta`` by central differences of the analytic gradient (about 1e-8 relative)."""
+        n = self.n_dim
+        hess = np.empty((n, n))
+        for j in range(n):
+            step = 1e-5 * max(1.0, abs(theta[j]))
+            e = np.zeros(n)
+            e[j] = step
+            hess[:, j] = (self.logp(theta + e)[1] - self.logp(theta - e)[1]) / (2.0 * step)
+        return -hess
+
+    def map_fit(self, *, draws: int, chains: int, seed: int) -> az.InferenceData:
+        """The mode, and ``chains × draws`` draws of the Laplace approximation around it (see the module)."""
+        import json
+
+        import arviz as az
+        from tenure.models.base import _safe_inverse
+
+        x0 = self.find_mode()
+        cov = _safe_inverse(self.negative_hessian(x0))
+        rng = np.random.default_rng(seed)
+        z = rng.multivariate_normal(x0, cov, size=(chains, draws), method="eigh")
+        posterior, mode = {}, {}
+        for name, part, shape in self._slices():
+            posterior[name] = np.exp(z[:, :, part]).reshape((chains, draws, *shape))
+            mode[name] = np.exp(x0[part]).reshape(shape).tolist()
+        idata = az.from_dict(posterior=posterior, **self._coords_and_dims(self.params))
+        idata.attrs["tenure_map"] = json.dumps(mode)
+        return idata
+
+    def _coords_and_dims(self, names: Sequence[str]) -> dict[str, Any]:
+        dims = {n: [self.dims[n]] for n in names if n in self.dims}
+        return {"coords": {d: list(self.coords[d]) for ds in dims.values() for d in ds}, "dims": dims}
+
+    # -- NUTS -------------------------------------------------------------------------------------
+    def expanded(self) -> list[str]:
+        """Names of the stored draws: every ``<name>_log__``, then every ``<name>`` (nutpie's PyMC order)."""
+        return [f"{n}_log__" for n in self.params] + list(self.params)
+
+    def compiled(self, jitter: float = 1.0) -> Any:
+        """A nutpie model whose log density and draws come from the cached Numba cfuncs."""
+        from nutpie import _lib
+        from nutpie.sample import CompiledModel
+
+        owner = self
+        names = self.expanded()
+        shapes = [self.shape(n.removesuffix("_log__")) for n in names]
+        dims = {n: [self.dims[n]] for n in self.params if n in self.dims}
+        coords = {d: list(self.coords[d]) for ds in dims.values() for d in ds}
+        x0 = self.start()
+
+        @dataclasses.dataclass(frozen=True)
+        class Compiled(CompiledModel):
+            @property
+            def n_dim(self) -> int:
+                return owner.n_dim
+
+            @property
+            def shapes(self) -> dict[str, tuple[int, ...]]:
+                return dict(zip(names, shapes, strict=True))
+
+            @property
+            def coords(self) -> dict:
+                return coords
+
+            def _make_sampler(self, settings, init_mean, cores, progress_type, store):
+                return _lib.PySampler.from_pymc(settings, cores, self._make_model(init_mean), progress_type, store)
+
+            def _make_model(self, init_mean):
+                address = owner.buf.ctypes.data
+                logp = _lib.LogpFunc(_cfunc(owner.logp_cfunc).address, address, self)
+                expand = _lib.ExpandFunc(owner.n_dim, 2 * owner.n_dim, _expand_cfunc.address, address, self)
+                dim_sizes = {d: len(v) for d, v in coords.items()}
+                variables = _lib.PyVariable.new_variables(names, ["float64"] * len(names), shapes, dim_sizes,
+                                                          dims)
+
+                def initial_point(seed: int) -> np.ndarray:
+                    return x0 + np.random.default_rng(seed).uniform(-jitter, jitter, owner.n_dim)
+
+                def no_adapter(*args, **kwargs):
+                    raise NotImplementedError("transform adaptation is not available on the fast route")
+
+                return _lib.PyMcModel(logp, expand, variables, owner.n_dim, dim_sizes, coords, initial_point,
+                                      no_adapter)
+
+        return Compiled(dims=dims)
+
+    def nuts_fit(self, *, draws: int, tune: int, chains: int, seed: int, progress: bool,
+                 **options: Any) -> az.InferenceData:
+        """NUTS with nutpie on the Numba density; ``options`` go to ``nutpie.sample`` (``backend`` is ignored)."""
+        import nutpie
+
+        from tenure.interrupt import raise_if_requested
+
+        options.pop("backend", None)
+        idata = nutpie.sample(self.compiled(), draws=draws, tune=tune, chains=chains, seed=seed,
+                              progress_bar=progress, store_divergences=False, **options)
+        raise_if_requested()  # nutpie returns the draws made so far when interrupted: never a result
+        return idata
