@@ -710,7 +710,7 @@ def evaluate(run: Run) -> dict[str, Any]:
     headline = [f"Holdout {holdout}: {num(first['customers'])} customers who first bought before "
                 f"{m.get('holdout_start')} made {num(first['holdout_actual'])} repeat transactions (purchase days).",
                 *_evaluate_verdict(rows)]
-    numbers = [("best model (lowest MAE)", best["model"]),
+    numbers = [("best model (lowest MAE)" if len(rows) > 1 else "model (the only one)", best["model"]),
                ("holdout repeat transactions, actual", num(first["holdout_actual"])),
                (f"predicted by {best['model']} (error)",
                 f"{num(best['holdout_predicted'], 1)} ({num(best['holdout_error_percent'], 1)} %)"),
