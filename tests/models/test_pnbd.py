@@ -220,9 +220,10 @@ def test_fast_nuts_on_cdnow(cdnow):
     used = json.loads(idata.attrs["tenure_priors"])
     assert used["beta"] == {"dist": "Exponential", "lam": pytest.approx(1 / (10 * float(cdnow["T"].max())))}
     assert used["s"]["dist"] == "HalfFlat" and model.priors["beta"]["dist"] == "HalfFlat"
-    means = {k: float(idata.posterior[k].mean()) for k in ("r", "alpha")}
-    assert means["r"] == pytest.approx(MLE[0], rel=0.06)
-    assert means["alpha"] == pytest.approx(MLE[1], rel=0.06)
+    # the purchase side is sharp: the maximum-likelihood estimate lies within two posterior sd of the mean
+    for k, mle in (("r", MLE[0]), ("alpha", MLE[1])):
+        draws = idata.posterior[k].values.ravel()
+        assert abs(draws.mean() - mle) < 2 * draws.std(), (k, draws.mean(), draws.std(), mle)
 
 
 def test_cli_map_fit_and_bad_input(tmp_path):
