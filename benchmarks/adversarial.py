@@ -321,8 +321,26 @@ FB_HEADER = "customer_id,timestamp,touchpoint,nps,satisfaction,complaint,segment
 FB = [[str(i), f"2026-01-{1 + i % 28:02d}T10:00:00", ("call_centre", "shop", "web")[i % 3], str(i % 11),
        str(1 + i % 5), "false", "ab"[i % 2]] for i in range(1, 31)]
 LOG_HEADER = "customer_id,date,amount"
-LOG = sorted([[str(c), f"2024-{1 + (c * k) % 12:02d}-{1 + (c + k) % 28:02d}", str(5 + (c * k) % 17)]
-              for c in range(1, 41) for k in range(1, 2 + c % 4)], key=lambda r: (int(r[0]), r[1]))
+
+
+def _log_rows(customers: int = 300, seed: int = 7) -> list[list[str]]:
+    """A BG/NBD-like transaction log over 2024 (Poisson purchases, geometric dropout), sorted by customer and date."""
+    import datetime as dt
+    import random
+
+    rng, start, rows = random.Random(seed), dt.date(2024, 1, 1), []
+    for c in range(1, customers + 1):
+        rate, day = rng.uniform(0.01, 0.08), rng.randrange(0, 120)
+        spend, dropout = rng.uniform(5, 40), rng.betavariate(1.0, 4.0)
+        while day < 365:
+            rows.append([str(c), (start + dt.timedelta(days=day)).isoformat(), f"{spend * rng.uniform(0.5, 1.5):.2f}"])
+            if rng.random() < dropout:
+                break
+            day += 1 + int(rng.expovariate(rate))
+    return rows
+
+
+LOG = _log_rows()
 RULES = {"binary": "\x00\xff", "nan": "[default]\nnps_max = nan\n", "negative": "[default]\nnps_max = -1\n",
          "huge": "[default]\nnps_max = 1e308\n", "text": '[default]\nnps_max = "x"\n',
          "unknown_key": "[default]\nnps_maxx = 3\n", "window": "[aggregate]\nwindow = 0\n",
@@ -363,8 +381,8 @@ def prepare_new(d: Path) -> None:
     """Fits the operational commands read: retention, BG/NBD, Gamma-Gamma; a tampered and an unlisted fit."""
     runner = CliRunner()
     for args in (["fit", "retention", str(d / "panel.csv"), "--method", "map", "-o", str(d / "fit_ret")],
-                 ["fit", "bgnbd", str(d / "rfm.csv"), "--method", "map", "-o", str(d / "fit_bg")],
-                 ["fit", "gamma-gamma", str(d / "rfm.csv"), "--method", "map", "-o", str(d / "fit_gg")]):
+                 ["fit", "bgnbd", str(d / "log.csv"), "--method", "map", "-o", str(d / "fit_bg")],
+                 ["fit", "gamma-gamma", str(d / "log.csv"), "--method", "map", "-o", str(d / "fit_gg")]):
         res = runner.invoke(app, args)
         assert res.exit_code == 0, res.output
     for name in ("fit_ret", "fit_bg"):
