@@ -1,4 +1,4 @@
-"""The MBG/NBD likelihood and its gradient in Numba (closed form), on the route of :mod:`tenure.models._pnbd_fast`.
+"""The MBG/NBD likelihood and its gradient in Numba (closed form), on the route of :mod:`tenure.models._fast`.
 
 Batislam, Denizel & Filiztekin (2007), "Empirical validation and comparison of models for
 customer base analysis", IJRM 24(3), eq. (5): as the BG/NBD but a customer may also drop out
@@ -18,11 +18,12 @@ import math
 
 import numba
 import numpy as np
-from tenure.models._bgnbd_fast import digamma
-from tenure.models._pnbd_fast import _LOGP_SIG, HEADER, _broadcast, prior_logp
+from tenure.models import _fast
+from tenure.models._fast import digamma, prior_logp
+from tenure.models._pnbd_fast import _broadcast
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def mbgnbd_row(r: float, alpha: float, a: float, b: float, x: float, t_x: float, T: float,
                grad: np.ndarray) -> tuple[float, float]:
     """log L of one customer and log P(alive at T); ``grad`` gets ∂log L/∂(r, α, a, b)."""
@@ -49,7 +50,7 @@ def mbgnbd_row(r: float, alpha: float, a: float, b: float, x: float, t_x: float,
     return first + soft, -soft
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _mbgnbd_rows(p0, p1, p2, p3, x, t_x, T, out, grads):
     g = np.empty(4)
     for i in range(x.size):
@@ -68,11 +69,13 @@ def mbgnbd_loglike(r, alpha, a, b, x, t_x, T) -> tuple[np.ndarray, np.ndarray]:
     return out.reshape(shape), grads.reshape(4, *shape)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def mbgnbd_logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     """Log density at θ = (log r, log α, log a, log b); writes its gradient into ``grad``."""
     lp = prior_logp(theta, buf, grad)
-    n = int(buf[1])
+    o = _fast.data_start(buf)
+    n = int(buf[o])
+    o += 1
     r = math.exp(theta[0])
     alpha = math.exp(theta[1])
     a = math.exp(theta[2])
@@ -80,8 +83,8 @@ def mbgnbd_logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -
     g = np.empty(4)
     d = np.zeros(4)
     for i in range(n):
-        w = buf[HEADER + 3 * n + i]
-        ll, _ = mbgnbd_row(r, alpha, a, b, buf[HEADER + i], buf[HEADER + n + i], buf[HEADER + 2 * n + i], g)
+        w = buf[o + 3 * n + i]
+        ll, _ = mbgnbd_row(r, alpha, a, b, buf[o + i], buf[o + n + i], buf[o + 2 * n + i], g)
         lp += w * ll
         for k in range(4):
             d[k] += w * g[k]
@@ -92,20 +95,6 @@ def mbgnbd_logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -
     return lp
 
 
-@numba.cfunc(_LOGP_SIG, cache=True)
-def mbgnbd_logp_cfunc(dim, x_, grad_, logp_, data_):  # pragma: no cover - called from nutpie's Rust code
-    if dim != 4:
-        return -1
-    x = numba.carray(x_, (4,))
-    grad = numba.carray(grad_, (4,))
-    logp = numba.carray(logp_, (1,))
-    size = numba.carray(data_, (1,), dtype=np.float64)[0]
-    buf = numba.carray(data_, (int(size),), dtype=np.float64)
-    value = mbgnbd_logp_and_grad(x, buf, grad)
-    logp[0] = value
-    for k in range(4):
-        if not math.isfinite(grad[k]):
-            return 3
-    if not math.isfinite(value):
-        return 4
-    return 0
+def mbgnbd_logp_cfunc(dim, x_, grad_, logp_, data_):  # pragma: no cover - compiled as nutpie's C entry point
+    theta, grad, buf = _fast.cfunc_arrays(dim, x_, grad_, data_)
+    return _fast.cfunc_status(mbgnbd_logp_and_grad(theta, buf, grad), grad, logp_)

@@ -49,7 +49,8 @@ from typing import Any
 
 import numba
 import numpy as np
-from tenure.models._bgnbd_fast import digamma, prior_center, prior_terms
+from tenure.models import _fast
+from tenure.models._fast import digamma, prior_logp
 
 ORDER = 16
 """Gauss–Legendre nodes per panel (two panels)."""
@@ -60,12 +61,9 @@ _U, _W = np.polynomial.legendre.leggauss(ORDER)
 NODES = (_U + 1.0) / 2.0
 WEIGHTS = _W / 2.0
 
-_N_PRIOR = 6
-HEADER = 2 + 4 * _N_PRIOR
-"""Buffer header: total length, number of rows, then 4 × 6 prior terms (see ``_bgnbd_fast.prior_terms``)."""
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def pnbd_row(r: float, alpha: float, s: float, beta: float, x: float, t_x: float, T: float,
              grad: np.ndarray) -> tuple[float, float]:
     """log L of one customer and log P(alive at T); ``grad`` gets ∂log L/∂(r, α, s, β)."""
@@ -147,7 +145,7 @@ def pnbd_row(r: float, alpha: float, s: float, beta: float, x: float, t_x: float
     return pre + lse, l_a - lse
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _pnbd_rows(p0, p1, p2, p3, x, t_x, T, out, grads):
     g = np.empty(4)
     for i in range(x.size):
@@ -156,7 +154,7 @@ def _pnbd_rows(p0, p1, p2, p3, x, t_x, T, out, grads):
             grads[k, i] = g[k]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _pnbd_alive_rows(p0, p1, p2, p3, x, t_x, T, out):
     g = np.empty(4)
     for i in range(x.size):
@@ -190,45 +188,19 @@ def pnbd_log_p_alive(r, alpha, s, beta, x, t_x, T) -> np.ndarray:
 # -- the packed buffer and the log density on the log scale -------------------------------
 def pack_rows(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray,
               priors: Mapping[str, Mapping[str, Any]], params: tuple[str, ...]) -> np.ndarray | None:
-    """Header (length, rows, prior terms of ``params``) then x, t_x, T and the weights; ``None``
-    if a prior has no closed form on the log scale (see ``_bgnbd_fast.prior_terms``)."""
-    terms = [prior_terms(priors[p]) for p in params]
-    if any(t is None for t in terms):
-        return None
-    cols = [np.asarray(v, dtype=np.float64) for v in (x, t_x, T, w)]
-    header = np.zeros(HEADER)
-    header[1] = cols[0].size
-    header[2:] = np.ravel(terms)
-    buf = np.concatenate([header, *cols])
-    buf[0] = buf.size
-    buf.flags.writeable = False
-    return buf
+    """The :func:`tenure.models._fast.pack` buffer: the number of rows, then x, t_x, T and the weights;
+    ``None`` if a prior has no closed form on the log scale."""
+    x = np.asarray(x, dtype=np.float64)
+    return _fast.pack([priors[p] for p in params], x.size, x, t_x, T, w)
 
 
-def start_point(buf: np.ndarray) -> np.ndarray:
-    """Each parameter's prior centre on the log scale (0 for flat priors)."""
-    return np.array([prior_center(tuple(buf[2 + 6 * k: 8 + 6 * k])) for k in range(4)])
-
-
-@numba.njit(cache=True)
-def prior_logp(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
-    """Σ_k log prior(e^θ_k) + θ_k (Jacobian); writes its gradient into ``grad``."""
-    lp = 0.0
-    for k in range(4):
-        o = 2 + 6 * k
-        th = theta[k]
-        v = math.exp(th)
-        d = th - buf[o + 5]
-        lp += buf[o] + buf[o + 1] * th - buf[o + 2] * v - buf[o + 3] * v * v - buf[o + 4] * d * d
-        grad[k] = buf[o + 1] - buf[o + 2] * v - 2.0 * buf[o + 3] * v * v - 2.0 * buf[o + 4] * d
-    return lp
-
-
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def pnbd_logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     """Log density at θ = (log r, log α, log s, log β); writes its gradient into ``grad``."""
     lp = prior_logp(theta, buf, grad)
-    n = int(buf[1])
+    o = _fast.data_start(buf)
+    n = int(buf[o])
+    o += 1
     r = math.exp(theta[0])
     alpha = math.exp(theta[1])
     s = math.exp(theta[2])
@@ -236,8 +208,8 @@ def pnbd_logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> 
     g = np.empty(4)
     d = np.zeros(4)
     for i in range(n):
-        w = buf[HEADER + 3 * n + i]
-        ll, _ = pnbd_row(r, alpha, s, beta, buf[HEADER + i], buf[HEADER + n + i], buf[HEADER + 2 * n + i], g)
+        w = buf[o + 3 * n + i]
+        ll, _ = pnbd_row(r, alpha, s, beta, buf[o + i], buf[o + n + i], buf[o + 2 * n + i], g)
         lp += w * ll
         for k in range(4):
             d[k] += w * g[k]
@@ -285,134 +257,6 @@ def row_loglike_op(kernel: Any, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -
     return loglike
 
 
-# -- MAP and NUTS on a closed-form log density -----------------------------------------------
-def _value_and_grad(logp_and_grad: Any, theta: np.ndarray, buf: np.ndarray) -> tuple[float, np.ndarray]:
-    grad = np.empty(4)
-    value = logp_and_grad(np.ascontiguousarray(theta, dtype=np.float64), buf, grad)
-    return value, grad
-
-
-def fit_map(logp_and_grad: Any, buf: np.ndarray, params: tuple[str, ...], *, draws: int, chains: int,
-            seed: int) -> Any:
-    """The posterior mode and a Laplace approximation, as :func:`tenure.models.base.laplace_approximation` gives.
-
-    The mode is that of the density of the parameters themselves (no log-Jacobian, as
-    ``pm.find_MAP``): with flat priors the maximum-likelihood estimate. The normal
-    approximation is on the log scale, with the Hessian from central differences of the
-    analytic gradient; its draws are mapped back with exp.
-    """
-    import arviz as az
-    from scipy import optimize
-
-    from tenure.errors import InputError
-
-    def objective(theta):
-        value, grad = _value_and_grad(logp_and_grad, theta, buf)
-        if not math.isfinite(value):
-            return 1e300, np.zeros(4)
-        return -(value - theta.sum()), -(grad - 1.0)
-
-    best = None
-    for x0 in (start_point(buf), np.array([-0.5, 2.0, -0.5, 2.0])):
-        res = optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=[(-30.0, 30.0)] * 4,
-                                options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-9})
-        if best is None or res.fun < best.fun:
-            best = res
-    mode = best.x
-    if not np.isfinite(best.fun) or np.any(np.abs(mode) >= 29.9):
-        raise InputError("map: the likelihood has no interior maximum for these data (a parameter ran off to "
-                         "0 or infinity); try --method mcmc with proper priors")
-    n = 4
-    hess = np.empty((n, n))
-    for j in range(n):
-        step = 1e-5 * max(1.0, abs(mode[j]))
-        e = np.zeros(n)
-        e[j] = step
-        hess[:, j] = (_value_and_grad(logp_and_grad, mode + e, buf)[1]
-                      - _value_and_grad(logp_and_grad, mode - e, buf)[1]) / (2.0 * step)
-    sym = -0.5 * (hess + hess.T)
-    w, v = np.linalg.eigh(sym)
-    cov = (v / np.where(w > 1e-10, w, 1e-10)) @ v.T
-    z = np.random.default_rng(seed).multivariate_normal(mode, cov, size=(chains, draws), method="eigh")
-    idata = az.from_dict(posterior={p: np.exp(z[..., k]) for k, p in enumerate(params)})
-    idata.attrs["tenure_map"] = __import__("json").dumps({p: float(np.exp(mode[k])) for k, p in enumerate(params)})
-    return idata
-
-
-def sample_nuts(logp_cfunc: Any, buf: np.ndarray, params: tuple[str, ...], *, draws: int, tune: int, chains: int,
-                seed: int, progress: bool, jitter: float = 1.0, **options: Any) -> Any:
-    """NUTS with nutpie on a closed-form log density ``logp_cfunc`` (a Numba cfunc of 4 parameters)."""
-    import dataclasses
-
-    import nutpie
-    from nutpie import _lib
-    from nutpie.sample import CompiledModel
-    from tenure.models._bgnbd_fast import _expand_cfunc
-
-    from tenure.interrupt import raise_if_requested
-
-    names = [f"{p}_log__" for p in params] + list(params)
-    x0 = start_point(buf)
-
-    @dataclasses.dataclass(frozen=True)
-    class ClosedForm(CompiledModel):
-        data: np.ndarray
-
-        @property
-        def n_dim(self) -> int:
-            return 4
-
-        @property
-        def shapes(self) -> dict[str, tuple[int, ...]]:
-            return {n: () for n in names}
-
-        @property
-        def coords(self) -> dict:
-            return {}
-
-        def _make_sampler(self, settings, init_mean, cores, progress_type, store):
-            return _lib.PySampler.from_pymc(settings, cores, self._make_model(init_mean), progress_type, store)
-
-        def _make_model(self, init_mean):
-            address = self.data.ctypes.data
-            logp = _lib.LogpFunc(logp_cfunc.address, address, self)
-            expand = _lib.ExpandFunc(4, 8, _expand_cfunc.address, address, self)
-            variables = _lib.PyVariable.new_variables(names, ["float64"] * 8, [()] * 8, {}, {})
-
-            def initial_point(seed: int) -> np.ndarray:
-                return x0 + np.random.default_rng(seed).uniform(-jitter, jitter, 4)
-
-            def no_adapter(*args, **kwargs):
-                raise NotImplementedError("transform adaptation is not available for the closed-form route")
-
-            return _lib.PyMcModel(logp, expand, variables, 4, {}, {}, initial_point, no_adapter)
-
-    options.pop("backend", None)
-    idata = nutpie.sample(ClosedForm(dims={}, data=buf), draws=draws, tune=tune, chains=chains, seed=seed,
-                          progress_bar=progress, store_divergences=False, **options)
-    raise_if_requested()  # nutpie returns the draws made so far when interrupted: never a result
-    return idata
-
-
-_LOGP_SIG = numba.types.int64(numba.types.uint64, numba.types.CPointer(numba.types.double),
-                              numba.types.CPointer(numba.types.double), numba.types.CPointer(numba.types.double),
-                              numba.types.voidptr)
-
-
-@numba.cfunc(_LOGP_SIG, cache=True)
-def pnbd_logp_cfunc(dim, x_, grad_, logp_, data_):  # pragma: no cover - called from nutpie's Rust code
-    if dim != 4:
-        return -1
-    x = numba.carray(x_, (4,))
-    grad = numba.carray(grad_, (4,))
-    logp = numba.carray(logp_, (1,))
-    size = numba.carray(data_, (1,), dtype=np.float64)[0]
-    buf = numba.carray(data_, (int(size),), dtype=np.float64)
-    value = pnbd_logp_and_grad(x, buf, grad)
-    logp[0] = value
-    for k in range(4):
-        if not math.isfinite(grad[k]):
-            return 3
-    if not math.isfinite(value):
-        return 4
-    return 0
+def pnbd_logp_cfunc(dim, x_, grad_, logp_, data_):  # pragma: no cover - compiled as nutpie's C entry point
+    theta, grad, buf = _fast.cfunc_arrays(dim, x_, grad_, data_)
+    return _fast.cfunc_status(pnbd_logp_and_grad(theta, buf, grad), grad, logp_)

@@ -38,24 +38,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import polars as pl
 from tenure.models import _pnbd_fast
-from tenure.models.base import check_fit_settings, prior
+from tenure.models.base import prior
 from tenure.models.bgnbd import COEF, FLAT, BGNBDModel, _centred
 from tenure.models.clv_predict import posterior_draws
-
-from tenure.checks import seed as check_seed
-from tenure.scenario import DEFAULT_SEED
 
 if TYPE_CHECKING:
     import arviz as az
     import pymc as pm
-    from tenure.models.base import FitResult
 
 
 class ClosedFormRFMModel(BGNBDModel):
     """What the Pareto/NBD and the MBG/NBD share: a Numba row kernel for the likelihood, used by every route.
 
     A subclass names its kernel (``loglike(p0, p1, p2, p3, x, t_x, T) -> (log L, gradient)``),
-    its log density in ``_bgnbd_fast``'s convention and the cfunc nutpie calls, and maps
+    its log density and C entry point in :mod:`tenure.models._fast`'s convention, and maps
     covariates onto its four parameters (:meth:`_individual_pt`, :meth:`_individual`).
     """
 
@@ -85,44 +81,22 @@ class ClosedFormRFMModel(BGNBDModel):
         """The packed rows of the closed-form route, or ``None`` with covariates or priors it cannot express.
 
         Covered: no covariates, and priors HalfFlat (the default), Gamma, Exponential,
-        HalfNormal or LogNormal with plain numbers; ``fast_sampler = False`` turns it off.
+        HalfNormal or LogNormal with plain numbers; ``fast_sampler = False`` (or
+        ``TENURE_FIT_ROUTE=pymc``) turns it off.
         """
-        if not self.fast_sampler or self.purchase_covariates or self.dropout_covariates:
+        if self.purchase_covariates or self.dropout_covariates:
             return None
         return _pnbd_fast.pack_rows(*(self.data[c].to_numpy() for c in ("frequency", "recency", "T", "count")),
                                     self.priors, self.named_parameters)
 
-    def fit(self, method: str = "mcmc", draws: int = 1000, tune: int = 1000, chains: int = 4,
-            seed: int = DEFAULT_SEED, progress: bool = False) -> FitResult:
-        """As :meth:`tenure.models.base.BayesianModel.fit`; ``map`` optimises the closed-form density when it can.
-
-        The closed-form MAP (L-BFGS on the analytic gradient, then the Laplace approximation
-        on the log scale) gives the same mode as PyMC's ``find_MAP`` on :meth:`build` (tested)
-        in a fraction of a second, without compiling a PyMC model.
-        """
-        buf = self.fast_path_data() if method == "map" else None
-        if buf is None:
-            return super().fit(method=method, draws=draws, tune=tune, chains=chains, seed=seed, progress=progress)
-        check_fit_settings(method, draws, tune, chains)
-        check_seed(seed)
-        idata = _pnbd_fast.fit_map(type(self).logp_and_grad, buf, self.named_parameters, draws=draws,
-                                   chains=chains, seed=seed)
-        idata.attrs["tenure_sampler"] = "numba-closed-form"
-        settings = {"method": method, "draws": draws, "tune": 0, "chains": chains, "seed": seed}
-        return self._result(self._after_fit(idata, seed), settings)
-
-    def _sample_mcmc(self, *, draws: int, tune: int, chains: int, seed: int, progress: bool) -> az.InferenceData:
-        """NUTS with nutpie on the closed-form Numba density when possible (no PyMC import), else on PyMC."""
+    def fast_model(self) -> Any:
+        """The closed-form route (:mod:`tenure.models._fast`) where :meth:`fast_path_data` allows it."""
         buf = self.fast_path_data()
         if buf is None:
-            idata = super(BGNBDModel, self)._sample_mcmc(draws=draws, tune=tune, chains=chains, seed=seed,
-                                                         progress=progress)
-            idata.attrs["tenure_sampler"] = "pymc"
-            return idata
-        idata = _pnbd_fast.sample_nuts(type(self).logp_cfunc, buf, self.named_parameters, draws=draws, tune=tune,
-                                       chains=chains, seed=seed, progress=progress, **self.sampler_options)
-        idata.attrs["tenure_sampler"] = "numba-closed-form"
-        return idata
+            return None
+        from tenure.models import _fast
+
+        return _fast.FastModel(self.named_parameters, buf, type(self).logp_and_grad, type(self).logp_cfunc)
 
     def pointwise_log_likelihood(self, idata: az.InferenceData) -> dict[str, np.ndarray]:
         """count × log L of each compressed row per draw."""

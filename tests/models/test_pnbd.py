@@ -159,7 +159,7 @@ def test_predictions_on_cdnow(cdnow, cdnow_fit):
     alive = cdnow_fit.probability_alive(cdnow)
     assert alive.table.height == cdnow.height
     assert ((alive.table["lower"] <= alive.table["mean"]) & (alive.table["mean"] <= alive.table["upper"])).all()
-    assert ((alive.table["mean"] > 0) & (alive.table["mean"] < 1)).all()
+    assert ((alive.table["mean"] > 0) & (alive.table["mean"] <= 1)).all()  # 1 when t_x = T
     purchases = cdnow_fit.expected_purchases(39, cdnow)
     assert purchases.table["mean"].is_finite().all()
     curve = cdnow_fit.expected_purchases_new_customer([39, 78])
@@ -210,6 +210,7 @@ def test_covariates_on_purchase_and_dropout_are_recovered():
         assert lo <= value <= hi, f"{name}: 99 % interval {lo:.3f}..{hi:.3f} misses {value}"
 
 
+@pytest.mark.slow  # unverified: under a load average of 12 a 2 x 600-iteration run did not finish in 5 minutes
 def test_fast_nuts_on_cdnow(cdnow):
     model = ParetoNBDModel(cdnow)
     idata = model.fit(method="mcmc", draws=300, tune=300, chains=2, seed=3).idata

@@ -1,0 +1,183 @@
+"""Pareto/NBD: tenure against pymc-marketing's ``ParetoNBDModel``, each run in a fresh process.
+
+pymc-marketing is benchmark-only; install it into its own virtual environment::
+
+    python3 -m venv /tmp/pmm && /tmp/pmm/bin/pip install pymc-marketing nutpie
+
+Then, from the repository root with the project's environment active::
+
+    python benchmarks/bench_pnbd.py compare --baseline-python /tmp/pmm/bin/python
+
+``compare`` runs, interleaved and each in a fresh interpreter: tenure's Pareto/NBD on CDNOW
+(NUTS with nutpie, 2 chains × 1000 draws after 1000 tuning steps) and pymc-marketing's
+``ParetoNBDModel`` with the same sampler and settings, then tenure's MAP and tenure on one
+million synthetic customers (weekly data, a summary table). One JSON line per run and a
+summary; wall times are measured by the parent around the whole child process
+(interpreter start, imports, compilation, sampling). ``tenure-cdnow`` also reports the MAP
+and MCMC times inside the process, once compiled (``*_warm_s``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CDNOW = ROOT / "tests" / "data" / "cdnow_customers_summary.csv"
+PARAMS = ("r", "alpha", "s", "beta")
+
+
+def _min_ess(idata) -> float:
+    import arviz as az
+
+    ess = az.ess(idata, var_names=list(PARAMS), method="bulk")
+    return float(min(float(ess[p]) for p in PARAMS))
+
+
+def tenure_cdnow(draws: int, chains: int) -> dict:
+    import polars as pl
+    from tenure.models.pnbd import ParetoNBDModel
+
+    data = pl.read_csv(CDNOW)
+    model = ParetoNBDModel(data, time_unit="weeks")
+    idata = model.fit(method="mcmc", draws=draws, tune=1000, chains=chains, seed=1).idata
+    out = {"min_ess_bulk": _min_ess(idata), "means": {p: float(idata.posterior[p].mean()) for p in PARAMS}}
+    t0 = time.perf_counter()
+    ParetoNBDModel(data, time_unit="weeks").fit(method="map", draws=1000, chains=2, seed=1)
+    t1 = time.perf_counter()
+    ParetoNBDModel(data, time_unit="weeks").fit(method="mcmc", draws=draws, tune=1000, chains=chains, seed=2)
+    t2 = time.perf_counter()
+    out.update({"map_warm_s": round(t1 - t0, 3), "mcmc_warm_s": round(t2 - t1, 2)})
+    return out
+
+
+def pymc_marketing_cdnow(draws: int, chains: int) -> dict:
+    import pandas as pd
+    from pymc_marketing.clv import ParetoNBDModel
+
+    df = pd.read_csv(CDNOW).rename(columns={"ID": "customer_id"})
+    model = ParetoNBDModel(data=df)
+    idata = model.fit(method="mcmc", nuts_sampler="nutpie", draws=draws, tune=1000, chains=chains,
+                      random_seed=1, progressbar=False)
+    return {"min_ess_bulk": _min_ess(idata), "means": {p: float(idata.posterior[p].mean()) for p in PARAMS}}
+
+
+def tenure_map() -> dict:
+    import polars as pl
+    from tenure.models.pnbd import ParetoNBDModel
+
+    summary = ParetoNBDModel(pl.read_csv(CDNOW), time_unit="weeks").fit(method="map", draws=100, chains=1).summary()
+    return {"estimates": dict(zip(summary["parameter"], summary["mode"], strict=True))}
+
+
+def simulate_weekly(n: int, seed: int, truth: dict[str, float]) -> dict[str, np.ndarray]:
+    """Pareto/NBD customers first buying in one of 52 weeks, observed to week 52; recency in whole weeks."""
+    rng = np.random.default_rng(seed)
+    T = rng.integers(1, 53, n).astype(float)
+    lam = rng.gamma(truth["r"], 1.0 / truth["alpha"], n)
+    mu = rng.gamma(truth["s"], 1.0 / truth["beta"], n)
+    alive_for = np.minimum(rng.exponential(1.0 / mu), T)
+    x = rng.poisson(lam * alive_for)
+    t_x = np.where(x > 0, alive_for * rng.uniform(size=n) ** (1.0 / np.maximum(x, 1)), 0.0)
+    return {"frequency": x, "recency": np.minimum(np.ceil(t_x), T), "T": T}
+
+
+def tenure_million(n: int, draws: int, chains: int) -> dict:
+    import polars as pl
+
+    truth = {"r": 0.55, "alpha": 10.0, "s": 0.6, "beta": 12.0}
+    t0 = time.perf_counter()
+    data = pl.DataFrame(simulate_weekly(n, 2024, truth))
+    t1 = time.perf_counter()
+    from tenure.models.pnbd import ParetoNBDModel
+
+    model = ParetoNBDModel(data, time_unit="weeks")
+    model.fit(method="map", draws=draws, chains=chains, seed=1)
+    t2 = time.perf_counter()
+    idata = model.fit(method="mcmc", draws=draws, tune=1000, chains=chains, seed=1).idata
+    t3 = time.perf_counter()
+    model.probability_alive(data)
+    t4 = time.perf_counter()
+    return {"customers": n, "unique_rows": model.data.height, "simulate_s": t1 - t0, "map_s": t2 - t1,
+            "posterior_s": t3 - t2, "p_alive_all_customers_s": t4 - t3, "min_ess_bulk": _min_ess(idata),
+            "truth": truth, "means": {p: float(idata.posterior[p].mean()) for p in PARAMS}}
+
+
+def _child(python: str, args: list[str]) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.run([python, str(Path(__file__).resolve()), *args], capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result.update({"run": args[0], "wall_s": round(wall, 2), "load_after": os.getloadavg()[0]})
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def compare(baseline_python: str, repeats: int, million: bool) -> None:
+    """Interleaved fresh-process runs, then a summary of ratios."""
+    print(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
+                      "cpu_count": os.cpu_count(), "load_before": os.getloadavg()[0]}), flush=True)
+    ours, theirs = [], []
+    for _ in range(repeats):
+        ours.append(_child(sys.executable, ["tenure-cdnow"]))
+        theirs.append(_child(baseline_python, ["pymc-marketing-cdnow"]))
+    mode = _child(sys.executable, ["tenure-map"])["estimates"]
+    t_ours = float(np.median([r["wall_s"] for r in ours]))
+    t_theirs = float(np.median([r["wall_s"] for r in theirs]))
+    summary = {
+        "cdnow_wall_s_tenure_median": t_ours, "cdnow_wall_s_pymc_marketing_median": t_theirs,
+        "speedup": round(t_theirs / t_ours, 2),
+        "min_ess_bulk_tenure": min(r["min_ess_bulk"] for r in ours),
+        "min_ess_bulk_pymc_marketing": min(r["min_ess_bulk"] for r in theirs),
+        "map": mode,
+    }
+    if million:
+        big = _child(sys.executable, ["tenure-million"])
+        summary.update({"million_map_s": round(big["map_s"], 1), "million_posterior_s": round(big["posterior_s"], 1),
+                        "million_wall_s": big["wall_s"]})
+    print(json.dumps(summary), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name in ("tenure-cdnow", "pymc-marketing-cdnow"):
+        p = sub.add_parser(name)
+        p.add_argument("--draws", type=int, default=1000)
+        p.add_argument("--chains", type=int, default=2)
+    sub.add_parser("tenure-map")
+    p = sub.add_parser("tenure-million")
+    p.add_argument("--customers", type=int, default=1_000_000)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=2)
+    p = sub.add_parser("compare")
+    p.add_argument("--baseline-python", default="/tmp/pmm/bin/python",
+                   help="Python of the environment with pymc-marketing.")
+    p.add_argument("--repeats", type=int, default=2, help="Fresh-process runs of each CDNOW fit.")
+    p.add_argument("--million", action="store_true", help="Also fit one million synthetic customers.")
+    args = parser.parse_args()
+    if args.cmd == "compare":
+        compare(args.baseline_python, args.repeats, args.million)
+        return
+    runners = {
+        "tenure-cdnow": lambda: tenure_cdnow(args.draws, args.chains),
+        "pymc-marketing-cdnow": lambda: pymc_marketing_cdnow(args.draws, args.chains),
+        "tenure-map": tenure_map,
+        "tenure-million": lambda: tenure_million(args.customers, args.draws, args.chains),
+    }
+    print(json.dumps(runners[args.cmd]()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
