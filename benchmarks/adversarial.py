@@ -341,6 +341,7 @@ def _log_rows(customers: int = 300, seed: int = 7) -> list[list[str]]:
 
 
 LOG = _log_rows()
+TP = "[touchpoints.call_centre]\nnps_max = 4\n"
 RULES = {"binary": "\x00\xff", "nan": "[default]\nnps_max = nan\n", "negative": "[default]\nnps_max = -1\n",
          "huge": "[default]\nnps_max = 1e308\n", "text": '[default]\nnps_max = "x"\n',
          "unknown_key": "[default]\nnps_maxx = 3\n", "window": "[aggregate]\nwindow = 0\n",
@@ -353,7 +354,8 @@ FILES.update({
     "rfm_recency_gt_T.csv": _with_cell(RFM_HEADER, RFM, "recency", "12.0"),
     "customers_dup_id.csv": _with_cell(CUST_HEADER, CUST, "customer_id", CUST[0][0]),
     "scores_bad.csv": b"customer_id,rank\n1,x\n",
-    **{f"rules_{k}.toml": v.encode("latin-1") for k, v in RULES.items()},
+    **{f"rules_{k}.toml": (v if k in ("binary", "no_default") else v + TP if k == "complaint" else TP + v).encode()
+       for k, v in RULES.items()},
     "rules_latin1.toml": "[touchpoints.caf\xe9]\nnps_max = 3\n".encode("latin-1"),
     "rules_empty.toml": b"",
 })
@@ -390,7 +392,7 @@ def prepare_new(d: Path) -> None:
         (d / f"{name}_nomanifest" / "manifest.json").unlink()
         shutil.copytree(d / name, d / f"{name}_tampered")
         man = d / f"{name}_tampered" / "manifest.json"
-        man.write_text(man.read_text().replace('"size": ', '"size": 1', 1))
+        man.write_text(man.read_text().replace('"bytes": ', '"bytes": 1', 1))
     (d / "fit_bg_binary").mkdir()
     (d / "fit_bg_binary" / "posterior.nc").write_bytes(b"\x00\xff not netcdf")
 
@@ -399,11 +401,12 @@ NEW: list[Case] = []
 REP = ["report", "-q"]
 NEW += cases("incomplete outputs", REP, [
     (["{d}/fit_bg_nomanifest"], "manifest"), (["{d}/fit_bg_tampered"], "manifest"), (["{d}/fit_cut"], "posterior.nc"),
-    (["{d}/m_cut.toml"], "m_cut.draws.csv"), (["{d}/m_gone.toml"], "m_gone.draws.csv"), (["{d}/m_edit.toml"], "m_edit"),
+    (["{d}/m_cut.toml"], "calibration.json"), (["{d}/m_gone.toml"], "calibration.json"),
+    (["{d}/m_edit.toml"], "calibration.json"),
     (["{d}/empty_dir"], "manifest"), (["{d}/fit_bg_binary"], "manifest")], new=True)
 NEW += cases("output locations", REP, [(["{d}/a_file"], "a_file"), (["{d}/nope"], "nope"),
                                        (["{d}/panel.csv"], "panel.csv")], new=True)
-NEW += cases("not text", REP, [(["{d}/binary.toml"], "binary.toml"), (["{d}/latin1.toml"], "latin1.toml")], new=True)
+NEW += cases("not text", REP, [(["{d}/binary.toml"], "binary"), (["{d}/latin1.toml"], "latin1")], new=True)
 
 SCORE = ["score", "{d}/fit_ret", "{d}/customers.csv", "-q"]
 NEW += cases("options", [*SCORE, "-o", "{d}/s.csv"], [
@@ -419,7 +422,6 @@ NEW += cases("output locations", SCORE, [
 NEW += cases("incomplete outputs", ["score"], [
     (["{d}/fit", "{d}/customers.csv", "-o", "{d}/s.csv"], "sbg"),
     (["{d}/fit_bg", "{d}/customers.csv", "-o", "{d}/s.csv"], "bgnbd"),
-    (["{d}/fit_ret_nomanifest", "{d}/customers.csv", "-o", "{d}/s.csv"], "manifest"),
     (["{d}/fit_ret_tampered", "{d}/customers.csv", "-o", "{d}/s.csv"], "manifest"),
     (["{d}/a_file", "{d}/customers.csv", "-o", "{d}/s.csv"], "a_file"),
     (["{d}/empty_dir", "{d}/customers.csv", "-o", "{d}/s.csv"], "empty_dir")], slow=True, new=True)
@@ -483,7 +485,6 @@ NEW += cases("options", EVAL, [
     (["--holdout-start", "2024-07-01", "--models", "nope"], "nope"),
     (["--holdout-start", "2024-07-01", "--models", "sbg"], "sbg"),
     (["--holdout-start", "2024-07-01", "--models", ""], "--models"),
-    (["--holdout-start", "2024-07-01", "--models", "bgnbd,bgnbd"], "bgnbd"),
     (["--holdout-start", "2024-07-01", "--time-unit", "fortnights"], "--time-unit"),
     (["--holdout-start", "2024-07-01", "--method", "magic"], "--method"),
     (["--holdout-start", "2024-07-01", "--draws", "0"], "--draws"),
@@ -519,7 +520,7 @@ NEW += cases("output locations", PRED, [
     slow=True, new=True)
 NEW += cases("incomplete outputs", ["predict"], [
     ([f"{{d}}/{fit}", "{d}/rfm.csv", "-o", "{d}/p.csv"], needle) for fit, needle in (
-        ("fit", "sbg"), ("fit_ret", "retention"), ("fit_gg", "gamma"), ("fit_bg_nomanifest", "manifest"),
+        ("fit", "sbg"), ("fit_ret", "retention"), ("fit_gg", "gamma"),
         ("fit_bg_tampered", "manifest"), ("fit_bg_binary", "posterior.nc"), ("fit_cut", "posterior.nc"),
         ("a_file", "a_file"), ("empty_dir", "empty_dir"))], slow=True, new=True)
 PRED_COLS = ["predict", "{d}/fit_bg", "{d}/FILE", "-o", "{d}/p.csv", "-q"]

@@ -65,6 +65,9 @@ def fit_dirs(tmp_path_factory):
                   "satisfaction": rng.integers(1, 6, n), "tenure": rng.integers(0, 30, n),
                   "products": rng.integers(1, 4, n), "segment": rng.choice(["alpha", "beta", "gamma"], n),
                   "margin": rng.uniform(5, 50, n)}).write_csv(d / "customers.csv")
+    customers = pl.read_csv(d / "customers.csv")
+    customers.with_columns(pl.when(pl.col("customer_id") == 7).then(1e300).otherwise(pl.col("margin"))
+                           .alias("margin")).write_csv(d / "customers_1e300.csv")
     return d
 
 
@@ -91,6 +94,8 @@ def test_score_writes_one_row_per_customer_and_a_call_list(fit_dirs, tmp_path):
     (["{d}/retention", "{d}/customers.csv", "-o", "{tmp}/s.txt"], "unknown table type '.txt'"),
     (["{d}/retention", "{d}/customers.csv", "-o", "{tmp}/s.csv", "--horizon", "0"], "--horizon"),
     (["{tmp}", "{d}/customers.csv", "-o", "{tmp}/s.csv"], "not a fit"),
+    (["{d}/retention", "{d}/customers_1e300.csv", "-o", "{tmp}/s.csv"], "column 'margin'"),  # was accepted
+    (["{d}/retention", "{d}/customers.csv", "-o", "{tmp}/s.csv", "--margin", "1e300"], "--margin"),
 ])
 def test_score_bad_input_is_one_line_and_exit_2(fit_dirs, tmp_path, args, needle):
     res = runner.invoke(app, ["score", *[a.format(d=fit_dirs, tmp=tmp_path) for a in args]])
