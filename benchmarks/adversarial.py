@@ -354,8 +354,8 @@ FILES.update({
     "rfm_recency_gt_T.csv": _with_cell(RFM_HEADER, RFM, "recency", "12.0"),
     "customers_dup_id.csv": _with_cell(CUST_HEADER, CUST, "customer_id", CUST[0][0]),
     "scores_bad.csv": b"customer_id,rank\n1,x\n",
-    **{f"rules_{k}.toml": (v if k in ("binary", "no_default") else v + TP if k == "complaint" else TP + v).encode()
-       for k, v in RULES.items()},
+    **{f"rules_{k}.toml": (v if k in ("binary", "no_default") else v + TP if k == "complaint" else TP + v)
+       .encode("latin-1") for k, v in RULES.items()},
     "rules_latin1.toml": "[touchpoints.caf\xe9]\nnps_max = 3\n".encode("latin-1"),
     "rules_empty.toml": b"",
 })

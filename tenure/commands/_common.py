@@ -127,11 +127,13 @@ def progress(label: str, unit: str, quiet: bool, total: int | None = None,
 
 
 @contextlib.contextmanager
-def output_folder(out: Path | None, command: str, quiet: bool, **meta: Any) -> Iterator[Path | None]:
+def output_folder(out: Path | None, command: str, quiet: bool, *, report: bool = True,
+                  **meta: Any) -> Iterator[Path | None]:
     """The folder to write a run's outputs into: staged by :func:`tenure.io.run_folder`, ``None`` without --out.
 
     Enter it before the run: --out is checked first, and the folder is replaced as a whole (with its
-    manifest) only when the run has finished; then its report is written and its files are listed.
+    manifest) only when the run has finished; then its report is written (``report``: for commands
+    `tenure report` knows) and its files are listed.
     """
     if out is None:
         yield None
@@ -140,7 +142,8 @@ def output_folder(out: Path | None, command: str, quiet: bool, **meta: Any) -> I
 
     with run_folder(out, command, **meta) as folder:
         yield folder
-    write_run_report(out)
+    if report:
+        write_run_report(out)
     if not quiet:
         console.print(f"wrote [bold]{out}[/]: " + ", ".join(sorted(p.name for p in out.iterdir())), highlight=False)
 

@@ -124,7 +124,7 @@ def run_batch(source: Any, rules: Any, scores: pl.DataFrame | None, out: Path, *
     for line in result.warnings if rules.thresholds else ():
         warn(line)
     records = alert_records(result.individual, result.aggregate)
-    with output_folder(out, "tenure alarm", quiet, feedback=str(source.path)) as folder:
+    with output_folder(out, "tenure alarm", quiet, report=False, feedback=str(source.path)) as folder:
         write_atomic(folder / ALERTS_FILE, lambda p: p.write_text("".join(json_line(r) for r in records)))
         write_table(result.individual, folder / "individual.csv", fmt="csv")
         write_table(result.aggregate, folder / "aggregate.csv", fmt="csv")

@@ -309,3 +309,14 @@ def test_follow_warns_about_timestamps_that_go_backwards_and_keeps_the_alert(tmp
     assert proc.returncode == 0, err
     assert "go backwards" in err
     assert _followed_ids(tmp_path / "o") == ["individual:1"]
+
+
+def test_alarm_on_a_small_file_exits_0_and_writes_its_folder_without_a_report(tmp_path):
+    """`tenure alarm` has no report page: writing one after the run made every run end in exit code 2."""
+    rows = [(i, f"2026-01-{1 + i % 28:02d}T10:00:00", ("call_centre", "shop", "web")[i % 3], i % 11) for i in range(30)]
+    pl.DataFrame(rows, schema=["customer_id", "timestamp", "touchpoint", "nps"], orient="row").write_csv(
+        tmp_path / "fb.csv")
+    res = runner.invoke(app, ["alarm", str(tmp_path / "fb.csv"), "-o", str(tmp_path / "al"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert pl.read_csv(tmp_path / "al" / "individual.csv").height == sum(1 for r in rows if r[3] <= 4)
+    assert not (tmp_path / "al" / "report.html").exists()
