@@ -482,6 +482,7 @@ NEW += cases("options", EVAL, [
     (["--holdout-start", "x"], "--holdout-start"),
     (["--holdout-start", "2024-07-01", "--holdout-end", "2024-06-01"], "--holdout-end"),
     (["--holdout-start", "2024-07-01", "--holdout-end", "nope"], "--holdout-end"),
+    (["--holdout-start", "2024-07-01", "--holdout-end", "2030-01-01"], "--holdout-end"),
     (["--holdout-start", "2024-07-01", "--models", "nope"], "nope"),
     (["--holdout-start", "2024-07-01", "--models", "sbg"], "sbg"),
     (["--holdout-start", "2024-07-01", "--models", ""], "--models"),

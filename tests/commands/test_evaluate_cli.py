@@ -66,6 +66,7 @@ def test_evaluate_writes_the_table_the_figures_and_the_fits(log, tmp_path):
     (["--holdout-start", "1998-07-01"], "--holdout-start 1998-07-01"),
     (["--holdout-start", "1997-01-01"], "--holdout-start 1997-01-01"),
     (["--holdout-start", "1997-10-01", "--holdout-end", "1997-09-01"], "--holdout-end 1997-09-01"),
+    (["--holdout-start", "1997-10-01", "--holdout-end", "2003-01-01"], "--holdout-end 2003-01-01: after the last"),
     (["--holdout-start", "1997-10-01", "--models", "bgnbd,nosuch"], "unknown model 'nosuch'"),
     (["--holdout-start", "1997-10-01", "--models", "gamma-gamma"], "not a transaction model"),
     (["--holdout-start", "1997-10-01", "--time-unit", "fortnights"], "unknown time unit"),
