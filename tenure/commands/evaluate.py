@@ -4,9 +4,11 @@ The log is cut at ``--holdout-start`` (:func:`tenure.models.evaluate.split_trans
 of ``--models`` is fitted on the calibration RFM summary with the shared sampler options and
 predicts every customer's holdout purchases. The run folder ``--out`` holds ``evaluation.csv``
 (one row per model: totals actual and predicted, MAE, RMSE, LOO for MCMC fits), the tables and
-figures of the tracking curves, the period transactions and the conditional expectations, and
-one fit folder per model (``posterior.nc``, ``summary.csv``, ``forest.png``). Every input and
-option is checked before any fit; bad input ends with one line and exit code 2, nothing written.
+figures of the tracking curves, the period transactions and the conditional expectations, one
+fit folder per model (``posterior.nc``, ``summary.csv``, ``forest.png``), and ``report.html``
+(which model predicts the holdout best, then the figures and the settings; `tenure report`
+renders it again). Every input and option is checked before any fit; bad input ends with one
+line and exit code 2, nothing written.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tenure.commands._common import cli_errors, console, number
+from tenure.commands._common import cli_errors, console, number, write_run_report
 from tenure.commands._options import RequiredOutDir
 from tenure.commands.fit import FitSettings, check_fit, sampler_options
 from tenure.commands.fit_clv import AmountCol, CustomerCol, DateCol
@@ -135,4 +137,5 @@ def evaluate_cmd(
         for name, model in fitted.items():
             model.result.write(stage / name, f"{name} on the calibration period to {split.calibration_end}")
         written = sorted(p.name for p in stage.iterdir())
-    console.print(f"wrote {out}: {', '.join(written)}, manifest.json", highlight=False)
+    write_run_report(out)  # report.html, from the folder just put in place
+    console.print(f"wrote {out}: {', '.join(written)}, manifest.json, report.html", highlight=False)

@@ -14,7 +14,7 @@ from tenure.commands._options import Quiet
 @cli_errors
 def report_cmd(
     run: Annotated[Path, typer.Argument(
-        help="A run folder written by simulate, compare, decide or fit (with its manifest.json), or a market "
+        help="A run folder written by simulate, compare, decide, fit or evaluate (with its manifest.json), or a market "
         "file written by `tenure calibrate` (m.toml: the report goes to m.report.html).", metavar="RUN",
         show_default=False)],
     quiet: Quiet = False,
@@ -34,5 +34,6 @@ def report_cmd(
     write_atomic(target, lambda p: p.write_text(html, encoding="utf-8"))
     if not quiet:
         files = ", ".join(sorted(found.files))
-        console.print(f"found a {found.kind} run in {run}: {files}", highlight=False, soft_wrap=True)
+        article = "an" if found.kind[0] in "aeiou" else "a"
+        console.print(f"found {article} {found.kind} run in {run}: {files}", highlight=False, soft_wrap=True)
         console.print(f"wrote {target} ({target.stat().st_size / 1e3:,.0f} kB)", highlight=False)

@@ -660,5 +660,111 @@ def replications(run: Run) -> dict[str, Any]:
                          _settings("Manifest", run.manifest)]}
 
 
+# ---------------------------------------------------------------------------------------------- evaluate
+
+
+def _loo(r: dict[str, Any]) -> str:
+    return "n/a" if not math.isfinite(r["elpd_loo"]) else f"{r['elpd_loo']:,.1f} (se {r['elpd_loo_se']:,.1f})"
+
+
+def _evaluate_verdict(rows: list[dict[str, Any]]) -> list[str]:
+    """Which model predicts the holdout best: per customer (MAE), in total (error %), and by LOO when present."""
+    def told(r: dict[str, Any]) -> str:
+        return (f"{r['model']} predicts {num(r['holdout_predicted'], 1)} against {num(r['holdout_actual'])} actual "
+                f"({num(r['holdout_error_percent'], 1)} %), MAE {r['mae']:.3f} and RMSE {r['rmse']:.3f} transactions "
+                "per customer")
+
+    if len(rows) == 1:
+        return [f"One model evaluated: {told(rows[0])}; fit other models with --models to compare."]
+    by_mae = sorted(rows, key=lambda r: r["mae"])
+    best, runner_up = by_mae[0], by_mae[1]
+    out = [f"Best at predicting each customer's holdout purchases: {best['model']} (lowest MAE, {best['mae']:.3f} "
+           f"against {runner_up['mae']:.3f} for {runner_up['model']}, the next).",
+           "; ".join(told(r) for r in rows) + "."]
+    total = min(rows, key=lambda r: abs(r["holdout_error_percent"]) if math.isfinite(r["holdout_error_percent"])
+                else math.inf)
+    out.append(f"Closest on the holdout total: {total['model']} ({num(total['holdout_error_percent'], 1)} %)"
+               + (", the same model." if total["model"] == best["model"] else
+                  "; the totals and the per-customer errors disagree, so weigh what the forecast is for."))
+    loo = [r for r in rows if math.isfinite(r["elpd_loo"])]
+    if len(loo) > 1:
+        top = max(loo, key=lambda r: r["elpd_loo"])
+        out.append(f"On the calibration period, PSIS-LOO prefers {top['model']} (elpd {_loo(top)}; higher is better).")
+    return out
+
+
+def evaluate(run: Run) -> dict[str, Any]:
+    """Which transaction model predicts the holdout best, then the tracking, period and conditional figures."""
+    ev = _read(run, "evaluation")
+    if ev is None or ev.height == 0:
+        raise InputError(f"{run.path}: no evaluation table (evaluation.csv)")
+    rows = ev.to_dicts()
+    for r in rows:
+        for k in ("holdout_error_percent", "elpd_loo", "elpd_loo_se", "p_loo"):
+            r[k] = math.nan if r.get(k) is None else float(r[k])
+    m = run.manifest
+    first = rows[0]
+    unit = first["time_unit"]
+    best = min(rows, key=lambda r: r["mae"])
+    holdout = f"{m.get('holdout_start')} to {m.get('holdout_end')} ({first['holdout_length']:.4g} {unit})"
+    headline = [f"Holdout {holdout}: {num(first['customers'])} customers who first bought before "
+                f"{m.get('holdout_start')} made {num(first['holdout_actual'])} repeat transactions (purchase days).",
+                *_evaluate_verdict(rows)]
+    numbers = [("best model (lowest MAE)" if len(rows) > 1 else "model (the only one)", best["model"]),
+               ("holdout repeat transactions, actual", num(first["holdout_actual"])),
+               (f"predicted by {best['model']} (error)",
+                f"{num(best['holdout_predicted'], 1)} ({num(best['holdout_error_percent'], 1)} %)"),
+               ("MAE / RMSE (transactions per customer)", f"{best['mae']:.3f} / {best['rmse']:.3f}"),
+               ("customers", num(first["customers"]))]
+    figs = [
+        *_embedded(run, "tracking.png", "Tracking (tracking.png)",
+                   f"Repeat transactions of the whole cohort per {unit.rstrip('s')} (left) and cumulated (right): the "
+                   "actual line against each model's expectation; left of the dotted line the models saw the data "
+                   "(calibration), right of it they forecast (holdout). A model whose line stays on the actual one "
+                   "after the dotted line forecasts the total well."),
+        *_embedded(run, "period_transactions.png", "Period transactions (period_transactions.png)",
+                   "Customers by their number of repeat transactions in the calibration period (0 to 7+), actual "
+                   "against simulated from each fitted population: bars of like height mean the model reproduces "
+                   "the spread of buying, not only its mean (an in-sample check)."),
+        *_embedded(run, "conditional_expectations.png", "Conditional expectations (conditional_expectations.png)",
+                   "Mean holdout transactions per customer, grouped by calibration repeat transactions: the actual "
+                   "means against each model's; a model close to the actual points at every frequency ranks "
+                   "light and heavy buyers right, which is what the per-customer MAE scores."),
+    ]
+    eval_table = table("Holdout evaluation (transactions are repeat purchase days; holdout "
+                       f"{first['holdout_length']:.4g} {unit}; MAE and RMSE per customer)",
+                       ["model", "method", "actual (transactions)", "predicted (transactions)", "error (%)",
+                        "MAE (transactions per customer)", "RMSE (transactions per customer)",
+                        "elpd LOO (se; MCMC only)"],
+                       [[r["model"], r["method"], num(r["holdout_actual"]), num(r["holdout_predicted"], 1),
+                         num(r["holdout_error_percent"], 1), f"{r['mae']:.3f}", f"{r['rmse']:.3f}", _loo(r)]
+                        for r in rows],
+                       "error % is (predicted − actual) / actual of the holdout total; LOO is n/a for MAP and VI fits.")
+    fits = []
+    est_tables = []
+    for r in rows:
+        name = r["model"]
+        fits += _embedded(run, f"{name}/forest.png", f"{name}: estimates ({name}/forest.png)",
+                          f"The {name} fit on the calibration period: each parameter's estimate (dot) and 90 % "
+                          "interval (line).")
+        summ = _read(run, f"{name}/summary")
+        if summ is not None:
+            est = "mode" if "mode" in summ.columns else "mean"
+            est_tables.append(table(f"{name}: estimates ({est}; rates per {unit.rstrip('s')})",
+                                    ["parameter", est, "sd", "90 % interval"],
+                                    [[p["parameter"], f"{p[est]:.4g}", f"{p['sd']:.3g}",
+                                      f"{p['eti90_low']:.4g} to {p['eti90_high']:.4g}"]
+                                     for p in summ.iter_rows(named=True)]))
+    sections = [section("Holdout against the models", "The calibration fits forecast the holdout period they did "
+                        "not see.", figs, [eval_table]),
+                section("The fits", "One fit folder per model (posterior.nc, summary.csv, forest.png).", fits,
+                        est_tables)]
+    return {"kind": "evaluate", "title": f"tenure evaluate: {', '.join(r['model'] for r in rows)}",
+            "subtitle": f"holdout {holdout}, method {first['method']}, seed {m.get('seed')}",
+            "headline": headline, "numbers": numbers, "sections": sections,
+            "settings": [_settings("Settings (manifest.json)", {k: v for k, v in m.items() if k != "files"}),
+                         _settings("Manifest", m)]}
+
+
 BUILDERS = {"simulate": simulate, "compare": compare, "decide": decide, "calibrate": calibrate, "fit": fit,
-            "replications": replications}
+            "replications": replications, "evaluate": evaluate}

@@ -27,7 +27,8 @@ SCHEMA_VERSIONS = {"compare.json": 1, "uncertainty.json": 1, "replications.json"
 REPORT = "report.html"
 
 #: Kinds of report, by the command recorded in the manifest.
-KINDS = {"tenure simulate": "simulate", "tenure compare": "compare", "tenure decide": "decide"}
+KINDS = {"tenure simulate": "simulate", "tenure compare": "compare", "tenure decide": "decide",
+         "tenure evaluate": "evaluate"}
 
 
 @dataclass
@@ -98,7 +99,7 @@ def open_run(path: str | Path) -> Run:
     mpath = p / MANIFEST
     if not mpath.is_file():
         raise InputError(f"{mpath}: no run here (no manifest; a folder written by tenure simulate, compare, "
-                         "decide or fit has one)")
+                         "decide, fit or evaluate has one)")
     manifest = read_json(mpath)
     version = manifest.get("tenure_version")
     if not isinstance(version, str) or not isinstance(manifest.get("files"), dict):

@@ -1,4 +1,5 @@
-"""Small runs of every kind, made once per session, each with the report.html its command wrote.
+"""Small runs of every kind (simulate, compare, calibrate, decide, fit, evaluate), made once per session,
+each with the report.html its command wrote.
 
 The browser tests need headless Chromium (Debian's ``chromium`` package, /usr/bin/chromium, which
 ``.ci/run`` installs when missing) driven by Playwright; without either they are skipped, saying why.
@@ -55,6 +56,24 @@ def fitted(runs) -> Path:
                                      str(runs / "fit"), "--method", "map", "--draws", "200"])
     assert tenure_fit.exit_code == 0, tenure_fit.output
     return runs
+
+
+@pytest.fixture(scope="session")
+def evaluated(tmp_path_factory) -> Path:
+    """`tenure evaluate --models bgnbd --method map` on the first 200 customers of the CDNOW cohort (ids 1-200)."""
+    import numpy as np
+    import polars as pl
+
+    d = tmp_path_factory.mktemp("evaluated")
+    master = Path(__file__).resolve().parents[1] / "data" / "CDNOW_master.txt"
+    rows = [line.split() for line in master.read_text().splitlines()[1:] if line.strip()]
+    ids, dates, _, amounts = zip(*(r for r in rows if int(r[0]) <= 200), strict=True)
+    pl.DataFrame({"customer_id": np.array(ids, dtype=np.int64), "date": list(dates),
+                  "amount": np.array(amounts, dtype=float)}).write_csv(d / "log.csv")
+    res = runner.invoke(app, ["evaluate", str(d / "log.csv"), "--holdout-start", "1997-10-01", "--models", "bgnbd",
+                              "--method", "map", "-o", str(d / "evaluate")])
+    assert res.exit_code == 0, res.output
+    return d
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ KINDS = {
     "calibrate": ("calibrated", "m.report.html", ["fit the panel", "Gauss-Newton"]),
     "decide": ("calibrated", "decide/report.html", ["Best choice", "beats the current split"]),
     "fit": ("fitted", "fit/report.html", ["monthly odds of churning", "90 % interval", "Diagnostics"]),
+    "evaluate": ("evaluated", "evaluate/report.html", ["repeat transactions", "bgnbd predicts", "actual", "MAE",
+                                                        "RMSE"]),
 }
 SLOW = {"calibrate", "decide", "fit"}
 

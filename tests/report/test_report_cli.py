@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from tenure.cli import app
 from tenure.report import CSP
-from tenure.report.pages import _by_group, _gains
+from tenure.report.pages import _by_group, _evaluate_verdict, _gains
 
 runner = CliRunner()
 
@@ -153,3 +153,38 @@ def test_a_replications_run_gets_its_report(tmp_path):
     assert "Over 2 replications" in html
     assert f"{doc['totals']['customers_end']['mean']:,.0f} (90 %" in html
     assert html.count("<img ") == 4
+
+
+def test_the_evaluate_report_gives_the_holdout_numbers_of_evaluation_csv(evaluated):
+    """The first screen holds evaluation.csv's numbers; `tenure report` renders the same page again."""
+    out = evaluated / "evaluate"
+    html = unescape((out / "report.html").read_text())
+    row = pl.read_csv(out / "evaluation.csv").row(0, named=True)
+    assert row["customers"] == 200 and row["holdout_actual"] == 243  # 200 CDNOW customers, 1997-10-01 to 1998-06-29
+    answer = html[html.index("The answer"):html.index("Holdout against the models")]
+    assert (f"bgnbd predicts {row['holdout_predicted']:,.1f} against 243 actual "
+            f"({row['holdout_error_percent']:,.1f} %), MAE {row['mae']:.3f} and RMSE {row['rmse']:.3f}") in answer
+    assert html.count("<img ") == html.count("<figcaption>") == 4  # three holdout figures and the fit's forest
+    assert '"holdout_start": "1997-10-01"' in html and '"method": "map"' in html  # the settings in full
+    assert not re.search(r'(src|href)="(?!data:)', html)
+    first = (out / "report.html").read_bytes()
+    code, text = _report(out)
+    assert code == 0 and "found an evaluate run" in text, text
+    assert (out / "report.html").read_bytes() == first
+
+
+def test_the_evaluate_verdict_names_the_lowest_mae_and_the_closest_total():
+    """Two models: the lower MAE is best per customer; the total closest to the actual one is named apart."""
+    nan = float("nan")
+    base = {"holdout_actual": 100.0, "elpd_loo": nan, "elpd_loo_se": nan}
+    rows = [{**base, "model": "bgnbd", "holdout_predicted": 90.0, "holdout_error_percent": -10.0, "mae": 0.8,
+             "rmse": 1.2},
+            {**base, "model": "pnbd", "holdout_predicted": 99.0, "holdout_error_percent": -1.0, "mae": 0.9,
+             "rmse": 1.3}]
+    text = " ".join(_evaluate_verdict(rows))
+    assert "predicting each customer's holdout purchases: bgnbd (lowest MAE, 0.800 against 0.900 for pnbd" in text
+    assert "Closest on the holdout total: pnbd (-1.0 %); the totals and the per-customer errors disagree" in text
+    assert "PSIS-LOO" not in text  # no LOO for MAP fits
+    rows[0]["elpd_loo"], rows[0]["elpd_loo_se"] = -510.0, 20.0
+    rows[1]["elpd_loo"], rows[1]["elpd_loo_se"] = -500.0, 21.0
+    assert "PSIS-LOO prefers pnbd (elpd -500.0 (se 21.0)" in " ".join(_evaluate_verdict(rows))
