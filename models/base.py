@@ -159,7 +159,12 @@ class BayesianModel:
 
     def __init__(self, priors: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.priors = merge_priors(self.default_priors, priors)
-        self.result: FitResult | None = None
+        self.given_priors = frozenset(priors or ())
+        """Parameters whose prior the caller chose (never replaced by :attr:`sampling_priors`)."""
+        self.sampling_priors: dict[str, dict[str, Any]] = {}
+        """Proper priors that replace flat defaults for ``mcmc`` and ``advi`` only, where flat priors leave the
+        posterior improper (the Pareto/NBD's dropout scale); ``map`` keeps the flat defaults, so its mode stays
+        the maximum-likelihood estimate. A prior the caller gave is never replaced."""
         self._model: pm.Model | None = None
 
     # -- to implement -------------------------------------------------------------
@@ -270,6 +275,18 @@ class BayesianModel:
         """
         check_fit_settings(method, draws, tune, chains)
         check_seed(seed)
+        swap = {k: v for k, v in getattr(self, "sampling_priors", {}).items()
+                if method != "map" and k not in getattr(self, "given_priors", ())}
+        if not swap:
+            return self._fit(method, draws, tune, chains, seed, progress)
+        flat, built = self.priors, self._model
+        self.priors, self._model = {**flat, **swap}, None
+        try:
+            return self._fit(method, draws, tune, chains, seed, progress)
+        finally:
+            self.priors, self._model = flat, built
+
+    def _fit(self, method: str, draws: int, tune: int, chains: int, seed: int, progress: bool) -> FitResult:
         with warnings.catch_warnings():
             # Also where a caller (a test runner) reset the filter that tenure.models installs.
             warnings.filterwarnings("ignore", message=BLAS_WARNING, category=UserWarning)

@@ -141,6 +141,13 @@ class ParetoNBDModel(ClosedFormRFMModel):
                  where: str = "summary") -> None:
         super().__init__(data, time_unit=time_unit, purchase_covariates=purchase_covariates,
                          dropout_covariates=dropout_covariates, priors=priors, where=where)
+        # With flat priors the posterior is improper along s, β → ∞ at a fixed s/β (the likelihood tends to
+        # that of an exponential lifetime with rate s/β, a finite limit): NUTS drifts there and never ends.
+        # Sampling (mcmc, advi) therefore puts a proper prior on the dropout scale β: exponential with a
+        # mean of ten observation windows (10 × the longest T), a scale the data cannot tell apart from
+        # infinity. MAP keeps the flat prior: its mode is the maximum-likelihood estimate.
+        window = float(self.data["T"].max())
+        self.sampling_priors = {"beta": {"dist": "Exponential", "lam": 1.0 / (10.0 * window)}}
 
     @property
     def var_names(self) -> list[str]:

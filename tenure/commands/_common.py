@@ -132,8 +132,8 @@ def output_folder(out: Path | None, command: str, quiet: bool, *, report: bool =
     """The folder to write a run's outputs into: staged by :func:`tenure.io.run_folder`, ``None`` without --out.
 
     Enter it before the run: --out is checked first, and the folder is replaced as a whole (with its
-    manifest) only when the run has finished; then its report is written (``report``: for commands
-    `tenure report` knows) and its files are listed.
+    manifest) only when the run has finished; then its report is written (unless ``report`` is false:
+    commands whose outputs are for machines, such as `tenure alarm`'s alert stream) and its files are listed.
     """
     if out is None:
         yield None

@@ -190,7 +190,7 @@ def test_python_fit_has_the_command_line_defaults() -> None:
 
 def test_the_registry_names_every_family() -> None:
     assert set(MODELS) == {"retention", "cross-sell", "joint", "nps", "trim", "sbg", "bgnbd",
-                                         "gamma-gamma", "bgbb"}
+                                         "gamma-gamma", "bgbb", "pnbd", "mbgnbd"}
     for name in MODELS:
         assert model_class(name).name == name
     assert set(MODELS) <= set(get_fit_commands())
