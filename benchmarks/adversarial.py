@@ -1,7 +1,8 @@
 """An adversarial pass over the CLI: about a thousand bad inputs, each expected to end in exit code 2 and one line.
 
-Run ``python benchmarks/adversarial.py [--fits | --fits-only] [--only CLASS]`` (``--fits`` adds the
-``tenure fit`` cases, slower as each loads the model code). It prints one line per case that
+Run ``python benchmarks/adversarial.py [--fits | --fits-only | --new] [--only CLASS]`` (``--fits`` adds the
+``tenure fit`` cases, slower as each loads the model code; ``--new`` runs only the cases of the operational
+commands: report, score, alarm, evaluate, predict, fit pnbd / mbgnbd). It prints one line per case that
 did not end as expected, then a table by class: refused (exit code 2, one line, naming what the
 case names, nothing written), internal error or traceback, accepted (exit code 0), other.
 
@@ -38,11 +39,13 @@ class Case:
     args: tuple[str, ...]
     needle: str = ""
     slow: bool = False  # a fit case: run with --fits
+    new: bool = False  # a case of report, score, alarm, evaluate, predict, fit pnbd/mbgnbd: run with --new
 
 
-def cases(klass: str, base: list[str], variants: list[tuple[list[str], str]], slow: bool = False) -> list[Case]:
+def cases(klass: str, base: list[str], variants: list[tuple[list[str], str]], slow: bool = False,
+          new: bool = False) -> list[Case]:
     """One case per ``(extra arguments, expected text)`` appended to the valid command line ``base``."""
-    return [Case(klass, (*base, *extra), needle, slow) for extra, needle in variants]
+    return [Case(klass, (*base, *extra), needle, slow, new) for extra, needle in variants]
 
 
 # -- input files: good ones, and bad variants of them -----------------------------------------------------------
@@ -310,6 +313,248 @@ FIT += cases("options", ["fit", "joint", "{d}/panel.csv", "--method", "map", "-o
     (["--max-customers", "5"], "at most 5")], slow=True)
 CASES += FIT
 
+# -- the operational commands: report, score, alarm, evaluate, predict, fit pnbd / mbgnbd (run with --new) ---------
+CUST_HEADER = "customer_id,trust,enthusiasm,satisfaction,tenure,products,segment,margin"
+CUST = [[str(c), str(1 + c % 5), str(1 + (c * 3) % 5), str(1 + (c + 1) % 5), str(c % 4), str(1 + c % 3), "ab"[c % 2],
+         "20.0"] for c in range(1, 21)]
+FB_HEADER = "customer_id,timestamp,touchpoint,nps,satisfaction,complaint,segment"
+FB = [[str(i), f"2026-01-{1 + i % 28:02d}T10:00:00", ("call_centre", "shop", "web")[i % 3], str(i % 11),
+       str(1 + i % 5), "false", "ab"[i % 2]] for i in range(1, 31)]
+LOG_HEADER = "customer_id,date,amount"
+
+
+def _log_rows(customers: int = 300, seed: int = 7) -> list[list[str]]:
+    """A BG/NBD-like transaction log over 2024 (Poisson purchases, geometric dropout), sorted by customer and date."""
+    import datetime as dt
+    import random
+
+    rng, start, rows = random.Random(seed), dt.date(2024, 1, 1), []
+    for c in range(1, customers + 1):
+        rate, day = rng.uniform(0.01, 0.08), rng.randrange(0, 120)
+        spend, dropout = rng.uniform(5, 40), rng.betavariate(1.0, 4.0)
+        while day < 365:
+            rows.append([str(c), (start + dt.timedelta(days=day)).isoformat(), f"{spend * rng.uniform(0.5, 1.5):.2f}"])
+            if rng.random() < dropout:
+                break
+            day += 1 + int(rng.expovariate(rate))
+    return rows
+
+
+LOG = _log_rows()
+TP = "[touchpoints.call_centre]\nnps_max = 4\n"
+RULES = {"binary": "\x00\xff", "nan": "[default]\nnps_max = nan\n", "negative": "[default]\nnps_max = -1\n",
+         "huge": "[default]\nnps_max = 1e308\n", "text": '[default]\nnps_max = "x"\n',
+         "unknown_key": "[default]\nnps_maxx = 3\n", "window": "[aggregate]\nwindow = 0\n",
+         "probability": "[aggregate]\nalarm_probability = 1.5\n",
+         "no_default": "[touchpoints.call_centre]\nnps_max = 4\n", "complaint": 'complaint = "yes"\n'}
+FILES.update({
+    "customers.csv": _csv(CUST_HEADER, CUST),
+    "feedback.csv": _csv(FB_HEADER, FB),
+    "log.csv": _csv(LOG_HEADER, LOG),
+    "rfm_recency_gt_T.csv": _with_cell(RFM_HEADER, RFM, "recency", "12.0"),
+    "customers_dup_id.csv": _with_cell(CUST_HEADER, CUST, "customer_id", CUST[0][0]),
+    "scores_bad.csv": b"customer_id,rank\n1,x\n",
+    **{f"rules_{k}.toml": (v if k in ("binary", "no_default") else v + TP if k == "complaint" else TP + v)
+       .encode("latin-1") for k, v in RULES.items()},
+    "rules_latin1.toml": "[touchpoints.caf\xe9]\nnps_max = 3\n".encode("latin-1"),
+    "rules_empty.toml": b"",
+})
+FILES["feedback_no_nps_sat.csv"] = _csv("customer_id,timestamp,touchpoint,complaint,segment",
+                                        [[r[0], r[1], r[2], r[5], r[6]] for r in FB])
+for col in ("customer_id", "trust", "enthusiasm", "satisfaction", "tenure", "products", "margin"):
+    FILES[f"customers_no_{col}.csv"] = _without(CUST_HEADER, CUST, col)
+    for name, cell in BAD_CELLS.items():
+        FILES[f"customers_{col}_{name}.csv"] = _with_cell(CUST_HEADER, CUST, col, cell)
+FILES["customers_trust_7.csv"] = _with_cell(CUST_HEADER, CUST, "trust", "7")
+for col in ("customer_id", "timestamp", "touchpoint", "nps", "satisfaction", "complaint"):
+    FILES[f"feedback_no_{col}.csv"] = _without(FB_HEADER, FB, col)
+    for name, cell in BAD_CELLS.items():
+        FILES[f"feedback_{col}_{name}.csv"] = _with_cell(FB_HEADER, FB, col, cell)
+FILES["feedback_nps_11.csv"] = _with_cell(FB_HEADER, FB, "nps", "11")
+FILES["feedback_timestamp_bad.csv"] = _with_cell(FB_HEADER, FB, "timestamp", "2026-13-45T99:00")
+FILES["feedback_touchpoint_mars.csv"] = _with_cell(FB_HEADER, FB, "touchpoint", "mars")
+for col in ("customer_id", "date", "amount"):
+    FILES[f"log_no_{col}.csv"] = _without(LOG_HEADER, LOG, col)
+    for name, cell in BAD_CELLS.items():
+        FILES[f"log_{col}_{name}.csv"] = _with_cell(LOG_HEADER, LOG, col, cell)
+
+
+def prepare_new(d: Path) -> None:
+    """Fits the operational commands read: retention, BG/NBD, Gamma-Gamma; a tampered and an unlisted fit."""
+    runner = CliRunner()
+    for args in (["fit", "retention", str(d / "panel.csv"), "--method", "map", "-o", str(d / "fit_ret")],
+                 ["fit", "bgnbd", str(d / "log.csv"), "--method", "map", "-o", str(d / "fit_bg")],
+                 ["fit", "gamma-gamma", str(d / "log.csv"), "--method", "map", "-o", str(d / "fit_gg")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+    for name in ("fit_ret", "fit_bg"):
+        shutil.copytree(d / name, d / f"{name}_nomanifest")
+        (d / f"{name}_nomanifest" / "manifest.json").unlink()
+        shutil.copytree(d / name, d / f"{name}_tampered")
+        man = d / f"{name}_tampered" / "manifest.json"
+        man.write_text(man.read_text().replace('"bytes": ', '"bytes": 1', 1))
+    (d / "fit_bg_binary").mkdir()
+    (d / "fit_bg_binary" / "posterior.nc").write_bytes(b"\x00\xff not netcdf")
+
+
+NEW: list[Case] = []
+REP = ["report", "-q"]
+NEW += cases("incomplete outputs", REP, [
+    (["{d}/fit_bg_nomanifest"], "manifest"), (["{d}/fit_bg_tampered"], "manifest"), (["{d}/fit_cut"], "posterior.nc"),
+    (["{d}/m_cut.toml"], "calibration.json"), (["{d}/m_gone.toml"], "calibration.json"),
+    (["{d}/m_edit.toml"], "calibration.json"),
+    (["{d}/empty_dir"], "manifest"), (["{d}/fit_bg_binary"], "manifest")], new=True)
+NEW += cases("output locations", REP, [(["{d}/a_file"], "a_file"), (["{d}/nope"], "nope"),
+                                       (["{d}/panel.csv"], "panel.csv")], new=True)
+NEW += cases("not text", REP, [(["{d}/binary.toml"], "binary"), (["{d}/latin1.toml"], "latin1")], new=True)
+
+SCORE = ["score", "{d}/fit_ret", "{d}/customers.csv", "-q"]
+NEW += cases("options", [*SCORE, "-o", "{d}/s.csv"], [
+    (["--horizon", h], "--horizon") for h in ("0", "-1", str(2**64))] + [
+    (["--discount-rate", r], "--discount-rate") for r in ("nan", "inf", "-1", "-inf")] + [
+    (["--interval", i], "--interval") for i in ("0", "1", "nan", "-0.5", "1.5")] + [
+    (["--max-draws", "0"], "--max-draws"), (["--margin", "nan"], "--margin"), (["--margin", "inf"], "--margin"),
+    (["--cross-sell", "{d}/fit_bg"], "cross"), (["--cross-sell", "{d}/a_file"], "a_file")], slow=True, new=True)
+NEW += cases("output locations", SCORE, [
+    (["-o", "{d}/a_file/s.csv"], "not a folder"), (["-o", "{d}/s.xls"], ".xls"),
+    (["-o", "{d}/empty_dir"], "empty_dir")],
+    slow=True, new=True)
+NEW += cases("incomplete outputs", ["score"], [
+    (["{d}/fit", "{d}/customers.csv", "-o", "{d}/s.csv"], "sbg"),
+    (["{d}/fit_bg", "{d}/customers.csv", "-o", "{d}/s.csv"], "bgnbd"),
+    (["{d}/fit_ret_tampered", "{d}/customers.csv", "-o", "{d}/s.csv"], "manifest"),
+    (["{d}/a_file", "{d}/customers.csv", "-o", "{d}/s.csv"], "a_file"),
+    (["{d}/empty_dir", "{d}/customers.csv", "-o", "{d}/s.csv"], "empty_dir")], slow=True, new=True)
+SCORE_COLS = ["score", "{d}/fit_ret", "{d}/FILE", "-o", "{d}/s.csv", "-q"]
+for col in ("customer_id", "trust", "enthusiasm", "satisfaction", "tenure", "products", "margin"):
+    skip = {"customer_id": {"text", "nan", "inf", "negative", "huge", "1e300", "fraction"}}.get(col, set())
+    bad = [n for n in BAD_CELLS if n not in skip]
+    if col != "margin":
+        NEW.append(Case("columns", tuple(a.replace("FILE", f"customers_no_{col}.csv") for a in SCORE_COLS), col, True,
+                        True))
+    if col == "margin":
+        bad = [n for n in bad if n in ("text", "nan", "inf", "1e300")]
+    NEW += [Case("columns", tuple(a.replace("FILE", f"customers_{col}_{n}.csv") for a in SCORE_COLS), col, True, True)
+            for n in bad]
+NEW += [Case("columns", tuple(a.replace("FILE", f) for a in SCORE_COLS), needle, True, True) for f, needle in (
+    ("customers_trust_7.csv", "trust"), ("customers_dup_id.csv", "customer_id"), ("empty.csv", "empty.csv"),
+    ("empty_dir", "empty_dir"), ("rfm.csv", "trust"), ("binary.toml", "binary.toml"))]
+
+ALARM = ["alarm", "{d}/feedback.csv", "-q", "-o", "{d}/al"]
+NEW += cases("not text", ALARM, [(["--rules", "{d}/rules_binary.toml"], "rules"),
+                                 (["--rules", "{d}/rules_latin1.toml"], "UTF-8")], new=True)
+NEW += cases("rules", ALARM, [(["--rules", f"{{d}}/rules_{k}.toml"], needle) for k, needle in (
+    ("nan", "nps_max"), ("negative", "nps_max"), ("huge", "nps_max"), ("text", "nps_max"), ("unknown_key", "nps_maxx"),
+    ("window", "window"), ("probability", "alarm_probability"), ("no_default", "touchpoint"),
+    ("complaint", "complaint"))] + [(["--rules", "{d}/empty_dir"], "folder"), (["--rules", "{d}/nope.toml"], "nope")],
+    new=True)
+NEW += cases("options", ALARM, [
+    (["--poll", "0", "--follow"], "--poll"), (["--poll", "nan", "--follow"], "--poll"),
+    (["--poll", "-1", "--follow"], "--poll"), (["--idle-exit", "nan", "--follow"], "--idle-exit"),
+    (["--idle-exit", "-1", "--follow"], "--idle-exit"), (["--webhook", "http://127.0.0.1:9/x"], "--follow"),
+    (["--webhook", "not a url", "--follow", "--idle-exit", "0.1"], "--webhook"),
+    (["--scores", "{d}/scores_bad.csv"], "scores_bad.csv"), (["--scores", "{d}/empty_dir"], "empty_dir"),
+    (["--scores", "{d}/customers.csv"], "customers.csv")], new=True)
+NEW += cases("output locations", ["alarm", "{d}/feedback.csv", "-q"], [
+    (["-o", "{d}/a_file/o"], "not a folder"), (["-o", "{d}/a_file"], "not a folder")], new=True)
+ALARM_COLS = ["alarm", "{d}/FILE", "-q", "-o", "{d}/al"]
+for col in ("customer_id", "timestamp", "touchpoint", "nps", "satisfaction", "complaint"):
+    if col in ("customer_id", "timestamp", "touchpoint"):
+        NEW.append(Case("columns", tuple(a.replace("FILE", f"feedback_no_{col}.csv") for a in ALARM_COLS), col,
+                        new=True))
+    bad = {"customer_id": ["empty"], "timestamp": ["text", "empty", "negative"], "touchpoint": ["empty"],
+           "nps": ["text", "nan", "inf", "negative", "huge", "1e300", "fraction"],
+           "satisfaction": ["text", "nan", "inf", "negative", "huge", "1e300", "fraction"],
+           "complaint": ["text", "negative"]}[col]
+    NEW += [Case("columns", tuple(a.replace("FILE", f"feedback_{col}_{n}.csv") for a in ALARM_COLS), col, new=True)
+            for n in bad]
+NEW += [Case("columns", tuple(a.replace("FILE", f) for a in ALARM_COLS), needle, new=True) for f, needle in (
+    ("feedback_nps_11.csv", "nps"), ("feedback_timestamp_bad.csv", "timestamp"),
+    ("feedback_no_nps_sat.csv", "nps"), ("empty.csv", "empty.csv"), ("binary.toml", "binary.toml"),
+    ("nope.csv", "nope.csv"))]
+NEW.append(Case("unknown touchpoints", ("alarm", "{d}/feedback_touchpoint_mars.csv", "-q", "-o", "{d}/al", "--rules",
+                                        "{d}/rules_no_default.toml"), "mars", new=True))
+
+EVAL = ["evaluate", "{d}/log.csv", "--method", "map", "-o", "{d}/ev"]
+NEW += cases("options", EVAL, [
+    (["--holdout-start", "2020-01-01"], "--holdout-start"), (["--holdout-start", "2030-01-01"], "--holdout-start"),
+    (["--holdout-start", "2024-01-01"], "--holdout-start"), (["--holdout-start", "2024-13-45"], "--holdout-start"),
+    (["--holdout-start", "x"], "--holdout-start"),
+    (["--holdout-start", "2024-07-01", "--holdout-end", "2024-06-01"], "--holdout-end"),
+    (["--holdout-start", "2024-07-01", "--holdout-end", "nope"], "--holdout-end"),
+    (["--holdout-start", "2024-07-01", "--holdout-end", "2030-01-01"], "--holdout-end"),
+    (["--holdout-start", "2024-07-01", "--models", "nope"], "nope"),
+    (["--holdout-start", "2024-07-01", "--models", "sbg"], "sbg"),
+    (["--holdout-start", "2024-07-01", "--models", ""], "--models"),
+    (["--holdout-start", "2024-07-01", "--time-unit", "fortnights"], "--time-unit"),
+    (["--holdout-start", "2024-07-01", "--method", "magic"], "--method"),
+    (["--holdout-start", "2024-07-01", "--draws", "0"], "--draws"),
+    (["--holdout-start", "2024-07-01", "--seed", "-1"], "--seed"),
+    (["--holdout-start", "2024-07-01", "--customer-col", "nope"], "nope"),
+    (["--holdout-start", "2024-07-01", "--date-col", "amount"], "amount"),
+    (["--holdout-start", "2024-07-01", "--priors", "{d}/priors_nan.toml"], "priors"),
+    (["--holdout-start", "2024-07-01", "--priors", "{d}/binary.toml"], "binary.toml")], slow=True, new=True)
+NEW += cases("output locations", ["evaluate", "{d}/log.csv", "--method", "map", "--holdout-start", "2024-07-01"], [
+    (["-o", "{d}/a_file/o"], "not a folder"), (["-o", "{d}/a_file"], "not a folder")], slow=True, new=True)
+EVAL_COLS = ["evaluate", "{d}/FILE", "--method", "map", "--holdout-start", "2024-07-01", "-o", "{d}/ev"]
+for col in ("customer_id", "date", "amount"):
+    bad = {"customer_id": ["empty"], "date": ["text", "empty", "negative"],
+           "amount": ["text", "nan", "inf", "negative", "1e300"]}[col]
+    if col != "amount":
+        NEW.append(Case("columns", tuple(a.replace("FILE", f"log_no_{col}.csv") for a in EVAL_COLS), col, True, True))
+    NEW += [Case("columns", tuple(a.replace("FILE", f"log_{col}_{n}.csv") for a in EVAL_COLS), col, True, True)
+            for n in bad]
+NEW += [Case("columns", tuple(a.replace("FILE", f) for a in EVAL_COLS), needle, True, True) for f, needle in (
+    ("empty.csv", "empty.csv"), ("empty_dir", "empty_dir"), ("rfm.csv", "date"), ("binary.toml", "binary.toml"))]
+
+PRED = ["predict", "{d}/fit_bg", "{d}/rfm.csv", "-q"]
+NEW += cases("options", [*PRED, "-o", "{d}/p.csv"], [
+    (["--horizon", h], "--horizon") for h in ("nan", "inf", "-1", "0", "1e308")] + [
+    (["--discount-rate", r], "--discount-rate") for r in ("nan", "inf", "-1", "-inf")] + [
+    (["--margin", m], "--margin") for m in ("0", "2", "nan", "-1")] + [
+    (["--max-draws", "0"], "--max-draws"), (["--time-unit", "fortnights"], "--time-unit"),
+    (["--spend", "{d}/fit_bg"], "gamma"), (["--spend", "{d}/fit_ret"], "gamma"), (["--spend", "{d}/a_file"], "a_file")],
+    slow=True, new=True)
+NEW += cases("output locations", PRED, [
+    (["-o", "{d}/a_file/p.csv"], "not a folder"), (["-o", "{d}/p.xls"], ".xls"),
+    (["-o", "{d}/empty_dir"], "empty_dir")],
+    slow=True, new=True)
+NEW += cases("incomplete outputs", ["predict"], [
+    ([f"{{d}}/{fit}", "{d}/rfm.csv", "-o", "{d}/p.csv"], needle) for fit, needle in (
+        ("fit", "sbg"), ("fit_ret", "retention"), ("fit_gg", "gamma"),
+        ("fit_bg_tampered", "manifest"), ("fit_bg_binary", "posterior.nc"), ("fit_cut", "posterior.nc"),
+        ("a_file", "a_file"), ("empty_dir", "empty_dir"))], slow=True, new=True)
+PRED_COLS = ["predict", "{d}/fit_bg", "{d}/FILE", "-o", "{d}/p.csv", "-q"]
+for col in ("frequency", "recency", "T"):
+    NEW += [Case("columns", tuple(a.replace("FILE", f"rfm_{col}_{n}.csv") for a in PRED_COLS), col, True, True)
+            for n in BAD_CELLS if not (n == "fraction" and col != "frequency")]
+NEW += [Case("columns", tuple(a.replace("FILE", f) for a in PRED_COLS), needle, True, True) for f, needle in (
+    ("rfm_recency_gt_T.csv", "recency"), ("tx_null_id.csv", "customer_id"), ("tx_bad_date.csv", "date"),
+    ("tx_negative.csv", "amount"), ("empty.csv", "empty.csv"), ("empty_dir", "empty_dir"), ("panel.csv", "frequency"),
+    ("binary.toml", "binary.toml"))]
+NEW.append(Case("columns", ("predict", "{d}/fit_bg", "{d}/rfm_monetary_value_nan.csv", "--spend", "{d}/fit_gg", "-o",
+                            "{d}/p.csv", "-q"), "monetary_value", True, True))
+NEW.append(Case("options", ("predict", "{d}/fit_bg", "{d}/tx.csv", "-o", "{d}/p.csv", "-q", "--observation-end",
+                            "1999-01-01"), "observation", True, True))
+
+for fam in ("bgnbd", "pnbd", "mbgnbd"):
+    if fam != "bgnbd":
+        for col in ("frequency", "recency", "T"):
+            NEW += [Case("columns", ("fit", fam, f"{{d}}/rfm_{col}_{n}.csv", "--method", "map", "-o", "{d}/f"), col,
+                         True, True) for n in BAD_CELLS if not (n == "fraction" and col != "frequency")]
+        NEW += [Case("columns", ("fit", fam, f"{{d}}/{f}", "--method", "map", "-o", "{d}/f"), needle, True, True)
+                for f, needle in (("tx_negative.csv", "amount"), ("tx_null_id.csv", "customer_id"),
+                                  ("tx_bad_date.csv", "date"), ("empty.csv", "empty.csv"), ("empty_dir", "empty_dir"))]
+        NEW += cases("options", ["fit", fam, "{d}/rfm.csv", "--method", "map", "-o", "{d}/f"], [
+            (["--seed", "-1"], "--seed"), (["--time-unit", "fortnights"], "--time-unit"),
+            (["--method", "magic"], "--method"), (["--draws", "0"], "--draws"),
+            (["--priors", "{d}/priors_nan.toml"], "priors"), (["--priors", "{d}/priors_binary.toml"], "priors"),
+            (["-o", "{d}/a_file/o"], "not a folder")], slow=True, new=True)
+    NEW.append(Case("columns", ("fit", fam, "{d}/rfm_recency_gt_T.csv", "--method", "map", "-o", "{d}/f"), "recency",
+                    True, True))
+CASES += NEW
+
+
 def _scenario_file(d: Path, spec: str) -> str:
     """``@section.key=value`` becomes a scenario file setting that key."""
     section, _, rest = spec[1:].partition(".")
@@ -345,6 +590,8 @@ def run(selected: list[Case]) -> Counter:
         for name, content in FILES.items():
             (template / name).write_bytes(content)
         prepare(template)
+        if any(c.new for c in selected):
+            prepare_new(template)
         before = {p.name for p in template.iterdir()}
         for i, case in enumerate(selected):
             d = Path(tmp) / f"case{i}"
@@ -369,6 +616,9 @@ def report(tally: Counter) -> str:
 
 if __name__ == "__main__":
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
-    chosen = [c for c in CASES if ("--fits" in sys.argv or not c.slow) and (only is None or c.klass == only)
-              and ("--fits-only" not in sys.argv or c.slow)]
+    if "--new" in sys.argv:  # the operational commands only (their fit cases included)
+        chosen = [c for c in CASES if c.new and (only is None or c.klass == only)]
+    else:
+        chosen = [c for c in CASES if not c.new and ("--fits" in sys.argv or not c.slow)
+                  and (only is None or c.klass == only) and ("--fits-only" not in sys.argv or c.slow)]
     print(report(run(chosen)))

@@ -421,8 +421,15 @@ class FastModel:
         z = rng.multivariate_normal(x0, cov, size=(chains, draws), method="eigh")
         posterior, mode = {}, {}
         for name, part, shape in self._slices():
-            posterior[name] = np.exp(z[:, :, part]).reshape((chains, draws, *shape))
+            with np.errstate(over="ignore", invalid="ignore"):
+                posterior[name] = np.exp(z[:, :, part]).reshape((chains, draws, *shape))
             mode[name] = np.exp(x0[part]).reshape(shape).tolist()
+            if not np.all(np.isfinite(posterior[name])):
+                from tenure.errors import InputError
+
+                raise InputError(f"MAP: parameter {name!r} is not identified by the data (mode "
+                                 f"{np.exp(x0[part]).ravel()[0]:.4g}, its Laplace interval is unbounded); give it a "
+                                 "proper prior with --priors, fit more customers, or use --method mcmc")
         idata = az.from_dict(posterior=posterior, **self._coords_and_dims(self.params))
         idata.attrs["tenure_map"] = json.dumps(mode)
         return idata

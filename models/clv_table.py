@@ -39,6 +39,9 @@ from tenure.models.clv_predict import _unique_rows, summarize_draws
 
 from tenure.errors import InputError
 
+#: The longest prediction window: 100 years (a longer one is a typo, and its sums overflow).
+MAX_HORIZON_DAYS = 36_525.0
+
 #: Customers per chunk: with 500 draws about 16 MB per (draws × chunk) array.
 CHUNK_ROWS = 4096
 #: Posterior draws used for the intervals by default (evenly thinned): the Monte Carlo error of a
@@ -167,8 +170,8 @@ def customer_table(
         ``_upper`` bounds, named by :func:`column_names`.
     """
     unit = check_time_unit(time_unit or model.time_unit, "--time-unit")
-    if not (math.isfinite(horizon) and horizon > 0):
-        raise InputError(f"--horizon: must be a positive number of {unit}, found {horizon:g}")
+    if not (math.isfinite(horizon) and 0 < convert_periods(horizon, unit, "days") <= MAX_HORIZON_DAYS):
+        raise InputError(f"--horizon: must be a positive number of {unit} up to 100 years, found {horizon:g}")
     if not (math.isfinite(margin) and 0 < margin <= 1):
         raise InputError(f"--margin: must be in (0, 1] (a share of spend), found {margin:g}")
     covs = _covariates(model)

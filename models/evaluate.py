@@ -133,7 +133,7 @@ def split_transactions(
 
     Raises :class:`InputError` (naming ``--holdout-start`` or ``--holdout-end`` and the date)
     when the holdout starts on or before the first transaction or after the last, ends
-    before it starts, or holds no transaction.
+    before it starts or after the last transaction, or holds no transaction.
     """
     check_time_unit(time_unit)
     if transactions.height == 0:
@@ -150,6 +150,9 @@ def split_transactions(
     end = last if holdout_end is None else _parse_day(holdout_end, "--holdout-end")
     if end < start:
         raise InputError(f"--holdout-end {end}: before --holdout-start {start}")
+    if end > last:
+        raise InputError(f"--holdout-end {end}: after the last transaction ({last}); the log does not show that "
+                         "the holdout was observed that long (omit --holdout-end to end it at the last transaction)")
     if amount_col is not None and amount_col not in transactions.columns:
         amount_col = None
     cal_end = start - _dt.timedelta(days=1)

@@ -57,6 +57,9 @@ from tenure.operations_format import (
 )
 from tenure.panel_format import SCORE_COLUMNS, SCORE_SCALE
 
+#: The largest margin per customer per month (currency), column or --margin: more is a typo or a unit error.
+MAX_MARGIN = 1e5
+
 #: Default horizon of the remaining margin, in months.
 DEFAULT_HORIZON_MONTHS = 36
 #: Default monthly discount rate of the remaining margin (about 12.7 % a year).
@@ -125,11 +128,11 @@ def read_customers(source: str | os.PathLike[str] | pl.DataFrame) -> pl.DataFram
         cols.append(seg.alias("segment"))
     if "margin" in df.columns:
         margin = _as_float(df, "margin", where, positive=False)
-        bad = margin.is_null() | margin.is_nan() | margin.is_infinite()
+        bad = margin.is_null() | margin.is_nan() | (margin.abs() > MAX_MARGIN)
         if bad.any():
             row, value = _first_bad(df.with_columns(margin), "margin", bad)
-            raise InputError(f"{where}: column 'margin': expected a finite margin per month, found {value!r} "
-                             f"at row {row}")
+            raise InputError(f"{where}: column 'margin': expected a finite margin per month of at most "
+                             f"{MAX_MARGIN:g} in size, found {value!r} at row {row}")
         cols.append(margin)
     return pl.DataFrame(cols)
 
@@ -328,7 +331,7 @@ def score_customers(
     if "margin" in customers.columns:
         m = customers["margin"].to_numpy().astype(float)
     elif margin is not None:
-        m = np.full(customers.height, in_range(margin, "--margin", -1e5, 1e5))
+        m = np.full(customers.height, in_range(margin, "--margin", -MAX_MARGIN, MAX_MARGIN))
     else:
         raise InputError("customers: no 'margin' column; give the margin per month with --margin")
     warnings: list[str] = []

@@ -188,3 +188,17 @@ def test_last_resort_is_one_line(monkeypatch, capsys):
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("internal error: RuntimeError: boom") and "--debug" in err and len(err.splitlines()) == 1
+
+
+def test_map_unidentified_parameter_is_refused(tmp_path):
+    """Four distinct RFM rows leave the BG/NBD's a and b unidentified: the Laplace draws overflow to inf.
+
+    That was an internal error (a histogram over [0, nan] in the report); now one line naming the parameter.
+    """
+    rows = [f"{i},{i % 4},{2.0 * (i % 4)},10.0" for i in range(1, 30)]
+    (tmp_path / "rfm.csv").write_text("customer_id,frequency,recency,T\n" + "\n".join(rows) + "\n")
+    res = CliRunner().invoke(app, ["fit", "bgnbd", str(tmp_path / "rfm.csv"), "--method", "map",
+                                   "-o", str(tmp_path / "f")])
+    assert res.exit_code == 2, res.output
+    assert "not identified" in res.stderr and "'a'" in res.stderr
+    assert not (tmp_path / "f").exists()

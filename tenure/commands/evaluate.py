@@ -32,7 +32,8 @@ HoldoutStart = Annotated[str, typer.Option(
     "--holdout-start", help="First day of the holdout period (YYYY-MM-DD); the calibration period ends the day "
     "before.", show_default=False)]
 HoldoutEnd = Annotated[str | None, typer.Option(
-    "--holdout-end", help="Last day of the holdout period (YYYY-MM-DD). Default: the last date of the log.",
+    "--holdout-end",
+    help="Last day of the holdout period (YYYY-MM-DD), at most the last date of the log (the default).",
     show_default=False)]
 Models = Annotated[str, typer.Option(
     "--models", help="Comma-separated transaction models to fit and compare, e.g. bgnbd,pnbd,mbgnbd.")]

@@ -54,9 +54,10 @@ def predict_cmd(
 
     from tenure.errors import InputError
     from tenure.io import check_out_dir, read_table, write_table
-    from tenure.models import load
+    from tenure.models import load, model_class
     from tenure.models.clv_data import SUMMARY_ALIASES, check_time_unit, convert_periods, summary_from_transactions
     from tenure.models.clv_table import annual_rate_per_unit, customer_table, describe_columns, model_for_prediction
+    from tenure.models.evaluate import TRANSACTION_MODEL_METHODS
 
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".csv"):
@@ -71,7 +72,8 @@ def predict_cmd(
     annual_rate_per_unit(discount_rate, "weeks")
     result = load(fit_dir)
     unit = check_time_unit(time_unit or result.time_unit or "weeks")
-    if result.time_unit is None or result.model_name in ("gamma-gamma",):
+    cls = model_class(result.model_name)
+    if result.time_unit is None or not all(hasattr(cls, m) for m in TRANSACTION_MODEL_METHODS):
         raise InputError(f"{fit_dir}: a {result.model_name} fit; name a transaction-model fit (bgnbd, ...)")
     spend_result = load(spend) if spend is not None else None
     if spend_result is not None and spend_result.model_name != "gamma-gamma":

@@ -63,14 +63,14 @@ def score_cmd(
     from tenure.checks import discount_rate as check_discount_rate
     from tenure.checks import in_range, whole
     from tenure.io import check_out_table, write_table
-    from tenure.models.scoring import CrossSellDraws, HazardDraws, read_customers, score_customers
+    from tenure.models.scoring import MAX_MARGIN, CrossSellDraws, HazardDraws, read_customers, score_customers
 
     out, fmt = check_out_table(out)
     whole(horizon, "--horizon", 1, 1200)
     check_discount_rate(discount_rate)
     in_range(interval, "--interval", 0.0, 1.0, open_low=True, open_high=True)
     if margin is not None:
-        in_range(margin, "--margin", -1e5, 1e5)
+        in_range(margin, "--margin", -MAX_MARGIN, MAX_MARGIN)
     whole(max_draws, "--max-draws", 2, 10**7)
     hazard = HazardDraws.from_fit(load_fit(fit_dir, "retention", "FIT_DIR"))
     xsell = None if cross_sell is None else CrossSellDraws.from_fit(load_fit(cross_sell, "cross-sell", "--cross-sell"))

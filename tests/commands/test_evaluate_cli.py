@@ -66,6 +66,7 @@ def test_evaluate_writes_the_table_the_figures_and_the_fits(log, tmp_path):
     (["--holdout-start", "1998-07-01"], "--holdout-start 1998-07-01"),
     (["--holdout-start", "1997-01-01"], "--holdout-start 1997-01-01"),
     (["--holdout-start", "1997-10-01", "--holdout-end", "1997-09-01"], "--holdout-end 1997-09-01"),
+    (["--holdout-start", "1997-10-01", "--holdout-end", "2003-01-01"], "--holdout-end 2003-01-01: after the last"),
     (["--holdout-start", "1997-10-01", "--models", "bgnbd,nosuch"], "unknown model 'nosuch'"),
     (["--holdout-start", "1997-10-01", "--models", "gamma-gamma"], "not a transaction model"),
     (["--holdout-start", "1997-10-01", "--time-unit", "fortnights"], "unknown time unit"),
@@ -132,6 +133,7 @@ def test_predict_refuses_bad_rfm_rows(fits, tmp_path, column, value, message):
     (["--discount-rate", "-2"], "--discount-rate"),
     (["--max-draws", "0"], "--max-draws"),
     (["--horizon", "0"], "--horizon"),
+    (["--horizon", "1e308"], "up to 100 years"),  # was accepted
 ])
 def test_predict_refuses_bad_options(fits, tmp_path, args, message):
     data, bg, _ = fits
@@ -146,3 +148,15 @@ def test_predict_refuses_a_spend_fit_as_the_purchase_model(fits, tmp_path):
     data, _, gg = fits
     res = runner.invoke(app, ["predict", str(gg), str(data), "-o", str(tmp_path / "x.parquet")])
     assert res.exit_code == 2 and "transaction-model fit" in res.output
+
+
+def test_predict_refuses_a_fit_of_a_panel_or_cohort_model(fits, tmp_path):
+    """A retention fit was an internal error (TypeError), an sBG fit a misleading 'missing column periods'."""
+    data, _, _ = fits
+    cohorts = tmp_path / "cohorts.csv"
+    cohorts.write_text("cohort,period,alive\na,0,100\na,1,80\na,2,70\na,3,64\n")
+    res = runner.invoke(app, ["fit", "sbg", str(cohorts), "--method", "map", "-o", str(tmp_path / "sbg")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["predict", str(tmp_path / "sbg"), str(data), "-o", str(tmp_path / "x.csv")])
+    assert res.exit_code == 2 and "a sbg fit; name a transaction-model fit" in res.output, res.output
+    assert not (tmp_path / "x.csv").exists()

@@ -65,6 +65,9 @@ def fit_dirs(tmp_path_factory):
                   "satisfaction": rng.integers(1, 6, n), "tenure": rng.integers(0, 30, n),
                   "products": rng.integers(1, 4, n), "segment": rng.choice(["alpha", "beta", "gamma"], n),
                   "margin": rng.uniform(5, 50, n)}).write_csv(d / "customers.csv")
+    customers = pl.read_csv(d / "customers.csv")
+    customers.with_columns(pl.when(pl.col("customer_id") == 7).then(1e300).otherwise(pl.col("margin"))
+                           .alias("margin")).write_csv(d / "customers_1e300.csv")
     return d
 
 
@@ -91,6 +94,8 @@ def test_score_writes_one_row_per_customer_and_a_call_list(fit_dirs, tmp_path):
     (["{d}/retention", "{d}/customers.csv", "-o", "{tmp}/s.txt"], "unknown table type '.txt'"),
     (["{d}/retention", "{d}/customers.csv", "-o", "{tmp}/s.csv", "--horizon", "0"], "--horizon"),
     (["{tmp}", "{d}/customers.csv", "-o", "{tmp}/s.csv"], "not a fit"),
+    (["{d}/retention", "{d}/customers_1e300.csv", "-o", "{tmp}/s.csv"], "column 'margin'"),  # was accepted
+    (["{d}/retention", "{d}/customers.csv", "-o", "{tmp}/s.csv", "--margin", "1e300"], "--margin"),
 ])
 def test_score_bad_input_is_one_line_and_exit_2(fit_dirs, tmp_path, args, needle):
     res = runner.invoke(app, ["score", *[a.format(d=fit_dirs, tmp=tmp_path) for a in args]])
@@ -304,3 +309,14 @@ def test_follow_warns_about_timestamps_that_go_backwards_and_keeps_the_alert(tmp
     assert proc.returncode == 0, err
     assert "go backwards" in err
     assert _followed_ids(tmp_path / "o") == ["individual:1"]
+
+
+def test_alarm_on_a_small_file_exits_0_and_writes_its_folder_without_a_report(tmp_path):
+    """`tenure alarm` has no report page: writing one after the run made every run end in exit code 2."""
+    rows = [(i, f"2026-01-{1 + i % 28:02d}T10:00:00", ("call_centre", "shop", "web")[i % 3], i % 11) for i in range(30)]
+    pl.DataFrame(rows, schema=["customer_id", "timestamp", "touchpoint", "nps"], orient="row").write_csv(
+        tmp_path / "fb.csv")
+    res = runner.invoke(app, ["alarm", str(tmp_path / "fb.csv"), "-o", str(tmp_path / "al"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert pl.read_csv(tmp_path / "al" / "individual.csv").height == sum(1 for r in rows if r[3] <= 4)
+    assert not (tmp_path / "al" / "report.html").exists()
