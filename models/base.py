@@ -303,6 +303,8 @@ class BayesianModel:
             else:
                 idata = fit_advi(self.model, draws=draws, chains=chains, seed=seed, progress=progress)
             idata.attrs["tenure_sampler"] = "numba-closed-form" if fast is not None else "pymc"
+            if method != "mcmc":
+                _check_finite_draws(idata, method)
             idata = self._after_fit(idata, seed)
             settings = {"method": method, "draws": draws, "tune": 0 if method != "mcmc" else tune, "chains": chains,
                         "seed": seed}
@@ -333,6 +335,19 @@ class BayesianModel:
         """NUTS on :attr:`model` with nutpie; a family may override it with a faster sampler of the same density."""
         return sample_nutpie(self.model, draws=draws, tune=tune, chains=chains, seed=seed,
                              progress=progress, **self.sampler_options)
+
+
+def _check_finite_draws(idata: az.InferenceData, method: str) -> None:
+    """An approximate posterior (MAP's Laplace draws, ADVI) with a non-finite draw is refused, naming the parameter.
+
+    It happens where the data do not identify a parameter (a flat direction of the log density, a
+    spread estimated at zero): the normal approximation is then unbounded and its intervals mean nothing.
+    """
+    for name, values in idata.posterior.data_vars.items():
+        if np.issubdtype(values.dtype, np.number) and not np.all(np.isfinite(values.values)):
+            raise InputError(f"--method {method}: parameter {name!r} is not identified by the data (its approximate "
+                             "posterior is unbounded); give it a proper prior with --priors, fit more data, or use "
+                             "--method mcmc")
 
 
 def check_fit_settings(method: str, draws: int, tune: int, chains: int) -> None:

@@ -202,3 +202,19 @@ def test_map_unidentified_parameter_is_refused(tmp_path):
     assert res.exit_code == 2, res.output
     assert "not identified" in res.stderr and "'a'" in res.stderr
     assert not (tmp_path / "f").exists()
+
+
+def test_an_approximate_posterior_with_a_non_finite_draw_is_refused_naming_the_parameter():
+    # A hierarchical spread whose mode sits at zero (the joint model's segment spread with MAP) gave
+    # Laplace draws of inf/NaN, and the fit crashed later while drawing its report.
+    import arviz as az
+    import numpy as np
+    from tenure.models.base import _check_finite_draws
+
+    from tenure.errors import InputError
+
+    ok = az.from_dict(posterior={"a": np.ones((1, 5)), "b": np.zeros((1, 5))})
+    _check_finite_draws(ok, "map")
+    bad = az.from_dict(posterior={"a": np.ones((1, 5)), "sd": np.array([[1.0, np.inf, 2.0, np.nan, 1.0]])})
+    with pytest.raises(InputError, match=r"--method map: parameter 'sd' is not identified"):
+        _check_finite_draws(bad, "map")

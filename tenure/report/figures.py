@@ -163,10 +163,19 @@ def prior_posterior(panels: list[tuple[str, np.ndarray, Any]]) -> str:
     rows = int(np.ceil(n / cols))
     with figure(8.0, 1.9 * rows + 0.3, rows, cols, squeeze=False) as (fig, axes):
         for ax, (name, draws, prior) in zip(axes.ravel(), panels, strict=False):
+            draws = np.asarray(draws, dtype=float)
+            draws = draws[np.isfinite(draws)]  # a fit's draws are finite; a file saved by other means may not be
+            if draws.size == 0:
+                ax.set_title(f"{name}: no finite draw", fontsize=8, loc="left")
+                ax.set_yticks([])
+                continue
             lo, hi = np.quantile(draws, [0.001, 0.999])
             if prior is not None:
                 plo, phi = prior.ppf([0.01, 0.99])
-                lo, hi = min(lo, plo), max(hi, phi)
+                if np.isfinite(plo) and np.isfinite(phi):
+                    lo, hi = min(lo, plo), max(hi, phi)
+            if not hi > lo:
+                lo, hi = lo - 0.5, hi + 0.5
             grid = np.linspace(lo, hi, 200)
             ax.hist(draws, bins=40, range=(lo, hi), density=True, color=OKABE_ITO[0], alpha=0.6, label="posterior")
             if prior is not None:
