@@ -33,6 +33,14 @@ def num(x: Any, digits: int = 0) -> str:
     return f"{v:,.{digits}f}" if math.isfinite(v) else "n/a"
 
 
+def _finite(x: Any) -> bool:
+    """Whether ``x`` is a finite number (``None``, the JSON form of a missing value, is not)."""
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
 def pct(x: Any, digits: int = 1, sign: bool = False) -> str:
     """A share (0-1) in per cent."""
     try:
@@ -188,7 +196,7 @@ def simulate(run: Run) -> dict[str, Any]:
 def _band(index: float) -> str:
     from tenure.metrics import trim_band
 
-    return trim_band(float(index)) if math.isfinite(index) else "n/a"
+    return trim_band(float(index)) if _finite(index) else "n/a"
 
 
 def _trim_figure(t: np.ndarray, index: np.ndarray, zones: list[tuple[float, float, str]]) -> str:
@@ -297,7 +305,7 @@ def _gain_figure(g: pl.DataFrame, what: str) -> Figure:
 
 def _five(ratio: float) -> str:
     """Whether a cost ratio bears out the 'five times' rule (4 to 6, as tenure.simulations.compare judges it)."""
-    if not math.isfinite(ratio):
+    if not _finite(ratio):
         return "cannot be judged"
     return "holds" if 4.0 <= ratio <= 6.0 else "does not hold"
 
@@ -664,7 +672,7 @@ def replications(run: Run) -> dict[str, Any]:
 
 
 def _loo(r: dict[str, Any]) -> str:
-    return "n/a" if not math.isfinite(r["elpd_loo"]) else f"{r['elpd_loo']:,.1f} (se {r['elpd_loo_se']:,.1f})"
+    return "n/a" if not _finite(r["elpd_loo"]) else f"{r['elpd_loo']:,.1f} (se {r['elpd_loo_se']:,.1f})"
 
 
 def _evaluate_verdict(rows: list[dict[str, Any]]) -> list[str]:
@@ -681,12 +689,12 @@ def _evaluate_verdict(rows: list[dict[str, Any]]) -> list[str]:
     out = [f"Best at predicting each customer's holdout purchases: {best['model']} (lowest MAE, {best['mae']:.3f} "
            f"against {runner_up['mae']:.3f} for {runner_up['model']}, the next).",
            "; ".join(told(r) for r in rows) + "."]
-    total = min(rows, key=lambda r: abs(r["holdout_error_percent"]) if math.isfinite(r["holdout_error_percent"])
+    total = min(rows, key=lambda r: abs(r["holdout_error_percent"]) if _finite(r["holdout_error_percent"])
                 else math.inf)
     out.append(f"Closest on the holdout total: {total['model']} ({num(total['holdout_error_percent'], 1)} %)"
                + (", the same model." if total["model"] == best["model"] else
                   "; the totals and the per-customer errors disagree, so weigh what the forecast is for."))
-    loo = [r for r in rows if math.isfinite(r["elpd_loo"])]
+    loo = [r for r in rows if _finite(r["elpd_loo"])]
     if len(loo) > 1:
         top = max(loo, key=lambda r: r["elpd_loo"])
         out.append(f"On the calibration period, PSIS-LOO prefers {top['model']} (elpd {_loo(top)}; higher is better).")

@@ -188,3 +188,12 @@ def test_the_evaluate_verdict_names_the_lowest_mae_and_the_closest_total():
     rows[0]["elpd_loo"], rows[0]["elpd_loo_se"] = -510.0, 20.0
     rows[1]["elpd_loo"], rows[1]["elpd_loo_se"] = -500.0, 21.0
     assert "PSIS-LOO prefers pnbd (elpd -500.0 (se 21.0)" in " ".join(_evaluate_verdict(rows))
+
+
+def test_missing_ratios_read_as_not_judged_not_as_a_crash():
+    # A tiny compare stores a ratio it cannot compute as JSON null; the report's verdict crashed on it.
+    from tenure.report.pages import _band, _five
+
+    assert _five(None) == "cannot be judged" and _five(float("nan")) == "cannot be judged"
+    assert _five(5.0) == "holds" and _five(0.4) == "does not hold"
+    assert _band(None) == "n/a"
