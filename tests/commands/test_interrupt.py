@@ -151,6 +151,8 @@ def test_fit_stopped_while_sampling_or_writing_keeps_the_earlier_fit(panel: Path
     args = ["fit", "retention", str(panel / "p.parquet"), "--draws", "300", "--tune", "300", "--chains", "2",
             "-o", str(out)]
     if moment == "working":  # while compiling or sampling: no staging folder exists yet, so stop after a while
+        # long enough that it is still sampling 5 s in on an idle machine (300 + 300 could finish and stage)
+        args[args.index("--draws") + 1] = args[args.index("--tune") + 1] = "20000"
         proc = subprocess.Popen([*TENURE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for line in proc.stdout:  # type: ignore[union-attr]
             if "fitting with mcmc" in line:
