@@ -41,6 +41,13 @@ def _finite(x: Any) -> bool:
         return False
 
 
+def _f(x: Any, spec: str, scale: float = 1.0) -> str:
+    """``x`` (times ``scale``) formatted with ``spec``; 'n/a' when missing (JSON null) or not finite."""
+    if not _finite(x):
+        return "n/a"
+    return format(scale * float(x), spec)
+
+
 def pct(x: Any, digits: int = 1, sign: bool = False) -> str:
     """A share (0-1) in per cent."""
     try:
@@ -117,16 +124,17 @@ def simulate(run: Run) -> dict[str, Any]:
         f"Over {months} months the base went from {num(first['active'])} to {num(last['active_end'])} customers "
         f"({pct(change, sign=True)}): {num(acquired)} acquired, {num(churned)} churned "
         f"(mean monthly churn {pct(df['churn_rate'].mean(), 2)}).",
-        f"NPS in the last month {100 * last['nps']:+.1f} (95 % interval {100 * last['nps_low']:+.1f} to "
-        f"{100 * last['nps_high']:+.1f}), against {100 * first['nps']:+.1f} in the first; TRI*M-style index "
-        f"{last['trim_index']:.1f} ({_band(last['trim_index'])}), from {first['trim_index']:.1f}.",
+        f"NPS in the last month {_f(last['nps'], '+.1f', 100)} (95 % interval {_f(last['nps_low'], '+.1f', 100)} to "
+        f"{_f(last['nps_high'], '+.1f', 100)}), against {_f(first['nps'], '+.1f', 100)} "
+        f"in the first; TRI*M-style index "
+        f"{_f(last['trim_index'], '.1f')} ({_band(last['trim_index'])}), from {_f(first['trim_index'], '.1f')}.",
         f"Profit over the run {money(df['profit'].sum())} {MONEY}; cumulative discounted profit "
         f"{money(last['cumulative_discounted_profit'])} {MONEY}.",
     ]
     numbers = [("customers at start → end", f"{num(first['active'])} → {num(last['active_end'])}"),
                ("mean monthly churn", pct(df["churn_rate"].mean(), 2)),
-               ("NPS, last month", f"{100 * last['nps']:+.1f}"),
-               ("TRI*M-style index, last month", f"{last['trim_index']:.1f}"),
+               ("NPS, last month", _f(last['nps'], '+.1f', 100)),
+               ("TRI*M-style index, last month", _f(last['trim_index'], '.1f')),
                (f"profit over the run ({MONEY})", money(df["profit"].sum()))]
 
     zones = [(lo, min(hi, 100.0), name) for lo, hi, name in TRIM_BANDS]
@@ -363,7 +371,7 @@ def compare(run: Run) -> dict[str, Any]:
                    "NPS (points)", "churn (% per month)", f"paid CAC ({MONEY})"],
                   [[pct(r["acquisition_share"]), r["mix"], f"{money(r['customer_equity'])} ("
                     f"{money(r['customer_equity_q05'])}–{money(r['customer_equity_q95'])})", num(r["customers_end"]),
-                    f"{100 * r['nps']:+.1f}", pct(r["churn_rate"], 2), num(r["acquisition_cost_paid"], 2)]
+                    _f(r['nps'], '+.1f', 100), pct(r["churn_rate"], 2), num(r["acquisition_cost_paid"], 2)]
                    for r in points.sort("customer_equity", descending=True).head(15).iter_rows(named=True)])
     def band(x: dict[str, float]) -> str:
         return f"{num(x['q05'], 2)}–{num(x['q95'], 2)}"
@@ -470,17 +478,19 @@ def calibrate(run: Run) -> dict[str, Any]:
                            "The distance between panel and simulated statistics; flat at the end means converged."))
     params = table("Calibrated parameters (model units, 90 % intervals)", ["parameter", "base", "calibrated",
                                                                             "90 % interval"],
-                   [[p["key"], f"{p['base']:.4g}", f"{p['estimate']:.4g}", f"{p['q05']:.4g} to {p['q95']:.4g}"]
+                   [[p["key"], _f(p['base'], '.4g'), _f(p['estimate'], '.4g'),
+                    f"{_f(p['q05'], '.4g')} to {_f(p['q95'], '.4g')}"]
                     for p in doc["parameters"]])
     stats = table("Targeted statistics (rates per month, shares, regression coefficients)",
                   ["statistic", "panel", "calibrated market", "z"],
-                  [[x["name"], f"{x['observed']:.4g}", f"{x['calibrated']:.4g}", f"{x['z']:+.1f}"] for x in st])
+                  [[x["name"], _f(x['observed'], '.4g'), _f(x['calibrated'], '.4g'), _f(x['z'], '+.1f')] for x in st])
     tables = [params, stats]
     if chk.get("done"):
         tables.append(table(f"Predictive check over {chk['markets']} calibrated markets", ["statistic", "panel",
                             "markets: mean", "90 % interval", "z (predictive sd)"],
-                            [[x["name"], f"{x['observed']:.4g}", f"{x['mean']:.4g}",
-                              f"{x['q05']:.4g} to {x['q95']:.4g}", f"{x['z']:+.1f}"] for x in chk["statistics"]]))
+                            [[x["name"], _f(x['observed'], '.4g'), _f(x['mean'], '.4g'),
+                              f"{_f(x['q05'], '.4g')} to {_f(x['q95'], '.4g')}",
+                               _f(x['z'], '+.1f')] for x in chk["statistics"]]))
     market = run.files["market.toml"].read_text(encoding="utf-8")
     return {"kind": "calibrate", "title": f"tenure calibrate: {run.path.name}",
             "subtitle": f"calibrated on {doc.get('source')}: {num(doc.get('panel_customers'))} customers, "
@@ -563,8 +573,9 @@ def fit(run: Run) -> dict[str, Any]:
     cols = [c for c in ("r_hat", "ess_bulk") if c in summary.columns]
     est_table = table(f"Estimates ({est}, model scale: log-odds, log-rates or natural units)",
                       ["parameter", est, "sd", "90 % interval", *cols],
-                      [[r["parameter"], f"{r[est]:.4g}", f"{r['sd']:.3g}",
-                        f"{r['eti90_low']:.4g} to {r['eti90_high']:.4g}", *(f"{r[c]:.3g}" for c in cols)]
+                      [[r["parameter"], _f(r[est], '.4g'), _f(r['sd'], '.3g'),
+                        f"{_f(r['eti90_low'], '.4g')} to {_f(r['eti90_high'], '.4g')}",
+                         *(_f(r[c], '.3g') for c in cols)]
                        for r in summary.iter_rows(named=True)])
     data_table = table("Data the model was fitted on", ["item", "value"],
                        [[k.replace("_", " "), json.dumps(v) if isinstance(v, list | dict) else num(v)
@@ -672,22 +683,24 @@ def replications(run: Run) -> dict[str, Any]:
 
 
 def _loo(r: dict[str, Any]) -> str:
-    return "n/a" if not _finite(r["elpd_loo"]) else f"{r['elpd_loo']:,.1f} (se {r['elpd_loo_se']:,.1f})"
+    return "n/a" if not _finite(r["elpd_loo"]) else f"{_f(r['elpd_loo'], ',.1f')} (se {_f(r['elpd_loo_se'], ',.1f')})"
 
 
 def _evaluate_verdict(rows: list[dict[str, Any]]) -> list[str]:
     """Which model predicts the holdout best: per customer (MAE), in total (error %), and by LOO when present."""
     def told(r: dict[str, Any]) -> str:
         return (f"{r['model']} predicts {num(r['holdout_predicted'], 1)} against {num(r['holdout_actual'])} actual "
-                f"({num(r['holdout_error_percent'], 1)} %), MAE {r['mae']:.3f} and RMSE {r['rmse']:.3f} transactions "
+                f"({num(r['holdout_error_percent'], 1)} %), MAE {_f(r['mae'], '.3f')} "
+                f"and RMSE {_f(r['rmse'], '.3f')} transactions "
                 "per customer")
 
     if len(rows) == 1:
         return [f"One model evaluated: {told(rows[0])}; fit other models with --models to compare."]
     by_mae = sorted(rows, key=lambda r: r["mae"])
     best, runner_up = by_mae[0], by_mae[1]
-    out = [f"Best at predicting each customer's holdout purchases: {best['model']} (lowest MAE, {best['mae']:.3f} "
-           f"against {runner_up['mae']:.3f} for {runner_up['model']}, the next).",
+    out = [f"Best at predicting each customer's holdout purchases: {best['model']} (lowest MAE, "
+           f"{_f(best['mae'], '.3f')} "
+           f"against {_f(runner_up['mae'], '.3f')} for {runner_up['model']}, the next).",
            "; ".join(told(r) for r in rows) + "."]
     total = min(rows, key=lambda r: abs(r["holdout_error_percent"]) if _finite(r["holdout_error_percent"])
                 else math.inf)
@@ -714,7 +727,7 @@ def evaluate(run: Run) -> dict[str, Any]:
     first = rows[0]
     unit = first["time_unit"]
     best = min(rows, key=lambda r: r["mae"])
-    holdout = f"{m.get('holdout_start')} to {m.get('holdout_end')} ({first['holdout_length']:.4g} {unit})"
+    holdout = f"{m.get('holdout_start')} to {m.get('holdout_end')} ({_f(first['holdout_length'], '.4g')} {unit})"
     headline = [f"Holdout {holdout}: {num(first['customers'])} customers who first bought before "
                 f"{m.get('holdout_start')} made {num(first['holdout_actual'])} repeat transactions (purchase days).",
                 *_evaluate_verdict(rows)]
@@ -722,7 +735,7 @@ def evaluate(run: Run) -> dict[str, Any]:
                ("holdout repeat transactions, actual", num(first["holdout_actual"])),
                (f"predicted by {best['model']} (error)",
                 f"{num(best['holdout_predicted'], 1)} ({num(best['holdout_error_percent'], 1)} %)"),
-               ("MAE / RMSE (transactions per customer)", f"{best['mae']:.3f} / {best['rmse']:.3f}"),
+               ("MAE / RMSE (transactions per customer)", f"{_f(best['mae'], '.3f')} / {_f(best['rmse'], '.3f')}"),
                ("customers", num(first["customers"]))]
     figs = [
         *_embedded(run, "tracking.png", "Tracking (tracking.png)",
@@ -740,12 +753,12 @@ def evaluate(run: Run) -> dict[str, Any]:
                    "light and heavy buyers right, which is what the per-customer MAE scores."),
     ]
     eval_table = table("Holdout evaluation (transactions are repeat purchase days; holdout "
-                       f"{first['holdout_length']:.4g} {unit}; MAE and RMSE per customer)",
+                       f"{_f(first['holdout_length'], '.4g')} {unit}; MAE and RMSE per customer)",
                        ["model", "method", "actual (transactions)", "predicted (transactions)", "error (%)",
                         "MAE (transactions per customer)", "RMSE (transactions per customer)",
                         "elpd LOO (se; MCMC only)"],
                        [[r["model"], r["method"], num(r["holdout_actual"]), num(r["holdout_predicted"], 1),
-                         num(r["holdout_error_percent"], 1), f"{r['mae']:.3f}", f"{r['rmse']:.3f}", _loo(r)]
+                         num(r["holdout_error_percent"], 1), _f(r['mae'], '.3f'), _f(r['rmse'], '.3f'), _loo(r)]
                         for r in rows],
                        "error % is (predicted − actual) / actual of the holdout total; LOO is n/a for MAP and VI fits.")
     fits = []
@@ -760,8 +773,8 @@ def evaluate(run: Run) -> dict[str, Any]:
             est = "mode" if "mode" in summ.columns else "mean"
             est_tables.append(table(f"{name}: estimates ({est}; rates per {unit.rstrip('s')})",
                                     ["parameter", est, "sd", "90 % interval"],
-                                    [[p["parameter"], f"{p[est]:.4g}", f"{p['sd']:.3g}",
-                                      f"{p['eti90_low']:.4g} to {p['eti90_high']:.4g}"]
+                                    [[p["parameter"], _f(p[est], '.4g'), _f(p['sd'], '.3g'),
+                                      f"{_f(p['eti90_low'], '.4g')} to {_f(p['eti90_high'], '.4g')}"]
                                      for p in summ.iter_rows(named=True)]))
     sections = [section("Holdout against the models", "The calibration fits forecast the holdout period they did "
                         "not see.", figs, [eval_table]),

@@ -197,3 +197,11 @@ def test_missing_ratios_read_as_not_judged_not_as_a_crash():
     assert _five(None) == "cannot be judged" and _five(float("nan")) == "cannot be judged"
     assert _five(5.0) == "holds" and _five(0.4) == "does not hold"
     assert _band(None) == "n/a"
+
+
+def test_missing_numbers_in_tables_read_as_na():
+    # A calibration check whose statistic has no spread stores z as null; the calibrate page crashed on it.
+    from tenure.report.pages import _f
+
+    assert _f(None, "+.1f") == "n/a" and _f(float("inf"), ".4g") == "n/a"
+    assert _f(0.043, "+.1f", 100) == "+4.3" and _f(2.5, ".4g") == "2.5"
