@@ -164,7 +164,8 @@ def test_scores_equal_the_fitted_models_own_predictions(fits):
     ({"customer_id": [1, 2, 1]}, "column 'customer_id': 1 appears more than once"),
     ({"tenure": [0, -1, 2]}, "column 'tenure': -1 is not a tenure"),
     ({"products": [1, 0, 2]}, "column 'products': 0 is below 1"),
-    ({"margin": [1.0, float("nan"), 2.0]}, "column 'margin': expected a finite margin per month, found nan at row 2"),
+    ({"margin": [1.0, float("nan"), 2.0]},
+     "column 'margin': expected a finite margin per month of at most 100000 in size, found nan at row 2"),
     ({"segment": [1.5, 2.5, 3.5]}, "column 'segment': expected segment labels"),
 ])
 def test_bad_customer_tables_name_the_column_and_row(change, needle):
