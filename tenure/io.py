@@ -146,14 +146,7 @@ def check_out_dir(path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
-    parent = out.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"--out {out}: cannot write under {parent}: not a folder")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"--out {out}: cannot write to {parent}")
-    _probe_write(parent, f"--out {out}")
+    _check_writable_above(out, "--out")
     return out
 
 
@@ -175,6 +168,11 @@ def _check_out_path(out: Path, what: str, expected: str) -> None:
     """``out`` is not a folder, and the nearest existing folder above it is a writable folder."""
     if out.is_dir():
         raise InputError(f"{what} {out}: is a folder, expected {expected}")
+    _check_writable_above(out, what)
+
+
+def _check_writable_above(out: Path, what: str) -> None:
+    """The nearest existing folder above ``out`` is a folder this process can write to (probed)."""
     probe = out.absolute().parent
     while not probe.exists():
         probe = probe.parent
