@@ -454,7 +454,13 @@ def sample_nutpie(
     import nutpie
 
     if backend == "numba":
-        compiled = nutpie.compile_pymc_model(model, backend="numba")
+        import pytensor
+
+        # Without fast-math: with it, a graph compiled afresh and the same graph loaded from PyTensor's
+        # on-disk cache round differently (the last digits of the draws differed between a machine's first
+        # fit and every later one), and a seed must fix the result on every run.
+        with pytensor.config.change_flags(numba__fastmath=False):
+            compiled = nutpie.compile_pymc_model(model, backend="numba")
     elif backend == "pytensor":
         compiled = compile_nutpie_pytensor(model)
     else:
