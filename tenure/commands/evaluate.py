@@ -56,6 +56,31 @@ def _model_names(models: str) -> list[str]:
     return names
 
 
+def _priors_by_model(overrides: dict[str, Any] | None, names: list[str], where: str) -> dict[str, Any]:
+    """Each model's prior overrides from one --priors file.
+
+    A file whose top-level tables are model names (``[pnbd.beta]``) gives each model its own
+    overrides; a file of parameter tables (``[r]``) applies to every model named in --models,
+    and each of them must know every parameter it names.
+    """
+    from tenure.errors import InputError
+    from tenure.models import MODELS
+
+    if not overrides:
+        return dict.fromkeys(names)
+    by_model = [k for k in overrides if k in MODELS]
+    if not by_model:
+        return dict.fromkeys(names, overrides)
+    if len(by_model) != len(overrides):
+        mixed = next(k for k in overrides if k not in MODELS)
+        raise InputError(f"--priors {where}: {mixed!r} is neither a model of --models nor allowed beside the "
+                         f"model tables {', '.join(by_model)}: use one table per model or one per parameter")
+    for name in by_model:
+        if name not in names:
+            raise InputError(f"--priors {where}: table {name!r} names a model not in --models ({', '.join(names)})")
+    return {name: overrides.get(name) for name in names}
+
+
 def _table(rows: list[dict[str, Any]], split: Any) -> Table:
     unit = split.time_unit
     table = Table(title=f"Holdout {split.holdout_start} to {split.holdout_end} ({split.holdout_length:.4g} {unit}), "
@@ -86,7 +111,11 @@ def evaluate_cmd(
     *,
     settings: FitSettings,
 ) -> None:
-    """Out-of-sample check of transaction models: calibrate before --holdout-start, predict the holdout."""
+    """Out-of-sample check of transaction models: calibrate before --holdout-start, predict the holdout.
+
+    --priors takes one table per parameter, applied to every model, or one table per model,
+    e.g. [pnbd.beta] dist = 'Exponential', lam = 0.01.
+    """
     import polars as pl
 
     from tenure.io import read_table, run_folder, write_atomic, write_table
@@ -96,14 +125,14 @@ def evaluate_cmd(
 
     check_time_unit(time_unit)
     names = _model_names(models)
-    overrides = check_fit(out, settings)
+    priors = _priors_by_model(check_fit(out, settings), names, str(settings.priors))
     log = read_table(transactions)
     split = ev.split_transactions(log, holdout_start, holdout_end=holdout_end, time_unit=time_unit,
                                   customer_col=customer_col, date_col=date_col, amount_col=amount_col,
                                   where=str(transactions))
     fitted: dict[str, Any] = {}
     for name in names:
-        model = model_class(name)(split.calibration, time_unit=time_unit, priors=overrides,
+        model = model_class(name)(split.calibration, time_unit=time_unit, priors=priors[name],
                                   where=f"{transactions} (calibration summary)")
         fitted[name] = model
     console.print(f"calibration {split.start} to {split.calibration_end}: {split.n_customers:,} customers"

@@ -80,6 +80,39 @@ def test_evaluate_refuses_bad_input_with_one_line_and_nothing_written(log, tmp_p
     assert not out.exists() and not list(tmp_path.glob(".ev*"))
 
 
+def test_evaluate_priors_by_model_reach_only_their_model(log, tmp_path):
+    """A [pnbd.s] table moves the Pareto/NBD's s and leaves the BG/NBD's fit as it is without priors (a flat
+    [s] table would be refused: the BG/NBD has no s)."""
+    priors = tmp_path / "priors.toml"
+    # Gamma(1e4, 1e4): mean 1, sd 0.01, so the posterior mode of s lies within a few hundredths of 1
+    priors.write_text("[pnbd.s]\ndist = 'Gamma'\nalpha = 10000.0\nbeta = 10000.0\n")
+    base = ["evaluate", str(log), "--holdout-start", "1997-10-01", "--models", "bgnbd,pnbd", *FAST]
+    assert runner.invoke(app, [*base, "-o", str(tmp_path / "flat")]).exit_code == 0
+    res = runner.invoke(app, [*base, "-o", str(tmp_path / "given"), "--priors", str(priors)])
+    assert res.exit_code == 0, res.output
+    flat = pl.read_csv(tmp_path / "flat" / "bgnbd" / "summary.csv")
+    assert pl.read_csv(tmp_path / "given" / "bgnbd" / "summary.csv").equals(flat)
+    pnbd = pl.read_csv(tmp_path / "given" / "pnbd" / "summary.csv")
+    s = pnbd.filter(pl.col(pnbd.columns[0]) == "s").row(0, named=True)
+    assert s["mode"] == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[mbgnbd.r]\ndist = 'Gamma'\nalpha = 2.0\nbeta = 1.0\n", "table 'mbgnbd' names a model not in --models"),
+    ("[pnbd.s]\ndist = 'Gamma'\nalpha = 2.0\nbeta = 1.0\n[r]\ndist = 'Gamma'\nalpha = 2.0\nbeta = 1.0\n",
+     "'r' is neither a model"),
+])
+def test_evaluate_refuses_priors_of_other_models(log, tmp_path, text, message):
+    priors = tmp_path / "priors.toml"
+    priors.write_text(text)
+    out = tmp_path / "ev"
+    res = runner.invoke(app, ["evaluate", str(log), "--holdout-start", "1997-10-01", "--models", "bgnbd,pnbd",
+                              "-o", str(out), "--priors", str(priors), *FAST])
+    assert res.exit_code == 2, res.output
+    assert message in res.output.replace("\n", " ")
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def fits(tmp_path_factory) -> tuple[Path, Path, Path]:
     d = tmp_path_factory.mktemp("fits")
