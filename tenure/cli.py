@@ -74,8 +74,13 @@ def main() -> None:
     them ends in one line and exit code 1, and ``--debug`` (or ``TENURE_DEBUG=1``)
     shows its traceback instead.
     """
+    import warnings
+
     from tenure import interrupt
 
+    # ArviZ 0.2x announces its 1.0 rewrite on import, in five lines above every fit's output; tenure pins
+    # arviz<1, so the notice says nothing to a user of the command line.
+    warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
     interrupt.install()
     debug = "--debug" in sys.argv[1:] or os.environ.get("TENURE_DEBUG", "") not in ("", "0")
     args = [a for a in sys.argv[1:] if a != "--debug"]
