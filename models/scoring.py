@@ -302,17 +302,17 @@ def _summary(buf, pos_lo, pos_hi, out, col):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, parallel=True)
-def _hazard_cells(intercepts, segment_at, slopes, centred, band_effect, band_at, discount,
+def _hazard_cells(intercepts, segment_at, slopes, centred, group_start, band_effect, band_at, discount,
                   pos_lo, pos_hi):  # pragma: no cover - compiled
     """Per cell, mean and interval over draws of the hazard now, Σ_k S(k)/(1+i)^k and their product; and
-    Σ_k S(k) per draw and cell (float32) for the cross-sales.
+    Σ_k S(k) per cell and draw (float32, ``(n_cells, n_draws)``) for the cross-sales.
 
-    The log-odds without the tenure shift are ``intercepts[d, segment_at[c]] + slopes[d] · centred[c]``
-    (``centred``: the cell's answers minus the scale's centre); ``band_at`` is ``(n_cells, H)``:
-    the band at tenure τ + k, ``discount[k]`` = (1 + i)^−k. The hazard takes one value per band,
-    so it is evaluated once per band, not once per month. Returns three ``(3, n_cells)`` summaries
-    (mean, lower, upper) and the months. Cells are independent: the result does not depend on the
-    number of threads, and no array of draws × cells is held but the months.
+    Cells ``group_start[g]:group_start[g + 1]`` differ only in tenure, so they share the log-odds
+    ``intercepts[d, segment_at[c]] + slopes[d] · centred[c]`` (``centred``: the answers minus the
+    scale's centre) and the hazard of each band, evaluated once per group, band and draw; ``band_at``
+    is ``(n_cells, H)``: the band at tenure τ + k, ``discount[k]`` = (1 + i)^−k. Returns three
+    ``(3, n_cells)`` summaries (mean, lower, upper) and the months. Groups are independent: the
+    result does not depend on the number of threads.
     """
     n_draws = intercepts.shape[0]
     n_cells, n_slopes = centred.shape
@@ -321,54 +321,53 @@ def _hazard_cells(intercepts, segment_at, slopes, centred, band_effect, band_at,
     p_sum = np.empty((3, n_cells))
     life_sum = np.empty((3, n_cells))
     risk_sum = np.empty((3, n_cells))
-    months = np.empty((n_draws, n_cells), dtype=np.float32)
-    for c in numba.prange(n_cells):
+    months = np.empty((n_cells, n_draws), dtype=np.float32)
+    for g in numba.prange(group_start.shape[0] - 1):
+        c0, c1 = group_start[g], group_start[g + 1]
         stay = np.empty(n_bands)
-        p = np.empty(n_draws)
-        life = np.empty(n_draws)
-        risk = np.empty(n_draws)
+        p = np.empty((c1 - c0, n_draws))
+        life = np.empty((c1 - c0, n_draws))
+        risk = np.empty((c1 - c0, n_draws))
         for d in range(n_draws):
             eta = 0.0
             for j in range(n_slopes):
-                eta += slopes[d, j] * centred[c, j]
-            eta = intercepts[d, segment_at[c]] + eta
+                eta += slopes[d, j] * centred[c0, j]
+            eta = intercepts[d, segment_at[c0]] + eta
             for b in range(n_bands):
                 stay[b] = 1.0 - 1.0 / (1.0 + np.exp(-(eta + band_effect[d, b])))
-            alive = 1.0
-            disc_sum = 0.0
-            plain_sum = 0.0
-            for k in range(horizon):
-                disc_sum += alive * discount[k]
-                plain_sum += alive
-                alive *= stay[band_at[c, k]]
-            p[d] = 1.0 - stay[band_at[c, 0]]
-            life[d] = disc_sum
-            risk[d] = p[d] * disc_sum
-            months[d, c] = plain_sum
-        _summary(p, pos_lo, pos_hi, p_sum, c)
-        _summary(life, pos_lo, pos_hi, life_sum, c)
-        _summary(risk, pos_lo, pos_hi, risk_sum, c)
+            for c in range(c0, c1):
+                alive = 1.0
+                disc_sum = 0.0
+                plain_sum = 0.0
+                for k in range(horizon):
+                    disc_sum += alive * discount[k]
+                    plain_sum += alive
+                    alive *= stay[band_at[c, k]]
+                p[c - c0, d] = 1.0 - stay[band_at[c, 0]]
+                life[c - c0, d] = disc_sum
+                risk[c - c0, d] = p[c - c0, d] * disc_sum
+                months[c, d] = plain_sum
+        for c in range(c0, c1):
+            _summary(p[c - c0], pos_lo, pos_hi, p_sum, c)
+            _summary(life[c - c0], pos_lo, pos_hi, life_sum, c)
+            _summary(risk[c - c0], pos_lo, pos_hi, risk_sum, c)
     return p_sum, life_sum, risk_sum, months
 
 
 @numba.njit(cache=True, parallel=True)
-def _cross_sale_cells(intercepts, segment_at, coefficients, design, months, hazard_at,
-                      pos_lo, pos_hi):  # pragma: no cover - compiled
-    """Per cross-sell cell, mean and interval over draws of λ_d · Σ_k S_d(k), λ_d = exp(a_d + coefficients_d · design).
+def _cross_sale_cells(rate, rate_at, months, hazard_at, pos_lo, pos_hi):  # pragma: no cover - compiled
+    """Per cross-sell cell, mean and interval over draws of λ_d · Σ_k S_d(k).
 
-    ``intercepts`` is ``(n_draws, n_columns)``, the cell's column ``segment_at[c]``; ``months`` the
-    ``(n_draws, n_hazard_cells)`` of :func:`_hazard_cells`, the cell's column ``hazard_at[c]``.
+    ``rate`` is ``(n_rate_cells, n_draws)``: λ per cell of the cross-sell covariates, the cell's row
+    ``rate_at[c]``; ``months`` the ``(n_hazard_cells, n_draws)`` of :func:`_hazard_cells`, its row ``hazard_at[c]``.
     """
-    n_draws = intercepts.shape[0]
-    n_cells, n_coef = design.shape
+    n_draws = rate.shape[1]
+    n_cells = rate_at.shape[0]
     out = np.empty((3, n_cells))
     for c in numba.prange(n_cells):
         x = np.empty(n_draws)
         for d in range(n_draws):
-            eta = 0.0
-            for j in range(n_coef):
-                eta += coefficients[d, j] * design[c, j]
-            x[d] = np.exp(intercepts[d, segment_at[c]] + eta) * months[d, hazard_at[c]]
+            x[d] = rate[rate_at[c], d] * months[hazard_at[c], d]
         _summary(x, pos_lo, pos_hi, out, c)
     return out
 
@@ -476,9 +475,11 @@ def score_customers(
     discount = (1.0 + rate) ** -np.arange(horizon, dtype=float)
     intercepts, segment_at = _intercept_columns(hazard.intercept, hazard.segment, c_seg)
     pos = _positions(n_draws, interval)
+    group = cell_key // (last_start + 1)  # the tenure is the key's last digit: a group's cells are adjacent
+    group_start = np.r_[0, np.flatnonzero(np.diff(group)) + 1, group.size]
     p_now, lifetime, at_risk, months = _hazard_cells(
         intercepts, segment_at, np.ascontiguousarray(hazard.slopes), np.ascontiguousarray(c_scores - SCORE_CENTRE),
-        np.ascontiguousarray(hazard.band_effect), np.ascontiguousarray(band_at), discount, *pos)
+        group_start, np.ascontiguousarray(hazard.band_effect), np.ascontiguousarray(band_at), discount, *pos)
     cols: dict[str, np.ndarray] = {}
     cols[SCORE_QUANTITIES[0]] = p_now[:, cell_of]
     cols[SCORE_QUANTITIES[1]] = _scaled(lifetime, cell_of, m)
@@ -547,7 +548,7 @@ def _cross_sales(customers: pl.DataFrame, draws: CrossSellDraws, cell_of: np.nda
     """Mean and interval per customer of λ · Σ_k S(k), on cells of (hazard cell, cross-sell covariates)."""
     seg_x = _segment_index(customers, draws.segments, "cross-sell", warnings)
     product_values, product_code = np.unique(customers["products"].to_numpy(), return_inverse=True)
-    n_hazard = months.shape[1]
+    n_hazard = months.shape[0]
     key = cell_of.astype(np.int64) * (len(draws.segments) + 1) + seg_x + 1
     for c in ("trust", "enthusiasm"):
         key = key * _N_SCORE_VALUES + (customers[c].to_numpy().astype(np.int64) - SCORE_SCALE[0])
@@ -557,10 +558,18 @@ def _cross_sales(customers: pl.DataFrame, draws: CrossSellDraws, cell_of: np.nda
     first = np.empty(cell_key.size, dtype=np.int64)
     first[cell] = np.arange(cell.size)
     del key
-    design = count_design(SimpleNamespace(trust=customers["trust"].to_numpy()[first].astype(float),
-                                          enthusiasm=customers["enthusiasm"].to_numpy()[first].astype(float),
-                                          products=customers["products"].to_numpy()[first].astype(float)))
-    intercepts, segment_at = _intercept_columns(draws.intercept, draws.segment, seg_x[first])
-    summary = _cross_sale_cells(intercepts, segment_at, np.ascontiguousarray(draws.coefficients),
-                                np.ascontiguousarray(design), months, cell_of[first], *pos)
+    # λ depends on the cross-sell covariates only (the key's digits after the hazard cell): once per their cell
+    rate_at = np.unique(cell_key % ((len(draws.segments) + 1) * _N_SCORE_VALUES**2 * product_values.size),
+                        return_inverse=True)[1]
+    rate_row = first[np.unique(rate_at, return_index=True)[1]]
+    design = count_design(SimpleNamespace(trust=customers["trust"].to_numpy()[rate_row].astype(float),
+                                          enthusiasm=customers["enthusiasm"].to_numpy()[rate_row].astype(float),
+                                          products=customers["products"].to_numpy()[rate_row].astype(float)))
+    seg = seg_x[rate_row]
+    if draws.segment is None:
+        a = np.repeat(draws.intercept[:, None], seg.size, axis=1)
+    else:
+        a = np.where(seg[None, :] >= 0, draws.segment[:, np.maximum(seg, 0)], draws.intercept[:, None])
+    rate = np.ascontiguousarray(np.exp(a + draws.coefficients @ design.T).T)
+    summary = _cross_sale_cells(rate, rate_at.astype(np.int64), months, cell_of[first], *pos)
     return summary[:, cell]
