@@ -245,24 +245,24 @@ def negative_experiences(events: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     touchpoint without thresholds (unknown, no default) counts complaints only.
     """
     tps = sorted(events["touchpoint"].unique().to_list())
-    rule_cols = {}
+    # one pass over the touchpoint labels gives a code; thresholds and hits are then NumPy lookups and masks
+    code = events["touchpoint"].replace_strict(tps, np.arange(len(tps)), return_dtype=pl.Int64).to_numpy()
+    hits: dict[str, np.ndarray] = {}
+    if rules.complaint:
+        hits["complaint"] = events["complaint"].fill_null(False).to_numpy()
     for score in FEEDBACK_SCORE_COLUMNS:
-        limits = {tp: (rules.threshold(tp) or {}).get(score) for tp in tps}
-        rule_cols[score] = pl.col("touchpoint").replace_strict(
-            list(limits), [float("nan") if v is None else v for v in limits.values()], return_dtype=pl.Float64)
-    hits = {"complaint": pl.col("complaint")} if rules.complaint else {}
-    for score in FEEDBACK_SCORE_COLUMNS:
-        limit = rule_cols[score]
-        hits[score] = pl.col(score).is_not_null() & limit.is_not_nan() & (pl.col(score).cast(pl.Float64) <= limit)
+        limits = np.array([np.nan if (v := (rules.threshold(tp) or {}).get(score)) is None else v for tp in tps])
+        value = events[score].cast(pl.Float64).fill_null(np.inf).to_numpy()
+        hits[score] = value <= limits[code]  # a missing score (inf) or no threshold (NaN) is never a hit
     if not hits:
         return events.with_row_index("event").clear().with_columns(reason=pl.lit("", dtype=pl.String))
-    flagged = (events.with_row_index("event")
-               .with_columns(**{f"_{k}": v for k, v in hits.items()},
-                             **{f"_{k}_max": rule_cols[k] for k in FEEDBACK_SCORE_COLUMNS})
-               .filter(pl.any_horizontal([pl.col(f"_{k}") for k in hits])))
-    reasons = [pl.when(pl.col(f"_{k}")).then(pl.lit(k)) for k in hits]
-    helpers = [f"_{k}" for k in hits] + [f"_{k}_max" for k in FEEDBACK_SCORE_COLUMNS]
-    return flagged.with_columns(reason=pl.concat_str(reasons, separator="; ", ignore_nulls=True)).drop(helpers)
+    combo = np.zeros(events.height, dtype=np.int64)
+    for bit, hit in enumerate(hits.values()):
+        combo |= hit.astype(np.int64) << bit
+    rows = np.flatnonzero(combo)
+    labels = ["; ".join(k for bit, k in enumerate(hits) if c >> bit & 1) for c in range(1 << len(hits))]
+    reason = pl.Series("reason", combo[rows]).replace_strict(np.arange(len(labels)), labels, return_dtype=pl.String)
+    return events.with_row_index("event")[rows].with_columns(reason)
 
 
 def prioritise(alarms: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFrame:
