@@ -129,8 +129,9 @@ def test_cell_kernels_equal_numpy_over_the_draws():
         h = expit(eta[:, None] + hz.band_effect[:, band])  # (draws, months)
         alive = np.c_[np.ones(n_draws), np.cumprod(1 - h, axis=1)[:, :-1]]
         life = alive @ (1 + i) ** -np.arange(horizon)
-        lam = np.exp(xs.intercept + xs.coefficients @ count_design(SimpleNamespace(
-            trust=np.float64(c["trust"]), enthusiasm=np.float64(c["enthusiasm"]), products=np.float64(c["products"])))[0])
+        covariates = SimpleNamespace(trust=np.float64(c["trust"]), enthusiasm=np.float64(c["enthusiasm"]),
+                                     products=np.float64(c["products"]))
+        lam = np.exp(xs.intercept + xs.coefficients @ count_design(covariates)[0])
         for name, v in (("churn_probability_monthly", h[:, 0]), ("remaining_margin", life),
                         ("value_at_risk", h[:, 0] * life), ("cross_sales", lam * alive.sum(axis=1).astype(np.float32))):
             lo, hi = np.quantile(v, [0.1, 0.9])
