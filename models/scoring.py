@@ -547,7 +547,8 @@ def _cross_sales(customers: pl.DataFrame, draws: CrossSellDraws, cell_of: np.nda
                  pos: tuple[float, float], warnings: list[str]) -> np.ndarray:
     """Mean and interval per customer of λ · Σ_k S(k), on cells of (hazard cell, cross-sell covariates)."""
     seg_x = _segment_index(customers, draws.segments, "cross-sell", warnings)
-    product_values, product_code = np.unique(customers["products"].to_numpy(), return_inverse=True)
+    products = customers["products"].to_numpy()
+    product_values, product_code = _dense_cells(products - 1, int(products.max()))  # products held are >= 1
     n_hazard = months.shape[0]
     key = cell_of.astype(np.int64) * (len(draws.segments) + 1) + seg_x + 1
     for c in ("trust", "enthusiasm"):
