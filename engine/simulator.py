@@ -122,6 +122,15 @@ def global_vector(sc: Scenario, panel_fraction: float) -> np.ndarray:
     return g
 
 
+def incident_multiplier(sc: Scenario, period: int) -> float:
+    """The product of the incident multipliers of the shocks active in ``period`` (1.0 without one)."""
+    mult = 1.0
+    for shock in sc["shocks"]:
+        if shock["start"] <= period <= shock["end"]:
+            mult *= shock["incident_multiplier"]
+    return mult
+
+
 def segment_matrix(sc: Scenario) -> np.ndarray:
     """The kernels' per-segment parameter matrix ``s`` (one row per segment)."""
     segs = sc["segments"]
@@ -442,18 +451,16 @@ class Simulator:
         p = np.zeros(K.N_P)
         quality = sc["experience"]["product_quality"] + sc["experience"]["service_quality"] + eff.quality_gain
         shift = sc["market"]["competitor_pull"] - eff.barrier
-        inc_mult = 1.0
         for shock in sc["shocks"]:
             if shock["start"] <= period <= shock["end"]:
                 quality += shock["quality"]
                 shift += shock["competitor_pull"]
-                inc_mult *= shock["incident_multiplier"]
         p[K.P_QUALITY] = quality
         p[K.P_CONTACT] = eff.contact
         p[K.P_COVERAGE] = eff.coverage
         p[K.P_REPAIR] = sc["levers"]["repair_probability"]
         p[K.P_SHIFT] = shift
-        p[K.P_INC_MULT] = inc_mult
+        p[K.P_INC_MULT] = incident_multiplier(sc, period)
         return p, eff
 
     def acquire(self, period: int, active_end: int, promoters: int, detractors: int) -> dict[str, float]:

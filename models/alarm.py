@@ -245,24 +245,24 @@ def negative_experiences(events: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     touchpoint without thresholds (unknown, no default) counts complaints only.
     """
     tps = sorted(events["touchpoint"].unique().to_list())
-    rule_cols = {}
+    # one pass over the touchpoint labels gives a code; thresholds and hits are then NumPy lookups and masks
+    code = events["touchpoint"].replace_strict(tps, np.arange(len(tps)), return_dtype=pl.Int64).to_numpy()
+    hits: dict[str, np.ndarray] = {}
+    if rules.complaint:
+        hits["complaint"] = events["complaint"].fill_null(False).to_numpy()
     for score in FEEDBACK_SCORE_COLUMNS:
-        limits = {tp: (rules.threshold(tp) or {}).get(score) for tp in tps}
-        rule_cols[score] = pl.col("touchpoint").replace_strict(
-            list(limits), [float("nan") if v is None else v for v in limits.values()], return_dtype=pl.Float64)
-    hits = {"complaint": pl.col("complaint")} if rules.complaint else {}
-    for score in FEEDBACK_SCORE_COLUMNS:
-        limit = rule_cols[score]
-        hits[score] = pl.col(score).is_not_null() & limit.is_not_nan() & (pl.col(score).cast(pl.Float64) <= limit)
+        limits = np.array([np.nan if (v := (rules.threshold(tp) or {}).get(score)) is None else v for tp in tps])
+        value = events[score].cast(pl.Float64).fill_null(np.inf).to_numpy()
+        hits[score] = value <= limits[code]  # a missing score (inf) or no threshold (NaN) is never a hit
     if not hits:
         return events.with_row_index("event").clear().with_columns(reason=pl.lit("", dtype=pl.String))
-    flagged = (events.with_row_index("event")
-               .with_columns(**{f"_{k}": v for k, v in hits.items()},
-                             **{f"_{k}_max": rule_cols[k] for k in FEEDBACK_SCORE_COLUMNS})
-               .filter(pl.any_horizontal([pl.col(f"_{k}") for k in hits])))
-    reasons = [pl.when(pl.col(f"_{k}")).then(pl.lit(k)) for k in hits]
-    helpers = [f"_{k}" for k in hits] + [f"_{k}_max" for k in FEEDBACK_SCORE_COLUMNS]
-    return flagged.with_columns(reason=pl.concat_str(reasons, separator="; ", ignore_nulls=True)).drop(helpers)
+    combo = np.zeros(events.height, dtype=np.int64)
+    for bit, hit in enumerate(hits.values()):
+        combo |= hit.astype(np.int64) << bit
+    rows = np.flatnonzero(combo)
+    labels = ["; ".join(k for bit, k in enumerate(hits) if c >> bit & 1) for c in range(1 << len(hits))]
+    reason = pl.Series("reason", combo[rows]).replace_strict(np.arange(len(labels)), labels, return_dtype=pl.String)
+    return events.with_row_index("event")[rows].with_columns(reason)
 
 
 def prioritise(alarms: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFrame:
@@ -284,9 +284,33 @@ def prioritise(alarms: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFram
 # -- the aggregate detector ------------------------------------------------------------------
 
 
+def _z_band(p: float, side: int) -> float:
+    """The edge of a band around Φ⁻¹(p) outside which Φ(z) >= p is decided by z alone (``side`` −1: below it,
+    +1: above it). The band is wider than the rounding of ``erfc`` and ``ndtri`` (an absolute error near
+    1e-16 in Φ is one of 1e-16/φ(z) in z) and infinite where Φ⁻¹(p) is beyond about ±8, where Φ rounds."""
+    from scipy.special import ndtri
+
+    z = float(ndtri(p))
+    density = math.exp(-z * z / 2) / math.sqrt(2 * math.pi) if math.isfinite(z) else 0.0
+    slack = 1e-9 + 1e-13 / density if density > 1e-12 else math.inf
+    return z + side * slack
+
+
+@numba.njit(cache=True)
+def _normal_cdf(z):  # pragma: no cover - compiled
+    """Φ(z)."""
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
 @numba.njit(cache=True)
 def _worse_probability(kind, s_now, q_now, n_now, s_base, q_base, n_base, min_change):  # pragma: no cover
     """P(metric worse now than in the baseline by at least ``min_change``), normal approximation."""
+    return _normal_cdf(_worse_z(kind, s_now, q_now, n_now, s_base, q_base, n_base, min_change))
+
+
+@numba.njit(cache=True)
+def _worse_z(kind, s_now, q_now, n_now, s_base, q_base, n_base, min_change):  # pragma: no cover
+    """The standardised drop of :func:`_worse_probability`: its probability is Φ of this."""
     if kind == 0:  # detractor share: Beta(1 + d, 1 + n − d)
         m_now = (1.0 + s_now) / (2.0 + n_now)
         m_base = (1.0 + s_base) / (2.0 + n_base)
@@ -304,19 +328,20 @@ def _worse_probability(kind, s_now, q_now, n_now, s_base, q_base, n_base, min_ch
         v = ((q_now - s_now * m_now + 1.0) / (n_now * (n_now - 1.0))
              + (q_base - s_base * m_base + 1.0) / (n_base * (n_base - 1.0)))
         worse = m_base - m_now
-    z = (worse - min_change) / math.sqrt(v)
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+    return (worse - min_change) / math.sqrt(v)
 
 
 @numba.njit(cache=True)
 def _detect(stream, values, kinds, min_change, ring, count, sums, armed, window, baseline, p_alarm,
-            p_rearm):  # pragma: no cover - compiled
+            p_rearm, z_alarm_below, z_rearm_above):  # pragma: no cover - compiled
     """Run the detector over responses in order; returns the positions that fired, their probabilities and
     the window's and the baseline's mean value then.
 
     Per stream (group × metric): ``ring`` holds its last window + baseline values, ``count`` the
     responses seen, ``sums`` the window's and the baseline's Σx and Σx², ``armed`` whether it may fire.
-    The state is updated in place, so a stream can be fed in blocks.
+    The state is updated in place, so a stream can be fed in blocks. Below ``z_alarm_below`` the
+    probability is surely under ``p_alarm``, above ``z_rearm_above`` surely not under ``p_rearm``
+    (:func:`_z_band`).
     """
     size = window + baseline
     fired = np.empty(values.size, dtype=np.int64)
@@ -343,9 +368,21 @@ def _detect(stream, values, kinds, min_change, ring, count, sums, armed, window,
         count[s] = c + 1
         if c + 1 < size:
             continue
-        p = _worse_probability(kinds[s], sums[s, 0], sums[s, 1], float(window), sums[s, 2], sums[s, 3],
-                               float(baseline), min_change[s])
-        if armed[s] and p >= p_alarm:
+        z = _worse_z(kinds[s], sums[s, 0], sums[s, 1], float(window), sums[s, 2], sums[s, 3], float(baseline),
+                     min_change[s])
+        # P = Φ(z) is monotone in z: compare z with the thresholds' z, and evaluate Φ only near them (and to
+        # report it), so that every decision is the one Φ(z) >= p would make, at a fraction of the cost
+        if armed[s]:
+            if z < z_alarm_below:
+                continue
+            p = _normal_cdf(z)
+            fire = p >= p_alarm
+        else:
+            if z >= z_rearm_above:
+                continue
+            p = _normal_cdf(z)
+            fire = False
+        if fire:
             armed[s] = False
             fired[n_fired] = i
             prob[n_fired] = p
@@ -400,6 +437,7 @@ class Detector:
         """Aggregate alarms of ``events`` (validated, in arrival order); ``first_event``: the stream position
         of the first of them (alarm ids and ``event`` count from it)."""
         r = self.rules
+        thresholds = (_z_band(r.alarm_probability, -1), _z_band(r.rearm_probability, +1))
         found = []
         for by in GROUP_BY:
             if by not in events.columns:
@@ -421,7 +459,7 @@ class Detector:
                 # streams are independent: each (grouping, metric) block runs on its own, in event order
                 fired, prob, level = _detect(stream, x, self._kinds, self._min_change, self._ring, self._count,
                                              self._sums, self._armed, r.window, r.baseline, r.alarm_probability,
-                                             r.rearm_probability)
+                                             r.rearm_probability, *thresholds)
                 keys = list(self.streams)
                 for i, p, (now, before) in zip(fired.tolist(), prob.tolist(), level.tolist(), strict=True):
                     _, label, _ = keys[stream[i]]

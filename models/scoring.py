@@ -18,8 +18,9 @@ with the answers held at their latest values. From it, per draw:
   X_d = λ_d · Σ_{k=0}^{H−1} S_d(k), λ_d the monthly rate of products added at the current products
   held (products held constant: a first-order forecast, in products).
 
-Each quantity is reduced to its posterior mean and equal-tailed interval as it is computed
-(:func:`tenure.models.clv_predict.reduce_chunks`): never an array of draws × customers. The
+Each quantity is reduced to its posterior mean and equal-tailed interval (``np.quantile``'s linear
+interpolation) cell by cell inside the Numba kernel that computes it: never an array of draws ×
+customers, and only the months Σ_k S(k) as draws × cells (float32, for the cross-sales). The
 answers, the segment and the tenure (beyond the last band's start every tenure is alike) take few
 values, so the draws are evaluated once per *cell* of equal customers; the margin enters linearly
 and scales each cell's mean and interval per customer.
@@ -38,7 +39,7 @@ from typing import Any
 import numba
 import numpy as np
 import polars as pl
-from tenure.models.clv_predict import posterior_draws, reduce_chunks
+from tenure.models.clv_predict import posterior_draws
 from tenure.models.cross_sell import COEFFICIENTS as XSELL_COEFFICIENTS
 from tenure.models.cross_sell import count_design
 from tenure.models.panel import _as_float, _as_integer, _first_bad, _in_range
@@ -241,47 +242,147 @@ class CrossSellDraws:
                    coefficients=np.column_stack([draws[k] for k in XSELL_COEFFICIENTS]))
 
 
-def _intercepts(intercept: np.ndarray, segment: np.ndarray | None, index: np.ndarray) -> np.ndarray:
-    """``(n_draws, n)`` intercepts of cells by segment index; -1 (unknown segment) takes the typical one."""
-    if segment is None:
-        return np.repeat(intercept[:, None], index.size, axis=1)
-    return np.where(index[None, :] >= 0, segment[:, np.maximum(index, 0)], intercept[:, None])
-
-
 # -- the numbers per cell --------------------------------------------------------------------
 
 
-@numba.njit(cache=True, parallel=True)
-def _survival_sums(eta, band_effect, band_at, discount):  # pragma: no cover - compiled
-    """Per draw and cell: hazard now, Σ_k S(k)/(1+i)^k and Σ_k S(k) over k < len(discount).
+@numba.njit(cache=True)
+def _select(buf, lo, hi, k):  # pragma: no cover - compiled
+    """Partially order ``buf[lo:hi]`` in place so that ``buf[k]`` holds its order statistic (Hoare's quickselect)."""
+    hi -= 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        # median of three as the pivot: sorted or constant draws do not make it quadratic
+        a, b, c = buf[lo], buf[mid], buf[hi]
+        pivot = max(min(a, b), min(max(a, b), c))
+        i, j = lo, hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while buf[j] > pivot:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
 
-    ``eta`` is ``(n_draws, n_cells)`` without the tenure shift, ``band_at`` is ``(n_cells, H)``:
-    the band at tenure τ + k, ``discount[k]`` = (1 + i)^−k. The hazard takes one value per band,
-    so it is evaluated once per band, not once per month. Cells are independent: the result does
-    not depend on the number of threads.
+
+@numba.njit(cache=True)
+def _summary(buf, pos_lo, pos_hi, out, col):  # pragma: no cover - compiled
+    """Mean and the two quantiles at virtual positions ``pos_lo <= pos_hi`` of ``buf`` into ``out[:, col]``.
+
+    The mean is summed along the draws in order, and each quantile interpolates linearly between the
+    order statistics at floor(pos) and floor(pos) + 1, as :func:`~tenure.models.clv_predict.summarize_draws`
+    (``np.quantile``'s default) does: the same numbers. ``buf`` is reordered.
     """
-    n_draws, n_cells = eta.shape
+    n = buf.shape[0]
+    total = 0.0
+    for d in range(n):
+        total += buf[d]
+    out[0, col] = total / n
+    lo = 0
+    for q in range(2):
+        pos = pos_lo if q == 0 else pos_hi
+        k = int(np.floor(pos))
+        k1 = min(k + 1, n - 1)
+        _select(buf, lo, n, k)
+        below = buf[k]
+        above = below
+        if k1 > k:  # the next order statistic: the smallest of what the selection left above k
+            above = buf[k1]
+            for d in range(k1 + 1, n):
+                above = min(above, buf[d])
+        out[1 + q, col] = below + (pos - k) * (above - below)
+        lo = k  # everything below k is at most buf[k]: the second selection looks above it only
+
+
+@numba.njit(cache=True, parallel=True)
+def _hazard_cells(intercepts, segment_at, slopes, centred, group_start, band_effect, band_at, discount,
+                  pos_lo, pos_hi):  # pragma: no cover - compiled
+    """Per cell, mean and interval over draws of the hazard now, Σ_k S(k)/(1+i)^k and their product; and
+    Σ_k S(k) per cell and draw (float32, ``(n_cells, n_draws)``) for the cross-sales.
+
+    Cells ``group_start[g]:group_start[g + 1]`` differ only in tenure, so they share the log-odds
+    ``intercepts[d, segment_at[c]] + slopes[d] · centred[c]`` (``centred``: the answers minus the
+    scale's centre) and the hazard of each band, evaluated once per group, band and draw; ``band_at``
+    is ``(n_cells, H)``: the band at tenure τ + k, ``discount[k]`` = (1 + i)^−k. Returns three
+    ``(3, n_cells)`` summaries (mean, lower, upper) and the months. Groups are independent: the
+    result does not depend on the number of threads.
+    """
+    n_draws = intercepts.shape[0]
+    n_cells, n_slopes = centred.shape
     n_bands = band_effect.shape[1]
     horizon = discount.shape[0]
-    p_now = np.empty((n_draws, n_cells))
-    lifetime = np.empty((n_draws, n_cells))
-    months = np.empty((n_draws, n_cells))
-    for c in numba.prange(n_cells):
+    p_sum = np.empty((3, n_cells))
+    life_sum = np.empty((3, n_cells))
+    risk_sum = np.empty((3, n_cells))
+    months = np.empty((n_cells, n_draws), dtype=np.float32)
+    for g in numba.prange(group_start.shape[0] - 1):
+        c0, c1 = group_start[g], group_start[g + 1]
         stay = np.empty(n_bands)
+        p = np.empty((c1 - c0, n_draws))
+        life = np.empty((c1 - c0, n_draws))
+        risk = np.empty((c1 - c0, n_draws))
         for d in range(n_draws):
+            eta = 0.0
+            for j in range(n_slopes):
+                eta += slopes[d, j] * centred[c0, j]
+            eta = intercepts[d, segment_at[c0]] + eta
             for b in range(n_bands):
-                stay[b] = 1.0 - 1.0 / (1.0 + np.exp(-(eta[d, c] + band_effect[d, b])))
-            alive = 1.0
-            disc_sum = 0.0
-            plain_sum = 0.0
-            for k in range(horizon):
-                disc_sum += alive * discount[k]
-                plain_sum += alive
-                alive *= stay[band_at[c, k]]
-            p_now[d, c] = 1.0 - stay[band_at[c, 0]]
-            lifetime[d, c] = disc_sum
-            months[d, c] = plain_sum
-    return p_now, lifetime, months
+                stay[b] = 1.0 - 1.0 / (1.0 + np.exp(-(eta + band_effect[d, b])))
+            for c in range(c0, c1):
+                alive = 1.0
+                disc_sum = 0.0
+                plain_sum = 0.0
+                for k in range(horizon):
+                    disc_sum += alive * discount[k]
+                    plain_sum += alive
+                    alive *= stay[band_at[c, k]]
+                p[c - c0, d] = 1.0 - stay[band_at[c, 0]]
+                life[c - c0, d] = disc_sum
+                risk[c - c0, d] = p[c - c0, d] * disc_sum
+                months[c, d] = plain_sum
+        for c in range(c0, c1):
+            _summary(p[c - c0], pos_lo, pos_hi, p_sum, c)
+            _summary(life[c - c0], pos_lo, pos_hi, life_sum, c)
+            _summary(risk[c - c0], pos_lo, pos_hi, risk_sum, c)
+    return p_sum, life_sum, risk_sum, months
+
+
+@numba.njit(cache=True, parallel=True)
+def _cross_sale_cells(rate, rate_at, months, hazard_at, pos_lo, pos_hi):  # pragma: no cover - compiled
+    """Per cross-sell cell, mean and interval over draws of λ_d · Σ_k S_d(k).
+
+    ``rate`` is ``(n_rate_cells, n_draws)``: λ per cell of the cross-sell covariates, the cell's row
+    ``rate_at[c]``; ``months`` the ``(n_hazard_cells, n_draws)`` of :func:`_hazard_cells`, its row ``hazard_at[c]``.
+    """
+    n_draws = rate.shape[1]
+    n_cells = rate_at.shape[0]
+    out = np.empty((3, n_cells))
+    for c in numba.prange(n_cells):
+        x = np.empty(n_draws)
+        for d in range(n_draws):
+            x[d] = rate[rate_at[c], d] * months[hazard_at[c], d]
+        _summary(x, pos_lo, pos_hi, out, c)
+    return out
+
+
+def _dense_cells(key: np.ndarray, key_range: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_inverse=True)`` of non-negative keys below ``key_range``, by a table of
+    ``key_range`` entries when that is not much larger than the keys (linear, not a sort)."""
+    if key_range > max(4 * key.size, 1 << 20):
+        return np.unique(key, return_inverse=True)
+    present = np.zeros(key_range, dtype=np.bool_)
+    present[key] = True
+    cell_key = np.flatnonzero(present)
+    code = np.empty(key_range, dtype=np.int64)
+    code[cell_key] = np.arange(cell_key.size)
+    return cell_key, code[key]
 
 
 def thinned(n_draws: int, max_draws: int | None) -> np.ndarray:
@@ -316,7 +417,6 @@ def score_customers(
     discount_rate_monthly: float = DEFAULT_DISCOUNT_RATE,
     interval: float = DEFAULT_INTERVAL,
     max_draws: int | None = DEFAULT_MAX_DRAWS,
-    chunk_cells: int | None = None,
 ) -> ScoreResult:
     """Score a validated customer table (:func:`read_customers`); see the module docstring for the equations.
 
@@ -359,40 +459,34 @@ def score_customers(
                             "panel the retention fit was made on: they keep the shift of the last fitted band")
     tenure_c = np.minimum(tenure, last_start)
     key = seg_h + 1
-    for s in scores:
-        key = key * _N_SCORE_VALUES + s
+    for sc in scores:
+        key = key * _N_SCORE_VALUES + sc
     key = key * (last_start + 1) + tenure_c
-    cell_key, cell_of = np.unique(key, return_inverse=True)
+    cell_key, cell_of = _dense_cells(key, (len(hazard.segments) + 1) * _N_SCORE_VALUES**3 * (last_start + 1))
     del key
     first_row = np.empty(cell_key.size, dtype=np.int64)
     first_row[cell_of] = np.arange(cell_of.size)  # any row of a cell stands for it
     c_seg = seg_h[first_row]
-    c_scores = np.column_stack([s[first_row] + SCORE_SCALE[0] for s in scores]).astype(float)
+    c_scores = np.column_stack([sc[first_row] + SCORE_SCALE[0] for sc in scores]).astype(float)
     c_tenure = tenure_c[first_row]
     del scores, tenure, tenure_c
     bands = np.asarray(hazard.bands)
     band_at = (np.searchsorted(bands, c_tenure[:, None] + np.arange(horizon)[None, :], side="right") - 1)
     discount = (1.0 + rate) ** -np.arange(horizon, dtype=float)
-    band_effect = np.ascontiguousarray(hazard.band_effect)
-    months_kept = np.empty((n_draws, cell_key.size), dtype=np.float32) if cross_sell is not None else None
-
-    def hazard_chunk(start: int, stop: int) -> dict[str, np.ndarray]:
-        sl = slice(start, stop)
-        eta = _intercepts(hazard.intercept, hazard.segment, c_seg[sl]) + hazard.slopes @ (c_scores[sl] - SCORE_CENTRE).T
-        p_now, lifetime, months = _survival_sums(np.ascontiguousarray(eta), band_effect,
-                                                 np.ascontiguousarray(band_at[sl]), discount)
-        if months_kept is not None:
-            months_kept[:, sl] = months
-        return {"p": p_now, "lifetime": lifetime, "p_lifetime": p_now * lifetime}
-
-    cells = reduce_chunks(hazard_chunk, cell_key.size, n_draws, interval=interval, chunk_rows=chunk_cells)
+    intercepts, segment_at = _intercept_columns(hazard.intercept, hazard.segment, c_seg)
+    pos = _positions(n_draws, interval)
+    group = cell_key // (last_start + 1)  # the tenure is the key's last digit: a group's cells are adjacent
+    group_start = np.r_[0, np.flatnonzero(np.diff(group)) + 1, group.size]
+    p_now, lifetime, at_risk, months = _hazard_cells(
+        intercepts, segment_at, np.ascontiguousarray(hazard.slopes), np.ascontiguousarray(c_scores - SCORE_CENTRE),
+        group_start, np.ascontiguousarray(hazard.band_effect), np.ascontiguousarray(band_at), discount, *pos)
     cols: dict[str, np.ndarray] = {}
-    cols[SCORE_QUANTITIES[0]] = np.stack([v[cell_of] for v in cells["p"]])
-    cols[SCORE_QUANTITIES[1]] = _scaled(cells["lifetime"], cell_of, m)
-    cols[SCORE_QUANTITIES[2]] = _scaled(cells["p_lifetime"], cell_of, m)
-    if cross_sell is not None and months_kept is not None:
-        cols[CROSS_SELL_QUANTITY] = _cross_sales(customers, cross_sell, cell_of, months_kept, n_draws, interval,
-                                                 chunk_cells, warnings)
+    cols[SCORE_QUANTITIES[0]] = p_now[:, cell_of]
+    cols[SCORE_QUANTITIES[1]] = _scaled(lifetime, cell_of, m)
+    cols[SCORE_QUANTITIES[2]] = _scaled(at_risk, cell_of, m)
+    if cross_sell is not None:
+        cols[CROSS_SELL_QUANTITY] = _cross_sales(customers, cross_sell, cell_of, months, pos, warnings)
+    del months
     out: list[pl.Series] = [customers["customer_id"]]
     if "segment" in customers.columns:
         out.append(customers["segment"])
@@ -428,38 +522,55 @@ def _segment_index(customers: pl.DataFrame, segments: Sequence[str], fit: str, w
     return index.fill_null(-1).to_numpy().astype(np.int64)
 
 
-def _scaled(cell_summary: tuple[np.ndarray, np.ndarray, np.ndarray], cell_of: np.ndarray,
-            margin: np.ndarray) -> np.ndarray:
+def _intercept_columns(intercept: np.ndarray, segment: np.ndarray | None,
+                       index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A ``(n_draws, 1 + n_segments)`` table of intercepts (the typical one first) and each cell's column:
+    segment index + 1, and 0 (the typical intercept) for an unknown segment (-1) or a fit without segments."""
+    if segment is None:
+        return np.ascontiguousarray(intercept[:, None], dtype=float), np.zeros(index.size, dtype=np.int64)
+    return np.ascontiguousarray(np.column_stack([intercept, segment]), dtype=float), index.astype(np.int64) + 1
+
+
+def _positions(n_draws: int, interval: float) -> tuple[float, float]:
+    """Virtual positions among the sorted draws of the interval's ends (``np.quantile``'s linear method)."""
+    return (1 - interval) / 2 * (n_draws - 1), (1 + interval) / 2 * (n_draws - 1)
+
+
+def _scaled(cell_summary: np.ndarray, cell_of: np.ndarray, margin: np.ndarray) -> np.ndarray:
     """Per customer mean and interval of margin × a cell quantity: a negative margin swaps the interval's ends."""
-    mean, lo, hi = (v[cell_of] for v in cell_summary)
+    mean, lo, hi = cell_summary[:, cell_of]
     a, b = margin * lo, margin * hi
     return np.stack([margin * mean, np.minimum(a, b), np.maximum(a, b)])
 
 
 def _cross_sales(customers: pl.DataFrame, draws: CrossSellDraws, cell_of: np.ndarray, months: np.ndarray,
-                 n_draws: int, interval: float, chunk_cells: int | None, warnings: list[str]) -> np.ndarray:
+                 pos: tuple[float, float], warnings: list[str]) -> np.ndarray:
     """Mean and interval per customer of λ · Σ_k S(k), on cells of (hazard cell, cross-sell covariates)."""
     seg_x = _segment_index(customers, draws.segments, "cross-sell", warnings)
-    product_values, product_code = np.unique(customers["products"].to_numpy(), return_inverse=True)
+    products = customers["products"].to_numpy()
+    product_values, product_code = _dense_cells(products - 1, int(products.max()))  # products held are >= 1
+    n_hazard = months.shape[0]
     key = cell_of.astype(np.int64) * (len(draws.segments) + 1) + seg_x + 1
     for c in ("trust", "enthusiasm"):
         key = key * _N_SCORE_VALUES + (customers[c].to_numpy().astype(np.int64) - SCORE_SCALE[0])
     key = key * product_values.size + product_code
     del product_code
-    cell_key, cell = np.unique(key, return_inverse=True)
+    cell_key, cell = _dense_cells(key, n_hazard * (len(draws.segments) + 1) * _N_SCORE_VALUES**2 * product_values.size)
     first = np.empty(cell_key.size, dtype=np.int64)
     first[cell] = np.arange(cell.size)
     del key
-    u = {"h": cell_of[first], "s": seg_x[first], "t": customers["trust"].to_numpy()[first],
-         "e": customers["enthusiasm"].to_numpy()[first], "p": customers["products"].to_numpy()[first]}
-    intercept, segment, coefficients = draws.intercept, draws.segment, draws.coefficients
-
-    def chunk(start: int, stop: int) -> dict[str, np.ndarray]:
-        sl = slice(start, stop)
-        design = count_design(SimpleNamespace(trust=u["t"][sl].astype(float), enthusiasm=u["e"][sl].astype(float),
-                                              products=u["p"][sl].astype(float)))
-        rate = np.exp(_intercepts(intercept, segment, u["s"][sl]) + coefficients @ design.T)
-        return {"x": rate * months[:, u["h"][sl]]}
-
-    summary = reduce_chunks(chunk, cell_key.size, n_draws, interval=interval, chunk_rows=chunk_cells)["x"]
-    return np.stack([v[cell] for v in summary])
+    # λ depends on the cross-sell covariates only (the key's digits after the hazard cell): once per their cell
+    rate_at = np.unique(cell_key % ((len(draws.segments) + 1) * _N_SCORE_VALUES**2 * product_values.size),
+                        return_inverse=True)[1]
+    rate_row = first[np.unique(rate_at, return_index=True)[1]]
+    design = count_design(SimpleNamespace(trust=customers["trust"].to_numpy()[rate_row].astype(float),
+                                          enthusiasm=customers["enthusiasm"].to_numpy()[rate_row].astype(float),
+                                          products=customers["products"].to_numpy()[rate_row].astype(float)))
+    seg = seg_x[rate_row]
+    if draws.segment is None:
+        a = np.repeat(draws.intercept[:, None], seg.size, axis=1)
+    else:
+        a = np.where(seg[None, :] >= 0, draws.segment[:, np.maximum(seg, 0)], draws.intercept[:, None])
+    rate = np.ascontiguousarray(np.exp(a + draws.coefficients @ design.T).T)
+    summary = _cross_sale_cells(rate, rate_at.astype(np.int64), months, cell_of[first], *pos)
+    return summary[:, cell]

@@ -84,7 +84,8 @@ def simulate(
                 from tenure.engine.feedback import feedback_events
                 from tenure.io import write_table
 
-                write_table(feedback_events(result.panel, result.meta["seed"], feedback_spec), folder / "feedback", fmt)
+                events = feedback_events(result.panel, result.meta["seed"], sc, feedback_spec)
+                write_table(events, folder / "feedback", fmt)
 
 
 def _feedback_spec(feedback: bool, change: str | None, panel_sample: float) -> Any:

@@ -320,3 +320,58 @@ def test_alarm_on_a_small_file_exits_0_and_writes_its_folder_without_a_report(tm
     assert res.exit_code == 0, res.output
     assert pl.read_csv(tmp_path / "al" / "individual.csv").height == sum(1 for r in rows if r[3] <= 4)
     assert not (tmp_path / "al" / "report.html").exists()
+
+
+class _SlowHook(http.server.BaseHTTPRequestHandler):
+    """Answers after the client's time-out for the first ``stall`` posts (and drops them), then at once."""
+
+    received: ClassVar[list[dict]] = []
+    arrivals: ClassVar[list[float]] = []
+    stall = 0
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).arrivals.append(time.monotonic())
+        if type(self).stall > 0:
+            type(self).stall -= 1
+            time.sleep(1.0)  # five times the client's 0.2 s time-out: the post times out and is not taken
+            return
+        type(self).received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_webhook_that_times_out_is_retried_with_back_off_and_loses_no_alert(tmp_path):
+    from tenure.commands._follow import ALERTS_FILE, WEBHOOK_FILE, AlertLog, Webhook
+
+    _SlowHook.received, _SlowHook.arrivals, _SlowHook.stall = [], [], 3
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    warnings: list[str] = []
+    log = AlertLog(tmp_path / ALERTS_FILE)
+    log.append([{"id": f"individual:{i}", "customer_id": i} for i in range(3)])
+    hook = Webhook(f"http://127.0.0.1:{server.server_address[1]}/alerts", tmp_path, warnings.append, timeout=0.2)
+    hook.start()
+    try:
+        while len(_SlowHook.arrivals) < 2:  # the first post has timed out and the hook waits to retry
+            time.sleep(0.01)
+        # the stream goes on while the hook retries: new alerts are appended and kept, none delivered yet
+        assert log.append([{"id": f"individual:{i}", "customer_id": i} for i in range(3, 6)])
+        assert _SlowHook.received == [] and hook.delivered == 0
+        deadline = time.monotonic() + 60
+        while hook.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        hook.stop.set()
+        hook.join(5)
+        server.shutdown()
+    # every alert once, in order, after three time-outs; retries 0.5, 1 and 2 s after each 0.2 s time-out
+    assert [a["id"] for a in _SlowHook.received] == [f"individual:{i}" for i in range(6)]
+    gaps = np.diff(_SlowHook.arrivals[:4])
+    assert np.all(gaps >= np.array([0.5, 1.0, 2.0]) + 0.2), gaps
+    assert len(warnings) == 1 and "timed out" in warnings[0] and "alerts are kept in alerts.jsonl" in warnings[0]
+    saved = json.loads((tmp_path / WEBHOOK_FILE).read_text())
+    assert saved["delivered_bytes"] == (tmp_path / ALERTS_FILE).stat().st_size

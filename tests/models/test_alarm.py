@@ -111,6 +111,28 @@ def test_feeding_in_blocks_gives_the_alarms_of_feeding_at_once():
     assert again.feed(ev.head(10), first_event=ev.height).height == 0
 
 
+def test_deciding_by_z_gives_the_alarms_of_evaluating_every_probability(monkeypatch):
+    """The detector compares z with Φ⁻¹ of the thresholds and evaluates Φ only near them; with bands that
+    make it evaluate Φ at every response (the code before) the alarms, their probabilities and levels are the
+    same, on a stream that drops, recovers (re-arming) and drops again, at the default and at extreme thresholds."""
+    import tenure.models.alarm as alarm_module
+
+    ev = pl.concat([_iid(2000, 4), _iid(1000, 5, change_at=0, points=-2.0), _iid(2000, 6),
+                    _iid(2000, 7, change_at=0, points=-1.0)]).with_columns(
+        timestamp=T0 + pl.duration(seconds=pl.int_range(0, 7000)))
+    for p_alarm, p_rearm in ((0.999, 0.5), (0.9, 0.2), (1 - 1e-12, 0.5)):
+        rules = Rules(thresholds={}, default={}, window=50, baseline=300, alarm_probability=p_alarm,
+                      rearm_probability=p_rearm)
+        fast = Detector(rules).feed(ev)
+        with monkeypatch.context() as m:
+            m.setattr(alarm_module, "_z_band", lambda p, side: side * np.inf)
+            every = Detector(rules).feed(ev)
+        assert fast.equals(every), p_alarm
+        assert fast.height >= (2 if p_alarm < 1 - 1e-9 else 0)
+    assert Detector(Rules(thresholds={}, default={}, window=50, baseline=300, alarm_probability=0.9,
+                          rearm_probability=0.2)).feed(ev).height >= 3
+
+
 def test_no_alarm_on_a_stream_without_change_and_one_after_a_drop():
     """Default rules: docs/operations.md measures under 1 false alarm per 100 000 responses per metric, so
     20 000 responses give none with probability above 0.8 (the seed is fixed: the test is deterministic); a

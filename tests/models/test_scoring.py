@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -101,17 +103,40 @@ def test_unknown_segments_get_the_typical_intercept_with_a_warning():
     assert len(res.warnings) == 1 and "zz" in res.warnings[0]
 
 
-def test_chunking_does_not_change_the_scores():
+def test_cell_kernels_equal_numpy_over_the_draws():
+    """Every cell's mean and interval equal np.mean and np.quantile over survival sums computed draw by draw in
+    NumPy (bands, slopes, segments, a known and an unknown segment); ties among draws (two equal halves) too."""
     rng = np.random.default_rng(3)
-    n = 500
+    n, n_draws, horizon, i = 400, 41, 24, 0.02
+    bands = (0, 3, 12)
     cust = _customers(n, trust=rng.integers(1, 6, n), enthusiasm=rng.integers(1, 6, n),
-                      satisfaction=rng.integers(1, 6, n), tenure=rng.integers(0, 30, n), margin=rng.uniform(1, 9, n))
-    draws = rng.normal(-3, 0.3, 40)
-    hz = _hazard(draws, slopes=(-0.3, -0.1, -0.2), bands=(0, 3, 12), band_effect=np.c_[np.zeros(40),
-                 rng.normal(-0.3, 0.1, 40), rng.normal(-0.6, 0.1, 40)])
-    a = score_customers(cust, hz, horizon_months=24).table
-    b = score_customers(cust, hz, horizon_months=24, chunk_cells=7).table
-    assert a.equals(b)
+                      satisfaction=rng.integers(1, 6, n), tenure=rng.integers(0, 30, n),
+                      segment=rng.choice(["a", "b", "zz"], n), products=rng.integers(1, 4, n))
+    a = np.r_[rng.normal(-3, 0.3, 20), rng.normal(-3, 0.3, 1), rng.normal(-3, 0.3, 20)]
+    a[21:] = a[:20]  # ties
+    hz = HazardDraws(intercept=a, segment=np.c_[a - 0.5, a + 0.5], segments=("a", "b"),
+                     slopes=np.tile((-0.3, -0.1, -0.2), (n_draws, 1)) + rng.normal(0, 0.05, (n_draws, 3)), bands=bands,
+                     band_effect=np.c_[np.zeros(n_draws), rng.normal(-0.3, 0.1, n_draws),
+                                       rng.normal(-0.6, 0.1, n_draws)], fitted_bands=(True,) * 3)
+    xs = CrossSellDraws(intercept=rng.normal(-2, 0.2, n_draws), segment=None, segments=("all",),
+                        coefficients=rng.normal(0.1, 0.05, (n_draws, 4)))
+    res = score_customers(cust, hz, xs, margin=1.0, horizon_months=horizon, discount_rate_monthly=i, interval=0.8)
+    seg = {"a": hz.segment[:, 0], "b": hz.segment[:, 1], "zz": a}
+    for r, row in enumerate(res.table.iter_rows(named=True)):
+        c = cust.row(r, named=True)
+        eta = seg[c["segment"]] + hz.slopes @ (np.array([c["trust"], c["enthusiasm"], c["satisfaction"]]) - 3.0)
+        band = np.searchsorted(bands, c["tenure"] + np.arange(horizon), side="right") - 1
+        h = expit(eta[:, None] + hz.band_effect[:, band])  # (draws, months)
+        alive = np.c_[np.ones(n_draws), np.cumprod(1 - h, axis=1)[:, :-1]]
+        life = alive @ (1 + i) ** -np.arange(horizon)
+        covariates = SimpleNamespace(trust=np.float64(c["trust"]), enthusiasm=np.float64(c["enthusiasm"]),
+                                     products=np.float64(c["products"]))
+        lam = np.exp(xs.intercept + xs.coefficients @ count_design(covariates)[0])
+        for name, v in (("churn_probability_monthly", h[:, 0]), ("remaining_margin", life),
+                        ("value_at_risk", h[:, 0] * life), ("cross_sales", lam * alive.sum(axis=1).astype(np.float32))):
+            lo, hi = np.quantile(v, [0.1, 0.9])
+            assert (row[name], row[f"{name}_lower"], row[f"{name}_upper"]) == pytest.approx((v.mean(), lo, hi),
+                                                                                              rel=1e-12), name
 
 
 @pytest.fixture(scope="module")
