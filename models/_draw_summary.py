@@ -75,9 +75,62 @@ def _next_up(src: np.ndarray, n: int, k: int, value: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _summarise(buf: np.ndarray, n: int, pos_lo: float, pos_hi: float, a: np.ndarray,
+def _order_pair(buf: np.ndarray, n: int, k: int, below: bool, sample: np.ndarray, part: np.ndarray,
+                a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """The k-th and (k + 1)-th smallest of ``buf[:n]`` (the k-th twice if k + 1 = n).
+
+    One branch-free pass first keeps the values on the near side of a threshold read from a
+    sorted sample of 16 draws (below it for a lower quantile, above for an upper one); when
+    that part is sure to hold both order statistics, the selection runs on it alone (about a
+    fifth of the draws for a 90 % interval), otherwise on all of them. ``sample``: the sorted
+    sample of :func:`_sorted_sample`.
+    """
+    m = sample.shape[0]
+    if n >= 4 * m:
+        if below:
+            threshold = sample[min(m - 1, ((k + 2) * (m + 1)) // n + 1)]
+            count = 0
+            for d in range(n):
+                v = buf[d]
+                part[count] = v
+                count += v <= threshold
+            if count >= k + 2:  # every value left out exceeds every value kept
+                v0 = _kth(part, count, k, a, b)
+                return v0, _next_up(part, count, k, v0)
+        else:
+            threshold = sample[max(0, ((k - 1) * (m + 1)) // n - 2)]
+            count = 0
+            for d in range(n):
+                v = buf[d]
+                part[count] = v
+                count += v >= threshold
+            skipped = n - count  # every value left out is below every value kept
+            if skipped <= k and k + 1 < n:
+                v0 = _kth(part, count, k - skipped, a, b)
+                return v0, _next_up(part, count, k - skipped, v0)
+    v0 = _kth(buf, n, k, a, b)
+    return v0, _next_up(buf, n, k, v0)
+
+
+@njit(cache=True, nogil=True)
+def _sorted_sample(buf: np.ndarray, n: int, sample: np.ndarray) -> None:
+    """``sample`` filled with evenly spaced values of ``buf[:n]`` (n at least 4 per sample value), sorted."""
+    m = sample.shape[0]
+    if n < 4 * m:
+        return
+    for i in range(m):
+        v = buf[(i * n) // m + (n // m) // 2]
+        j = i - 1
+        while j >= 0 and sample[j] > v:
+            sample[j + 1] = sample[j]
+            j -= 1
+        sample[j + 1] = v
+
+
+@njit(cache=True, nogil=True)
+def _summarise(buf: np.ndarray, n: int, pos_lo: float, pos_hi: float, part: np.ndarray, a: np.ndarray,
                b: np.ndarray) -> tuple[float, float, float]:
-    """Mean and the two interpolated order statistics of ``buf[:n]`` (``a``, ``b``: scratch)."""
+    """Mean and the two interpolated order statistics of ``buf[:n]`` (``part``, ``a``, ``b``: scratch)."""
     total = 0.0
     has_nan = False
     for d in range(n):
@@ -88,22 +141,27 @@ def _summarise(buf: np.ndarray, n: int, pos_lo: float, pos_hi: float, a: np.ndar
         return mean, np.nan, np.nan
     k0 = int(np.floor(pos_lo))
     k1 = int(np.floor(pos_hi))
-    v0 = _kth(buf, n, k0, a, b)
-    v1 = _kth(buf, n, k1, a, b)
-    v0_next = _next_up(buf, n, k0, v0)
-    v1_next = _next_up(buf, n, k1, v1)
+    sample = np.empty(16)
+    _sorted_sample(buf, n, sample)
+    v0, v0_next = _order_pair(buf, n, k0, True, sample, part, a, b)
+    v1, v1_next = _order_pair(buf, n, k1, False, sample, part, a, b)
     return mean, v0 + (pos_lo - k0) * (v0_next - v0), v1 + (pos_hi - k1) * (v1_next - v1)
 
 
 @njit(cache=True, nogil=True)
 def summarise_columns(values: np.ndarray, pos_lo: float, pos_hi: float, out: np.ndarray) -> None:
     """``out[:, j]`` = mean, lower and upper of column ``j`` of the ``(n_draws, n_cols)`` array ``values``."""
-    n = values.shape[0]
-    buf, a, b = np.empty(n), np.empty(n), np.empty(n)
-    for j in range(values.shape[1]):
+    n, cols = values.shape
+    block = 8  # columns gathered together: one cache line of float64 per draw
+    tile = np.empty((block, n))
+    part, a, b = np.empty(n), np.empty(n), np.empty(n)
+    for j0 in range(0, cols, block):
+        width = min(block, cols - j0)
         for d in range(n):
-            buf[d] = values[d, j]
-        out[0, j], out[1, j], out[2, j] = _summarise(buf, n, pos_lo, pos_hi, a, b)
+            for jj in range(width):
+                tile[jj, d] = values[d, j0 + jj]
+        for jj in range(width):
+            out[0, j0 + jj], out[1, j0 + jj], out[2, j0 + jj] = _summarise(tile[jj], n, pos_lo, pos_hi, part, a, b)
 
 
 @njit(cache=True, nogil=True)
@@ -111,9 +169,15 @@ def summarise_products(scale: float, a: np.ndarray, ia: np.ndarray, b: np.ndarra
                        c: np.ndarray, ic: np.ndarray, n: int, pos_lo: float, pos_hi: float,
                        out: np.ndarray) -> None:
     """``out[:, j]``: mean, lower, upper over draws ``d < n`` of ``scale · a[d, ia[j]] · b[d, ib[j]] · c[d, ic[j]]``."""
-    buf, sa, sb = np.empty(n), np.empty(n), np.empty(n)
-    for j in range(ia.shape[0]):
-        ja, jb, jc = ia[j], ib[j], ic[j]
+    cols = ia.shape[0]
+    block = 8
+    tile = np.empty((block, n))
+    part, sa, sb = np.empty(n), np.empty(n), np.empty(n)
+    for j0 in range(0, cols, block):
+        width = min(block, cols - j0)
         for d in range(n):
-            buf[d] = scale * a[d, ja] * b[d, jb] * c[d, jc]
-        out[0, j], out[1, j], out[2, j] = _summarise(buf, n, pos_lo, pos_hi, sa, sb)
+            for jj in range(width):
+                j = j0 + jj
+                tile[jj, d] = scale * a[d, ia[j]] * b[d, ib[j]] * c[d, ic[j]]
+        for jj in range(width):
+            out[0, j0 + jj], out[1, j0 + jj], out[2, j0 + jj] = _summarise(tile[jj], n, pos_lo, pos_hi, part, sa, sb)
