@@ -19,9 +19,15 @@ with dropout (BG/NBD and its relatives), E[Y(t) | x, t_x, T] = P(alive | x, t_x,
 given that a customer is alive at T, her future depends on her history through x and T only
 (the posterior of her rates); t_x enters only through P(alive). So the special functions
 (Gauss' hypergeometric function for the BG/NBD) are evaluated once per distinct (x, T) and draw,
-and per customer only P(alive) is. g is obtained from the model's own methods as
-E[Y(t) | x, T, T] / P(alive | x, T, T), so no model needs code here. Customers are processed in
-chunks (:data:`CHUNK_ROWS`), so memory stays flat; posteriors are thinned evenly to ``max_draws``.
+and P(alive) once per distinct history (x, t_x, T). g is obtained from the model's own methods as
+E[Y(t) | x, T, T] / P(alive | x, T, T), so no model needs code here. Spend depends on (x, m̄)
+only, and CLV (spend × P(alive) × discounted g, per draw) on the history and m̄ jointly: it is
+computed once per distinct (history, m̄), these ordered by history so that a chunk of histories
+owns a contiguous run of them. The means and intervals come from a Numba kernel
+(:mod:`tenure.models._draw_summary`) that forms each column's products draw by draw and finds
+the bounds by selection, never a draws × customers array. Histories are processed in chunks
+(:data:`CHUNK_ROWS`, their (history, m̄) rows in sub-chunks of the same size), so memory stays
+flat; posteriors are thinned evenly to ``max_draws``.
 """
 
 from __future__ import annotations
