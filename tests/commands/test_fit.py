@@ -268,3 +268,11 @@ def test_fast_route_fits_import_no_pymc_pytensor_or_nutpie(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "MODULES []"
     assert all((tmp_path / f"fit{i}" / "posterior.nc").exists() for i in range(len(runs)))
+
+
+def test_cli_startup_imports_no_numpy_arviz_or_pymc():
+    """`tenure --help` and every command's start: the heavy libraries load inside the commands that use them."""
+    code = ("import sys, tenure.cli\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'arviz', 'pymc', 'pytensor', 'scipy'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
