@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 import polars as pl
 from tenure.models.clv_data import ID_COLUMN
 
 from tenure.errors import InputError
+
+if TYPE_CHECKING:
+    import arviz as az
 
 DrawFn = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], np.ndarray]
 
@@ -67,21 +70,26 @@ def _check_interval(interval: float) -> None:
 def summarize_draws(values: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and equal-tailed interval over the first axis of ``values`` (``np.quantile``'s linear interpolation).
 
-    One partition of a customer-major copy finds both order statistics of every column
-    (contiguous rows instead of strided columns: a third faster than ``np.quantile`` on axis 0).
+    A 2-D array is summarised column by column in a Numba kernel
+    (:func:`tenure.models._draw_summary.summarise_columns`): the mean summed along draws in order,
+    the two order statistics of each bound found by selection, with no transposed copy.
     """
     values = np.asarray(values, dtype=float)
     if values.ndim != 2:
         lo, hi = np.quantile(values, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
         return values.mean(axis=0), lo, hi
-    rows = np.ascontiguousarray(values.T)
-    n_draws = rows.shape[1]
+    from tenure.models._draw_summary import summarise_columns
+
+    pos_lo, pos_hi = quantile_positions(values.shape[0], interval)
+    out = np.empty((3, values.shape[1]))
+    summarise_columns(values, pos_lo, pos_hi, out)
+    return out[0], out[1], out[2]
+
+
+def quantile_positions(n_draws: int, interval: float) -> tuple[float, float]:
+    """Positions ``q (n - 1)`` in the sorted draws of the lower and upper bound of an equal-tailed interval."""
     pos = np.array([(1 - interval) / 2, (1 + interval) / 2]) * (n_draws - 1)
-    k = np.floor(pos).astype(np.int64)
-    k1 = np.minimum(k + 1, n_draws - 1)
-    part = np.partition(rows, sorted({*k.tolist(), *k1.tolist()}), axis=1)
-    lo, hi = (part[:, k[i]] + (pos[i] - k[i]) * (part[:, k1[i]] - part[:, k[i]]) for i in range(2))
-    return values.mean(axis=0), lo, hi  # the mean as before: summed along draws in order, to the last bit
+    return float(pos[0]), float(pos[1])
 
 
 def reduce_over_draws(

@@ -19,9 +19,15 @@ with dropout (BG/NBD and its relatives), E[Y(t) | x, t_x, T] = P(alive | x, t_x,
 given that a customer is alive at T, her future depends on her history through x and T only
 (the posterior of her rates); t_x enters only through P(alive). So the special functions
 (Gauss' hypergeometric function for the BG/NBD) are evaluated once per distinct (x, T) and draw,
-and per customer only P(alive) is. g is obtained from the model's own methods as
-E[Y(t) | x, T, T] / P(alive | x, T, T), so no model needs code here. Customers are processed in
-chunks (:data:`CHUNK_ROWS`), so memory stays flat; posteriors are thinned evenly to ``max_draws``.
+and P(alive) once per distinct history (x, t_x, T). g is obtained from the model's own methods as
+E[Y(t) | x, T, T] / P(alive | x, T, T), so no model needs code here. Spend depends on (x, m̄)
+only, and CLV (spend × P(alive) × discounted g, per draw) on the history and m̄ jointly: it is
+computed once per distinct (history, m̄), these ordered by history so that a chunk of histories
+owns a contiguous run of them. The means and intervals come from a Numba kernel
+(:mod:`tenure.models._draw_summary`) that forms each column's products draw by draw and finds
+the bounds by selection, never a draws × customers array. Histories are processed in chunks
+(:data:`CHUNK_ROWS`, their (history, m̄) rows in sub-chunks of the same size), so memory stays
+flat; posteriors are thinned evenly to ``max_draws``.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from tenure.models._draw_summary import summarise_products
 from tenure.models.clv_data import DAYS_PER_UNIT, ID_COLUMN, check_time_unit, convert_periods, validate_summary
-from tenure.models.clv_predict import _unique_rows, summarize_draws
+from tenure.models.clv_predict import _unique_rows, quantile_positions
 
 from tenure.errors import InputError
 
@@ -181,36 +188,56 @@ def customer_table(
     keys = ["frequency", "T", *covs]
     pairs = rows.select(keys).unique(maintain_order=True).with_row_index("_pair")
     g_h, g_disc = _alive_purchase_factors(model, pairs.drop("_pair"), h, delta)
-    # Identical customers are computed once: every zero-frequency customer of one age T is one row.
+    # P(alive) and purchases depend on (x, t_x, T, covariates) only: one "cell" per distinct history.
     predict_cols = ["frequency", "recency", "T", *covs]
-    customers = rows
-    rows, inverse = _unique_rows(rows.select(*predict_cols, *(["monetary_value"] if spend is not None else [])))
-    pair_of = rows.select(keys).join(pairs, on=keys, how="left", maintain_order="left").get_column("_pair").to_numpy()
+    cells, cell_of = _unique_rows(rows.select(predict_cols))
+    pair_of = cells.select(keys).join(pairs, on=keys, how="left", maintain_order="left").get_column("_pair").to_numpy()
     names = column_names(horizon, unit)
     quantities = ["p_alive", "purchases", *(["spend_per_purchase", "clv"] if spend is not None else [])]
-    out = {q: np.empty((3, rows.height)) for q in quantities}
-    n_draws = g_h.shape[0]
+    out = {q: np.empty((3, cells.height)) for q in quantities[:2]}
+    pos_lo, pos_hi = quantile_positions(g_h.shape[0], interval)
+    no_index = np.zeros(chunk_rows, dtype=np.int64)
+    ones = np.ones((g_h.shape[0], 1))
+    if spend is not None:
+        # Spend depends on (x, m̄), CLV on the history cell and m̄ jointly: one "combination" per distinct
+        # (cell, m̄), ordered by cell, so that each chunk of cells owns a contiguous range of them.
+        combos, combo_of = _unique_rows(pl.DataFrame({"_cell": cell_of,
+                                                      "monetary_value": rows.get_column("monetary_value")}))
+        order = np.argsort(combos.get_column("_cell").to_numpy(), kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        combo_of = rank[combo_of]
+        combos = combos.select(pl.all().gather(order))
+        combo_cell = combos.get_column("_cell").to_numpy()
+        combo_rows = cells.select(pl.all().gather(combo_cell)).with_columns(combos.get_column("monetary_value"))
+        for q in quantities[2:]:
+            out[q] = np.empty((3, combos.height))
 
     def one_chunk(start: int) -> None:
-        stop = min(start + chunk_rows, rows.height)
-        chunk = rows.slice(start, stop - start)
-        alive = model.probability_alive(chunk.select(predict_cols), interval=interval, keep_draws=True)
-        tab = alive.table
-        out["p_alive"][:, start:stop] = [tab[c].to_numpy() for c in ("mean", "lower", "upper")]
-        idx = pair_of[start:stop]
-        p = alive.draws
-        out["purchases"][:, start:stop] = summarize_draws(p * g_h[:, idx], interval)
-        if spend is not None:
-            s = spend.expected_spend(chunk.select("frequency", "recency", "T", "monetary_value"), interval=interval,
-                                     keep_draws=True)
-            sd = s.draws
-            out["spend_per_purchase"][:, start:stop] = [s.table[c].to_numpy() for c in ("mean", "lower", "upper")]
-            n = min(n_draws, sd.shape[0])
-            out["clv"][:, start:stop] = summarize_draws(margin * sd[:n] * p[:n] * g_disc[:n, idx], interval)
+        stop = min(start + chunk_rows, cells.height)
+        alive = model.probability_alive(cells.slice(start, stop - start), interval=interval, keep_draws=True)
+        out["p_alive"][:, start:stop] = [alive.table[c].to_numpy() for c in ("mean", "lower", "upper")]
+        p = np.ascontiguousarray(alive.draws)
+        local = np.arange(stop - start)
+        summarise_products(1.0, p, local, g_h, pair_of[start:stop], ones, no_index[:stop - start], p.shape[0],
+                           pos_lo, pos_hi, out["purchases"][:, start:stop])
+        if spend is None:
+            return
+        first, last = np.searchsorted(combo_cell, [start, stop])
+        for lo in range(first, last, chunk_rows):
+            hi = min(lo + chunk_rows, last)
+            s = spend.expected_spend(combo_rows.slice(lo, hi - lo), interval=interval, keep_draws=True)
+            out["spend_per_purchase"][:, lo:hi] = [s.table[c].to_numpy() for c in ("mean", "lower", "upper")]
+            sd = np.ascontiguousarray(s.draws)
+            n = min(p.shape[0], sd.shape[0])
+            c_lo, c_hi = quantile_positions(n, interval)
+            at = combo_cell[lo:hi]
+            summarise_products(margin, sd, np.arange(hi - lo), p, at - start, g_disc, pair_of[at], n,
+                               c_lo, c_hi, out["clv"][:, lo:hi])
 
     # Chunks write disjoint columns of ``out`` and draw no random numbers: the result does not depend on the
-    # number of threads. NumPy and SciPy release the GIL in the heavy loops (special functions, partitions).
-    starts = range(0, rows.height, chunk_rows)
+    # number of threads. NumPy, SciPy and the summary kernels release the GIL in the heavy loops.
+    starts = range(0, cells.height, chunk_rows)
     workers = max(1, min(threads or os.cpu_count() or 1, len(starts)))
     if workers == 1:
         for start in starts:
@@ -218,9 +245,9 @@ def customer_table(
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(one_chunk, starts))
-    table: dict[str, Any] = {ID_COLUMN: customers.get_column(ID_COLUMN)} if ID_COLUMN in customers.columns else {}
+    table: dict[str, Any] = {ID_COLUMN: rows.get_column(ID_COLUMN)} if ID_COLUMN in rows.columns else {}
     for q in quantities:
-        mean, lo, hi = out[q][:, inverse]
+        mean, lo, hi = out[q][:, cell_of if q in ("p_alive", "purchases") else combo_of]
         table[names[q]] = mean
         table[f"{names[q]}_lower"] = lo
         table[f"{names[q]}_upper"] = hi

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 
 from tenure.commands._common import cli_errors, console, err_console
 from tenure.commands._options import Quiet
 from tenure.errors import InputError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FeedbackSource = Annotated[Path, typer.Argument(
     help="Feedback events: a .csv or .parquet file, an append-only folder of them, or an SQLite database "
@@ -117,6 +119,8 @@ def run_batch(source: Any, rules: Any, scores: pl.DataFrame | None, out: Path, *
     parts = _events(source, source.initial_cursor())
     if not parts:
         raise InputError(f"{source.path}: no feedback events")
+    import polars as pl
+
     events = pl.concat([p[0] for p in parts], how="diagonal_relaxed")
     t0 = time.perf_counter()
     result = alarms(events, rules, scores, where=str(source.path))

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -113,6 +112,8 @@ def results_table(result: Any, title: str) -> Table:
     columns = [estimate, "sd", "eti90", *(["R-hat", "ESS bulk"] if "r_hat" in summary.columns else [])]
     for col in columns:
         table.add_column(col, justify="right")
+    import numpy as np
+
     for row in summary.iter_rows(named=True):
         # Escape: a label like churn_segment[price-driven] would otherwise be read as Rich markup and vanish.
         cells = [escape(row["parameter"]), f"{row[estimate]:.4g}", f"{row['sd']:.3g}",

@@ -243,3 +243,36 @@ def _score_panel(customers: int, periods: int, seed: int) -> pl.DataFrame:
         "nps": rng.integers(0, 11, n), "trim_overall": score(), "trim_recommend": score(),
         "trim_repurchase": score(), "trim_advantage": score(),
     })
+
+
+def test_fast_route_fits_import_no_pymc_pytensor_or_nutpie(tmp_path):
+    """`tenure fit X --method map` of every customer-base model stays off PyMC (seconds of imports)."""
+    cohorts = tmp_path / "cohorts.csv"
+    cohorts.write_text("period,alive\n0,1000\n1,631\n2,468\n3,382\n4,326\n5,289\n6,262\n7,241\n")
+    data = Path(__file__).resolve().parents[1] / "data"
+    summary = str(data / "cdnow_customers_summary.csv")
+    runs = [["sbg", str(cohorts)], ["bgnbd", summary, "--time-unit", "weeks"],
+            ["pnbd", summary, "--time-unit", "weeks"], ["mbgnbd", summary, "--time-unit", "weeks"],
+            ["gamma-gamma", str(data / "cdnow_customers_summary_with_transactions.csv")],
+            ["bgbb", str(data / "donations.csv")]]
+    code = ("import json, sys\n"
+            "from tenure.cli import main\n"
+            f"for i, args in enumerate({runs!r}):\n"
+            f"    sys.argv = ['tenure', 'fit', *args, '--method', 'map', '-o', {str(tmp_path)!r} + f'/fit{{i}}']\n"
+            "    try:\n"
+            "        main()\n"
+            "    except SystemExit as exc:\n"
+            "        assert not exc.code, args\n"
+            "print('MODULES', json.dumps(sorted(m for m in sys.modules\n"
+            "                                   if m.split('.')[0] in ('pymc', 'pytensor', 'nutpie'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "MODULES []"
+    assert all((tmp_path / f"fit{i}" / "posterior.nc").exists() for i in range(len(runs)))
+
+
+def test_cli_startup_imports_no_numpy_arviz_or_pymc():
+    """`tenure --help` and every command's start: the heavy libraries load inside the commands that use them."""
+    code = ("import sys, tenure.cli\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'arviz', 'pymc', 'pytensor', 'scipy'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

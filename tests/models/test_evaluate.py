@@ -178,6 +178,31 @@ def test_continuous_discounting_agrees_with_weekly_discounting(cdnow_fits):
     assert np.all(undiscounted["clv_next_52_weeks"].to_numpy() > 2 * table["clv_next_52_weeks"].to_numpy() * 0.99)
 
 
+def test_prediction_table_equals_a_direct_per_customer_computation(cdnow_fits):
+    """The cell and (cell, spend) deduplication and the summary kernels against draws × customers arrays."""
+    df, bg, gg = cdnow_fits
+    df = df.head(300)
+    # customers sharing a history (x, t_x, T) but not their spend, and repeated customers: the combinations
+    df = pl.concat([df, df.head(40).with_columns(pl.col("ID") + 10_000, pl.col("zbar") * 1.5),
+                    df.head(40).with_columns(pl.col("ID") + 20_000)])
+    horizon, delta, margin = 52.0, np.log1p(0.1) * 7 / 365.25, 0.7
+    table = customer_table(bg, df, horizon=horizon, spend=gg, annual_discount_rate=0.1, margin=margin,
+                           chunk_rows=7, threads=2)
+    alive = bg.probability_alive(df, keep_draws=True).draws
+    purchases = bg.expected_purchases(horizon, df, keep_draws=True).draws
+    nodes, weights = np.polynomial.legendre.leggauss(8)
+    # ∫_0^H e^{-δt} dE[Y(t)] = e^{-δH} E[Y(H)] + δ ∫_0^H e^{-δt} E[Y(t)] dt, per draw and customer
+    discounted = np.exp(-delta * horizon) * purchases
+    for t, w in zip(0.5 * horizon * (nodes + 1), 0.5 * horizon * weights, strict=True):
+        discounted = discounted + delta * w * np.exp(-delta * t) * bg.expected_purchases(t, df, keep_draws=True).draws
+    spend = gg.expected_spend(df, keep_draws=True).draws
+    for name, draws in (("p_alive", alive), ("purchases_next_52_weeks", purchases),
+                        ("spend_per_purchase", spend), ("clv_next_52_weeks", margin * spend * discounted)):
+        np.testing.assert_allclose(table[name], draws.mean(axis=0), rtol=1e-9, err_msg=name)
+        np.testing.assert_allclose(table[f"{name}_lower"], np.quantile(draws, 0.05, axis=0), rtol=1e-9, err_msg=name)
+        np.testing.assert_allclose(table[f"{name}_upper"], np.quantile(draws, 0.95, axis=0), rtol=1e-9, err_msg=name)
+
+
 def test_thinning_keeps_at_most_max_draws(cdnow_fits):
     _, bg, _ = cdnow_fits
     small = thinned(bg.result, 30)
@@ -194,6 +219,16 @@ def test_summarize_draws_equals_numpy_quantiles():
         np.testing.assert_allclose(lo, np.quantile(values, 0.05, axis=0), atol=1e-15)
         np.testing.assert_allclose(hi, np.quantile(values, 0.95, axis=0), atol=1e-15)
         np.testing.assert_allclose(mean, values.mean(axis=0), atol=1e-15)
+    # ties (a quantile between equal draws), sorted and reversed columns, and a column with a NaN
+    ordered = np.sort(rng.normal(size=(201, 5)), axis=0)
+    values = np.concatenate([rng.integers(0, 4, size=(201, 30)).astype(float), ordered, ordered[::-1]], axis=1)
+    values[17, 3] = np.nan
+    for interval in (0.9, 0.5, 0.999):
+        mean, lo, hi = summarize_draws(values, interval)
+        q_lo, q_hi = np.quantile(values, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
+        np.testing.assert_allclose(lo, q_lo, atol=1e-15)
+        np.testing.assert_allclose(hi, q_hi, atol=1e-15)
+        np.testing.assert_array_equal(np.isnan(mean), np.isnan(values).any(axis=0))
 
 
 @pytest.mark.parametrize(("column", "value", "message"), [
