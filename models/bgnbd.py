@@ -372,7 +372,8 @@ class BGNBDModel(BayesianModel):
         unit = self.time_unit or "periods"
         return make_check("customers_by_repeat_purchases",
                           check_rows("all customers", x, [*map(str, x[:-1]), f"{top}+"], observed, replicated),
-                          title=f"Customers by number of repeat purchases: observed against the fitted {self.name}",
+                          title="Customers by number of repeat purchases: observed against the fitted "
+                                + {"bgnbd": "BG/NBD", "pnbd": "Pareto/NBD", "mbgnbd": "MBG/NBD"}.get(self.name, self.name),
                           x_label=f"repeat purchases in the fitted period (each customer's own age, in {unit})",
                           y_label="customers",
                           caption="How many customers made 0, 1, ... 7 or more repeat purchases: observed (dots) "

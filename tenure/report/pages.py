@@ -559,15 +559,21 @@ def fit(run: Run) -> dict[str, Any]:
     headline = [*result.effects, verdict] if result.effects else [
         "This model reports no plain-language effects; the estimates are in the table below.", verdict]
     ds = result.data_summary
-    numbers = [(k.replace("_", " "), num(v)) for k, v in ds.items() if isinstance(v, int | float)][:5]
+    numbers = [(k.replace("_", " "), num(v)) for k, v in ds.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)][:5]
     figs = _embedded(run, "forest.png", "Estimates (forest.png)",
                      "Each parameter's estimate (dot) and 90 % interval (line), intercepts, slopes and scale "
                      "parameters on their own axes; an interval crossing the zero line leaves the sign unsettled.")
     for name in sorted(n for n in run.files if n.endswith(".png") and n != "forest.png"):
         figs += _embedded(run, name, f"{name}", _OTHER_FIGURES.get(name, "A figure the fit wrote."))
-    ppc = _loo_figure(result)
-    if ppc is not None:
-        figs.append(ppc)
+    check = result.predictive_check
+    if check is not None:
+        figs.append(Figure("Posterior predictive check", fg.predictive_check(check), check["caption"],
+                           check["title"]))
+    else:  # no aggregate check for this family: the leave-one-out check from the pointwise log-likelihood
+        loo = _loo_figure(result)
+        if loo is not None:
+            figs.append(loo)
     figs.append(_prior_figure(result))
     est = "mode" if "mode" in summary.columns else "mean"
     cols = [c for c in ("r_hat", "ess_bulk") if c in summary.columns]
@@ -577,16 +583,35 @@ def fit(run: Run) -> dict[str, Any]:
                         f"{_f(r['eti90_low'], '.4g')} to {_f(r['eti90_high'], '.4g')}",
                          *(_f(r[c], '.3g') for c in cols)]
                        for r in summary.iter_rows(named=True)])
+    tables = [est_table]
+    if check is not None:
+        rows = check["rows"]
+        several = len({r["group"] for r in rows}) > 1
+        tables.append(table(f"{check['title']} ({check['y_label']}; 90 % band over {check['draws']} posterior draws)",
+                            [*(["group"] if several else []), check["x_label"], "observed", "expected (mean)",
+                             "90 % band", "observed inside the band"],
+                            [[*([r["group"]] if several else []), r["x_label"],
+                              num(r["observed"], 0 if float(r["observed"]).is_integer() else 1),
+                              num(r["mean"], 1), f"{num(r['q05'], 1)} to {num(r['q95'], 1)}",
+                              "yes" if r["q05"] <= r["observed"] <= r["q95"] else "no"] for r in rows]))
     data_table = table("Data the model was fitted on", ["item", "value"],
-                       [[k.replace("_", " "), json.dumps(v) if isinstance(v, list | dict) else num(v)
-                         if isinstance(v, int | float) else v] for k, v in ds.items()])
+                       [[k.replace("_", " "), _data_value(v)] for k, v in ds.items()])
     return {"kind": "fit", "title": f"{run.manifest.get('command', 'tenure fit')}: {result.model_name}",
             "subtitle": f"method {result.method}, seed {run.manifest.get('seed')}"
                         + (f", time unit {result.time_unit}" if result.time_unit else ""),
             "headline": headline, "numbers": numbers,
-            "sections": [section("Estimates and checks", "", figs, [est_table]), section("Data", "", [], [data_table])],
+            "sections": [section("Estimates and checks", "", figs, tables), section("Data", "", [], [data_table])],
             "settings": [_settings("Model configuration (priors, options, fit settings)", result.config),
                          _settings("Manifest", run.manifest)]}
+
+
+def _data_value(v: Any) -> str:
+    """An item of a fit's data summary as the table shows it: yes/no, a number, a list or mapping as JSON."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list | dict):
+        return json.dumps(v)
+    return num(v) if isinstance(v, int | float) else str(v)
 
 
 #: Captions of the figures a model family writes besides forest.png.
@@ -610,9 +635,9 @@ def _loo_figure(result: Any) -> Figure | None:
         return None
     k = np.ravel(np.asarray(loo.pareto_k))
     bad = int((k > 0.7).sum())
-    src = fg.pareto_k(k, title=f"Leave-one-out predictive check: {bad} of {k.size} observations poorly predicted",
+    src = fg.pareto_k(k, title=f"Leave-one-out check: {bad} of {k.size} observations poorly predicted",
                       xlabel="observation (cell or row of the fitted data)")
-    return Figure("Posterior predictive check (leave-one-out)", src,
+    return Figure("Leave-one-out check", src,
                   "How well each observation is predicted by the fit to the others (PSIS-LOO); points above the "
                   f"dashed 0.7 line are poorly predicted or influential. Expected log predictive density "
                   f"{loo.elpd_loo:,.1f} (se {loo.se:,.1f}).")
@@ -624,15 +649,20 @@ def _prior_figure(result: Any) -> Figure:
     for name in result.var_names:
         if name not in result.posterior:
             continue
-        draws = np.asarray(result.posterior[name].values)
-        if draws.ndim > 2:
-            continue  # vector parameters: the forest plot shows them
+        var = result.posterior[name]
         spec = priors.get(name)
-        panels.append((name, draws.ravel(), _prior(spec) if isinstance(spec, dict) else None))
+        dist = _prior(spec) if isinstance(spec, dict) else None
+        if var.ndim == 2:
+            panels.append((name, np.asarray(var.values).ravel(), dist))
+        elif var.ndim == 3:  # one panel per element (per cohort, per covariate), the same prior on each
+            dim = var.dims[2]
+            for i, label in enumerate(var.coords[dim].values if dim in var.coords else range(var.shape[2])):
+                panels.append((f"{name}[{label}]", np.asarray(var.values[:, :, i]).ravel(), dist))
     src = fg.prior_posterior(panels[:12]) if panels else fg.lines(np.arange(1), {}, title="no scalar parameter",
                                                                   xlabel="", ylabel="")
     return Figure("Prior against posterior", src,
-                  "For each scalar parameter: the posterior draws (bars) and the prior density (line); a posterior "
+                  "For each parameter (each element of a vector): the posterior draws (bars) and the prior density "
+                  "(line; none for a flat prior); a posterior "
                   "much narrower than its prior means the data, not the prior, set the estimate.")
 
 
