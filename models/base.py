@@ -876,8 +876,9 @@ class FitResult:
 
     def write(self, folder: str | Path, title: str | None = None) -> dict[str, Path]:
         """Write ``posterior.nc``, ``summary.csv``, ``forest.png`` and, with a predictive check, ``ppc.csv``."""
-        from tenure.io import write_atomic, write_table
         from tenure.models.ppc import PPC_FILE
+
+        from tenure.io import write_atomic, write_table
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)

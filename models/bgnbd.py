@@ -122,6 +122,10 @@ def _centred(df: pl.DataFrame, names: Sequence[str], means: Mapping[str, float])
     return np.column_stack([df.get_column(c).to_numpy().astype(float) - means[c] for c in names])
 
 
+#: Names of the BG/NBD family as the literature writes them (figure titles).
+_TITLES = {"bgnbd": "BG/NBD", "pnbd": "Pareto/NBD", "mbgnbd": "MBG/NBD"}
+
+
 class BGNBDModel(BayesianModel):
     """The BG/NBD model in PyMC, with optional covariates on purchase and dropout.
 
@@ -373,7 +377,7 @@ class BGNBDModel(BayesianModel):
         return make_check("customers_by_repeat_purchases",
                           check_rows("all customers", x, [*map(str, x[:-1]), f"{top}+"], observed, replicated),
                           title="Customers by number of repeat purchases: observed against the fitted "
-                                + {"bgnbd": "BG/NBD", "pnbd": "Pareto/NBD", "mbgnbd": "MBG/NBD"}.get(self.name, self.name),
+                                + _TITLES.get(self.name, self.name),
                           x_label=f"repeat purchases in the fitted period (each customer's own age, in {unit})",
                           y_label="customers",
                           caption="How many customers made 0, 1, ... 7 or more repeat purchases: observed (dots) "
