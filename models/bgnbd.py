@@ -397,8 +397,8 @@ class BGNBDModel(BayesianModel):
     def simulate_repeat_counts(self, T: np.ndarray, *, seed: int, draw: int | None = None) -> np.ndarray:
         """Repeat purchases in (0, T_i] of new customers drawn from the fitted population.
 
-        Each customer gets one posterior draw (chosen with ``seed``; the draw ``draw`` for all when given), then λ ~ Gamma(r, α),
-        p ~ Beta(a, b); she buys as a Poisson process of rate λ and drops out after each
+        Each customer gets one posterior draw (chosen with ``seed``; the draw ``draw`` for all when
+        given), then λ ~ Gamma(r, α), p ~ Beta(a, b); she buys as a Poisson process of rate λ and drops out after each
         repeat purchase with probability p, so her count is min(N, J) with N ~ Poisson(λT)
         and J ~ Geometric(p) on 1, 2, ... (Fader, Hardie & Lee 2005, section 3).
         """

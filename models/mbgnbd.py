@@ -91,7 +91,8 @@ class MBGNBDModel(ClosedFormRFMModel):
     def simulate_repeat_counts(self, T: np.ndarray, *, seed: int, draw: int | None = None) -> np.ndarray:
         """Repeat purchases in (0, T_i] of new customers drawn from the fitted population.
 
-        One posterior draw per customer (chosen with ``seed``; the draw ``draw`` for all when given); λ ~ Gamma(r, α), p ~ Beta(a, b);
+        One posterior draw per customer (chosen with ``seed``; the draw ``draw`` for all when given);
+        λ ~ Gamma(r, α), p ~ Beta(a, b);
         the count is min(N, J) with N ~ Poisson(λT) and J ~ Geometric(p) − 1 on 0, 1, ...
         (she may drop out right after her first purchase).
         """

@@ -223,8 +223,8 @@ class ParetoNBDModel(ClosedFormRFMModel):
     def simulate_repeat_counts(self, T: np.ndarray, *, seed: int, draw: int | None = None) -> np.ndarray:
         """Repeat purchases in (0, T_i] of new customers drawn from the fitted population.
 
-        One posterior draw per customer (chosen with ``seed``; the draw ``draw`` for all when given); λ ~ Gamma(r, α), μ ~ Gamma(s, β),
-        a lifetime τ ~ Exponential(μ), and Poisson(λ·min(τ, T_i)) purchases.
+        One posterior draw per customer (chosen with ``seed``; the draw ``draw`` for all when given);
+        λ ~ Gamma(r, α), μ ~ Gamma(s, β), a lifetime τ ~ Exponential(μ), and Poisson(λ·min(τ, T_i)) purchases.
         """
         T = np.asarray(T, dtype=float)
         rng, d = self._population_draws(T.size, seed, draw)

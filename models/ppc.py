@@ -41,5 +41,5 @@ def predictive_check(statistic: str, rows: list[dict[str, Any]], *, title: str, 
                      caption: str, draws: int, style: str = "line") -> dict[str, Any]:
     """A check as saved: what it measures (``statistic``), its rows, the figure's title, axis labels, caption and
     ``style`` (``"line"``: a series over periods; ``"bars"``: counts by category)."""
-    return {"statistic": statistic, "style": style, "title": title, "x_label": x_label, "y_label": y_label, "caption": caption,
-            "draws": int(draws), "interval": PPC_INTERVAL, "rows": rows}
+    return {"statistic": statistic, "style": style, "title": title, "x_label": x_label, "y_label": y_label,
+            "caption": caption, "draws": int(draws), "interval": PPC_INTERVAL, "rows": rows}
