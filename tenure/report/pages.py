@@ -318,6 +318,50 @@ def _five(ratio: float) -> str:
     return "holds" if 4.0 <= ratio <= 6.0 else "does not hold"
 
 
+def _q90(x: dict[str, Any], digits: int = 2) -> str:
+    """A 90 % band 'low–high' of a {mean, q05, q95} summary."""
+    return f"{num(x.get('q05'), digits)}–{num(x.get('q95'), digits)}"
+
+
+def _cost_sentences(m: dict[str, Any], over: str) -> list[str]:
+    """The marginal costs to acquire and to retain one more customer, and the 'five times' rule at the margin and
+    on average, from :func:`tenure.simulations.compare.marginal_analysis` (compare and decide alike)."""
+    mca, mcr = m["marginal_cost_to_acquire"], m["marginal_cost_to_retain"]
+    ratio = num(m["marginal_cost_ratio"], 2)
+    if _finite(m.get("marginal_cost_ratio_q05")):
+        band = _q90({"q05": m["marginal_cost_ratio_q05"], "q95": m["marginal_cost_ratio_q95"]})
+        ratio += f" (90 % over {over}: {band})"
+    return [f"One more customer costs {num(mca['mean'], 2)} {MONEY} to acquire (90 % over {over}: {_q90(mca)}) "
+            f"against {num(mcr['mean'], 2)} to retain ({_q90(mcr)}): a marginal ratio of {ratio}.",
+            f"“Acquiring costs five times as much as retaining” {_five(m['marginal_cost_ratio'])} here at the "
+            f"margin and {_five(m['average_cost_ratio'])} on average (average ratio "
+            f"{num(m['average_cost_ratio'], 2)}: {num(m['average_cost_to_acquire'], 2)} to acquire against "
+            f"{num(m['average_cost_to_keep_for_a_lifetime'], 2)} to keep a customer for a lifetime)."]
+
+
+def _cost_numbers(m: dict[str, Any]) -> list[tuple[str, str]]:
+    """The two cost ratios for the page's key figures."""
+    return [("marginal cost ratio, acquire / retain", num(m["marginal_cost_ratio"], 2)),
+            ("average cost ratio", num(m["average_cost_ratio"], 2))]
+
+
+def _cost_table(m: dict[str, Any], over: str) -> dict[str, Any]:
+    """Marginal and average costs per customer, with the 90 % bands of the marginal ones."""
+    mca, mcr = m["marginal_cost_to_acquire"], m["marginal_cost_to_retain"]
+    ratio_band = _q90({"q05": m.get("marginal_cost_ratio_q05"), "q95": m.get("marginal_cost_ratio_q95")})
+    return table(f"Marginal and average costs ({MONEY} per customer; ratios without unit; 90 % bands over {over})",
+                 ["measure", "mean", "90 % band"], [
+                     ["marginal cost to acquire one more customer", num(mca["mean"], 2), _q90(mca)],
+                     ["marginal cost to retain one more customer", num(mcr["mean"], 2), _q90(mcr)],
+                     ["marginal cost ratio, acquire / retain", num(m["marginal_cost_ratio"], 2),
+                      ratio_band if "marginal_cost_ratio_q05" in m else ""],
+                     ["average cost to acquire (paid)", num(m["average_cost_to_acquire"], 2), ""],
+                     ["average cost to keep a customer for a lifetime",
+                      num(m["average_cost_to_keep_for_a_lifetime"], 2), ""],
+                     ["average cost ratio", num(m["average_cost_ratio"], 2), ""]],
+                 "The “five times” rule holds where a ratio lies between 4 and 6.")
+
+
 def compare(run: Run) -> dict[str, Any]:
     """The best split, its paired gain over the current one, marginal and average costs, the five-times rule."""
     doc = run.json("compare.json")
@@ -328,7 +372,6 @@ def compare(run: Run) -> dict[str, Any]:
     g = _gains(runs, points, ["seed"]) if runs is not None else pl.DataFrame()
     best = g.filter((pl.col("acquisition_share") == b["acquisition_share"]) & (pl.col("mix") == b["mix"])) \
         if g.height else g
-    mca, mcr = m["marginal_cost_to_acquire"], m["marginal_cost_to_retain"]
     horizon = f"{s['periods']} months"
     headline = [f"Best split: {pct(b['acquisition_share'])} of the budget of {money(s['total_budget_per_period'])} "
                 f"{MONEY} a month to acquisition, retention mix '{b['mix']}' (customer equity "
@@ -339,19 +382,12 @@ def compare(run: Run) -> dict[str, Any]:
                         f"{money(r['gain'])} {MONEY} of customer equity (90 % band {money(r['gain_q05'])} to "
                         f"{money(r['gain_q95'])}); it beats the current split in {pct(r['p_beats'], 0)} of "
                         f"{r['pairs']} paired seeds.")
-    headline.append(f"One more customer costs {num(mca['mean'], 2)} {MONEY} to acquire (90 %: {num(mca['q05'], 2)}–"
-                    f"{num(mca['q95'], 2)}) against {num(mcr['mean'], 2)} to retain ({num(mcr['q05'], 2)}–"
-                    f"{num(mcr['q95'], 2)}): a marginal ratio of {num(m['marginal_cost_ratio'], 2)}.")
-    headline.append(f"“Acquiring costs five times as much as retaining” {_five(m['marginal_cost_ratio'])} here at the "
-                    f"margin and {_five(m['average_cost_ratio'])} on average (average ratio "
-                    f"{num(m['average_cost_ratio'], 2)}: {num(m['average_cost_to_acquire'], 2)} to acquire against "
-                    f"{num(m['average_cost_to_keep_for_a_lifetime'], 2)} to keep a customer for a lifetime).")
+    headline += _cost_sentences(m, "seeds")
     numbers = [("best split: share to acquisition", pct(b["acquisition_share"])),
                (f"gain over the current split ({MONEY})", money(best.row(0, named=True)["gain"]) if best.height
                 else "n/a"),
                ("P(beats the current split)", pct(best.row(0, named=True)["p_beats"], 0) if best.height else "n/a"),
-               ("marginal cost ratio, acquire / retain", num(m["marginal_cost_ratio"], 2)),
-               ("average cost ratio", num(m["average_cost_ratio"], 2))]
+               *_cost_numbers(m)]
     figs = _embedded(run, "compare.png", "Customer equity by allocation (compare.png)",
                      "Customer equity over the share of the budget going to acquisition, one line per retention mix, "
                      "with 90 % bands over seeds; the star is the best split, the square the current one.")
@@ -373,14 +409,7 @@ def compare(run: Run) -> dict[str, Any]:
                     f"{money(r['customer_equity_q05'])}–{money(r['customer_equity_q95'])})", num(r["customers_end"]),
                     _f(r['nps'], '+.1f', 100), pct(r["churn_rate"], 2), num(r["acquisition_cost_paid"], 2)]
                    for r in points.sort("customer_equity", descending=True).head(15).iter_rows(named=True)])
-    def band(x: dict[str, float]) -> str:
-        return f"{num(x['q05'], 2)}–{num(x['q95'], 2)}"
-
-    marg = table(f"Marginal and average costs ({MONEY} per customer)", ["measure", "mean", "90 % band"], [
-        ["marginal cost to acquire one more customer", num(mca["mean"], 2), band(mca)],
-        ["marginal cost to retain one more customer", num(mcr["mean"], 2), band(mcr)],
-        ["average cost to acquire (paid)", num(m["average_cost_to_acquire"], 2), ""],
-        ["average cost to keep a customer for a lifetime", num(m["average_cost_to_keep_for_a_lifetime"], 2), ""]])
+    marg = _cost_table(m, f"{seeds} seeds")
     sections = [section("The allocations", "", figs, [alloc, marg])]
     cf = doc.get("closed_form")
     if cf:
@@ -410,13 +439,17 @@ def decide(run: Run) -> dict[str, Any]:
         f"probability that it beats the current split is {pct(b['p_beats_current'], 0)}.",
         f"Expected loss of choosing it: {money(b['expected_loss'])} {MONEY}; probability it is the best allocation: "
         f"{pct(b['p_best'], 0)}.",
-        "Marginal costs to acquire and to retain, and the “five times” rule, are computed by `tenure compare` "
-        "(run it on this market for them).",
     ]
+    m = doc.get("marginal")
+    if m:
+        headline += _cost_sentences(m, "markets and seeds")
+    else:
+        headline.append("Marginal costs to acquire and to retain, and the “five times” rule: not in this run (written "
+                        "by an earlier tenure); run `tenure decide` again for them.")
     numbers = [("best split: share to acquisition", pct(b["acquisition_share"], 0)),
                (f"gain over the current split ({MONEY})", money(b["gain_vs_current"])),
                ("P(beats the current split)", pct(b["p_beats_current"], 0)),
-               (f"expected loss ({MONEY})", money(b["expected_loss"]))]
+               (f"expected loss ({MONEY})", money(b["expected_loss"])), *(_cost_numbers(m) if m else [])]
     figs = _embedded(run, "uncertainty.png", "Gain over the current split (uncertainty.png)",
                      "The figure the command wrote: the paired gain of each allocation over the current split with "
                      "its 90 % band across markets and seeds, and the probability it beats the current split.")
@@ -435,7 +468,9 @@ def decide(run: Run) -> dict[str, Any]:
     return {"kind": "decide", "title": f"tenure decide: {s.get('scenario', '')}",
             "subtitle": f"{s['markets']} calibrated markets × {len(s['seeds'])} seeds, {num(s['sample_customers'])} "
                         f"customers simulated per market, {s['periods']} months",
-            "headline": headline, "numbers": numbers, "sections": [section("The allocations", "", figs, [t])],
+            "headline": headline, "numbers": numbers,
+            "sections": [section("The allocations", "", figs,
+                                 [t, *([_cost_table(m, "markets and seeds")] if m else [])])],
             "settings": [_settings("Settings (uncertainty.json: settings)", s), _settings("Manifest", run.manifest)]}
 
 
