@@ -650,8 +650,9 @@ def _data_value(v: Any) -> str:
 
 
 #: Captions of the figures a model family writes besides forest.png.
-_OTHER_FIGURES = {"grid.png": "TRI*M-style grid: each item's stated importance against its derived importance "
-                  "(correlation with the index); the lines at the item means split the four quadrants."}
+_OTHER_FIGURES = {"grid.png": "TRI*M-style grid: each item's stated importance (mean answer) against its derived "
+                  "importance (correlation with the index of the other items), coloured by its quadrant; the dashed "
+                  "lines at the item means split the four quadrants."}
 
 
 def _loo_figure(result: Any) -> Figure | None:
