@@ -14,8 +14,10 @@ KINDS = {
     "simulate": ("runs", "simulate/report.html", ["customers", "churned", "NPS", "TRI*M", "Profit"]),
     "compare": ("runs", "compare/report.html", ["Best split", "gains", "beats the current split", "five times"]),
     "calibrate": ("calibrated", "m.report.html", ["fit the panel", "Gauss-Newton"]),
-    "decide": ("calibrated", "decide/report.html", ["Best choice", "beats the current split"]),
+    "decide": ("calibrated", "decide/report.html", ["Best choice", "beats the current split", "to acquire",
+                                                     "to retain", "five times", "at the margin", "on average"]),
     "fit": ("fitted", "fit/report.html", ["monthly odds of churning", "90 % interval", "Diagnostics"]),
+    "fit-sbg": ("fitted_sbg", "sbg/report.html", ["Diagnostics", "customers"]),
     "evaluate": ("evaluated", "evaluate/report.html", ["repeat transactions", "bgnbd predicts", "actual", "MAE",
                                                         "RMSE"]),
 }
