@@ -60,7 +60,7 @@ def fitted(runs) -> Path:
 
 @pytest.fixture(scope="session")
 def fitted_sbg(tmp_path_factory) -> Path:
-    """`tenure fit sbg --per-cohort --method map` on Fader & Hardie's (2007) two cohorts: a fit with a predictive check."""
+    """`tenure fit sbg --per-cohort --method map` on Fader & Hardie's (2007) two cohorts (it has a predictive check)."""
     import polars as pl
 
     d = tmp_path_factory.mktemp("sbg")

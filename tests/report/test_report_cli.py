@@ -251,3 +251,23 @@ def test_the_fit_report_shows_the_predictive_check_of_ppc_csv(fitted_sbg):
     assert ppc.filter(pl.col("group") == "highend")["observed"].round(6).to_list() == [1000, 869, 743, 653, 593,
                                                                                       551, 517, 491]
     assert (fitted_sbg / "sbg" / "report.html").stat().st_size < 3e6
+
+
+def test_a_report_that_fails_to_render_leaves_a_complete_run_and_a_warning(tmp_path, monkeypatch):
+    """The run is in place and whole: exit 0, one warning naming `tenure report DIR`, no report.html."""
+    from tenure.report import pages
+    from tenure.scenario import load_scenario
+
+    def broken(run):
+        raise RuntimeError("a template bug")
+
+    monkeypatch.setitem(pages.BUILDERS, "simulate", broken)
+    (tmp_path / "m.toml").write_text(load_scenario(None).scaled(300).with_overrides({"run": {"periods": 2}}).to_toml())
+    res = runner.invoke(app, ["simulate", str(tmp_path / "m.toml"), "-o", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "warning: the run in" in text and "is complete" in text and "a template bug" in text
+    assert "`tenure report" in text and "renders it again" in text
+    assert (tmp_path / "run" / "manifest.json").is_file() and not (tmp_path / "run" / "report.html").exists()
+    monkeypatch.undo()
+    assert _report(tmp_path / "run")[0] == 0 and (tmp_path / "run" / "report.html").is_file()
