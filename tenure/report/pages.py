@@ -593,6 +593,9 @@ def fit(run: Run) -> dict[str, Any]:
                                                         if result.method == "map" else "the fitted approximation."))
     headline = [*result.effects, verdict] if result.effects else [
         "This model reports no plain-language effects; the estimates are in the table below.", verdict]
+    check = result.predictive_check
+    if check is not None:
+        headline.insert(len(headline) - 1, _check_sentence(check))
     ds = result.data_summary
     numbers = [(k.replace("_", " "), num(v)) for k, v in ds.items()
                if isinstance(v, int | float) and not isinstance(v, bool)][:5]
@@ -601,7 +604,6 @@ def fit(run: Run) -> dict[str, Any]:
                      "parameters on their own axes; an interval crossing the zero line leaves the sign unsettled.")
     for name in sorted(n for n in run.files if n.endswith(".png") and n != "forest.png"):
         figs += _embedded(run, name, f"{name}", _OTHER_FIGURES.get(name, "A figure the fit wrote."))
-    check = result.predictive_check
     if check is not None:
         figs.append(Figure("Posterior predictive check", fg.predictive_check(check), check["caption"],
                            check["title"]))
@@ -638,6 +640,21 @@ def fit(run: Run) -> dict[str, Any]:
             "sections": [section("Estimates and checks", "", figs, tables), section("Data", "", [], [data_table])],
             "settings": [_settings("Model configuration (priors, options, fit settings)", result.config),
                          _settings("Manifest", run.manifest)]}
+
+
+def _check_sentence(check: dict[str, Any]) -> str:
+    """The predictive check's verdict: how many observed values lie inside their 90 % band, and which do not."""
+    rows = check["rows"]
+    several = len({r["group"] for r in rows}) > 1
+    out = [r for r in rows if not r["q05"] <= r["observed"] <= r["q95"]]
+    what = check["title"].split(":")[0]
+    text = (f"Posterior predictive check ({what.lower()}): {len(rows) - len(out)} of {len(rows)} observed values lie "
+            f"inside their 90 % band over {check['draws']} posterior draws")
+    if not out:
+        return text + "; the fit reproduces the data on this check."
+    axis = check["x_label"].split(" (")[0] + " " if check.get("style") == "line" else ""
+    named = ", ".join(f"{axis}{r['x_label']}" + (f" ({r['group']})" if several else "") for r in out[:6])
+    return text + f"; outside: {named}{', …' if len(out) > 6 else ''} (see the figure)."
 
 
 def _data_value(v: Any) -> str:

@@ -17,7 +17,8 @@ KINDS = {
     "decide": ("calibrated", "decide/report.html", ["Best choice", "beats the current split", "to acquire",
                                                      "to retain", "five times", "at the margin", "on average"]),
     "fit": ("fitted", "fit/report.html", ["monthly odds of churning", "90 % interval", "Diagnostics"]),
-    "fit-sbg": ("fitted_sbg", "sbg/report.html", ["Diagnostics", "customers"]),
+    "fit-sbg": ("fitted_sbg", "sbg/report.html", ["Posterior predictive check", "inside their 90 % band",
+                                                   "Diagnostics"]),
     "evaluate": ("evaluated", "evaluate/report.html", ["repeat transactions", "bgnbd predicts", "actual", "MAE",
                                                         "RMSE"]),
 }
