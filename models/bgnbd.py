@@ -383,7 +383,9 @@ class BGNBDModel(BayesianModel):
                           caption="How many customers made 0, 1, ... 7 or more repeat purchases: observed (dots) "
                                   "against data sets replicated under the fit (bars: mean, whiskers: 90 % band over "
                                   f"{len(pick)} posterior draws); a dot outside its whisker is a count the model "
-                                  "misses.", draws=len(pick), style="bars")
+                                  "misses." + (f" Replicated on a sample of {ages.size:,} customers scaled up to "
+                                               f"{n:,}, which widens the band." if ages.size < n else ""),
+                          draws=len(pick), style="bars")
 
     def _population_draws(self, n: int, seed: int, draw: int | None = None
                           ) -> tuple[np.random.Generator, dict[str, np.ndarray]]:
