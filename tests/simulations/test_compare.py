@@ -194,3 +194,15 @@ def test_marginal_analysis_pools_evaluators_as_one_with_all_their_seeds():
     assert "return_on_lever" not in one
     m = one["marginal_cost_to_acquire"]
     assert m["q05"] <= m["mean"] <= m["q95"]
+
+
+def test_decide_progress_counts_its_marginal_runs_with_the_total_known_up_front():
+    from tenure.simulations.compare import DECIDE_MARGINAL_RUNS, compare_uncertainty
+
+    sc = load_scenario(None, {"run": {"customers": 600, "periods": 3}, "market": {"size": 12_000}})
+    seen: list[tuple[int, int]] = []
+    res = compare_uncertainty([sc, sc.with_overrides({"run": {"seed": 5}})], levers=["service"], acquisition_steps=3,
+                              seeds=2, progress=lambda done, total: seen.append((done, total)))
+    total = 2 * 2 * (res.settings["allocations"] + 1 + DECIDE_MARGINAL_RUNS)
+    assert seen[0] == (0, total) and seen[-1] == (total, total)
+    assert {"marginal_cost_to_acquire", "marginal_cost_to_retain", "average_cost_ratio"} <= set(res.marginal)
