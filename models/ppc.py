@@ -43,3 +43,26 @@ def predictive_check(statistic: str, rows: list[dict[str, Any]], *, title: str, 
     ``style`` (``"line"``: a series over periods; ``"bars"``: counts by category)."""
     return {"statistic": statistic, "style": style, "title": title, "x_label": x_label, "y_label": y_label,
             "caption": caption, "draws": int(draws), "interval": PPC_INTERVAL, "rows": rows}
+
+
+def replicate_cell_counts(kind: str, size: np.ndarray, params: Any, group: np.ndarray, n_groups: int,
+                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Counts per group replicated under each draw, and their expectation under the same draws.
+
+    ``params`` holds one array per draw (a (draws, cells) array or any iterable of (cells,) arrays):
+    the churn probability per row for ``kind="binomial"`` (a cell's events ~ Binomial(size, p)), the
+    rate per unit of exposure for ``kind="poisson"`` (events ~ Poisson(size · rate), the sum of the
+    cell's row-level Poisson counts). Each replicated cell count is summed into its ``group``; one
+    draw at a time, so memory grows with cells, never cells × draws. Returns (replicated, expected),
+    both (draws, groups), where expected[j, g] = Σ_cells in g of size · param under draw j.
+    """
+    if kind not in ("binomial", "poisson"):
+        raise ValueError("kind must be 'binomial' or 'poisson'")
+    size = np.asarray(size, dtype=float)
+    replicated, expected = [], []
+    for p in params:
+        p = np.asarray(p, dtype=float)
+        counts = rng.binomial(size.astype(np.int64), p) if kind == "binomial" else rng.poisson(size * p)
+        replicated.append(np.bincount(group, weights=counts, minlength=n_groups))
+        expected.append(np.bincount(group, weights=size * p, minlength=n_groups))
+    return np.array(replicated), np.array(expected)

@@ -1,0 +1,92 @@
+"""Predictive checks of the panel models: observed events are the panel's own totals, replicated ones the model's."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from panelgen import BANDS, simulate_panel
+from scipy.special import expit
+from tenure.models.clv_predict import posterior_draws
+from tenure.models.panel import hazard_rows, read_panel
+from tenure.models.ppc import draw_indices, replicate_cell_counts
+from tenure.models.retention import RetentionModel, hazard_check
+
+
+@pytest.fixture(scope="module")
+def panel() -> pl.DataFrame:
+    return read_panel(simulate_panel(1500, 12, seed=8)[0])
+
+
+@pytest.fixture(scope="module")
+def retention(panel: pl.DataFrame) -> RetentionModel:
+    model = RetentionModel(panel)
+    model.fit(method="map", draws=300, chains=1, seed=3)
+    return model
+
+
+def _band(tenure: pl.Expr) -> pl.Expr:
+    return pl.sum_horizontal([(tenure >= b).cast(pl.Int32) for b in BANDS[1:]])
+
+
+def test_retention_observed_events_are_the_panels_churns_per_segment_and_band(panel, retention):
+    rows = retention.result.predictive_check["rows"]
+    truth = (panel.with_columns(band=_band(pl.col("tenure"))).group_by("segment", "band")
+             .agg(pl.col("churned").sum()).sort("segment", "band"))
+    assert [(r["group"], int(r["x"]), r["observed"]) for r in rows] == [
+        (s, b, float(e)) for s, b, e in truth.iter_rows()]
+    assert sum(r["observed"] for r in rows) == panel["churned"].sum()
+    assert [r["x_label"] for r in rows[:3]] == ["months 0-2", "months 3-5", "months 6-11"]
+
+
+def _row_probabilities(panel: pl.DataFrame, retention: RetentionModel) -> tuple[np.ndarray, np.ndarray]:
+    """Churn probability of every row (not cell) under each checked draw, from the equation written out."""
+    rows = hazard_rows(panel)
+    d = posterior_draws(retention.idata, ["churn_segment", "churn_trust", "churn_enthusiasm",
+                                          "churn_satisfaction", "churn_tenure"])
+    pick = draw_indices(len(d["churn_trust"]))
+    shift = np.hstack([np.zeros((pick.size, 1)), d["churn_tenure"][pick]])  # first band is the baseline
+    eta = (d["churn_segment"][pick][:, rows.segment] + shift[:, rows.band]
+           + sum(d[f"churn_{k}"][pick, None] * (getattr(rows, k) - 3.0)
+                 for k in ("trust", "enthusiasm", "satisfaction")))
+    return expit(eta), rows.segment * 10 + rows.band
+
+
+def test_retention_replicated_mean_is_the_expected_events_under_the_same_draws(panel, retention):
+    check = retention.result.predictive_check
+    p, key = _row_probabilities(panel, retention)
+    for r in check["rows"]:
+        seg = retention.cells.segments.index(r["group"])
+        sel = key == seg * 10 + int(r["x"])
+        expected = p[:, sel].sum(axis=1)  # Σ rows p under each draw
+        # Monte Carlo: the replicated mean over k draws departs from the mean of Σ p by binomial noise only,
+        # sd = sqrt(Σ_draws Σ_rows p(1 − p)) / k; 4 sd
+        sd = np.sqrt((p[:, sel] * (1 - p[:, sel])).sum()) / p.shape[0]
+        assert r["mean"] == pytest.approx(expected.mean(), abs=4 * sd)
+        assert r["q05"] <= expected.mean() <= r["q95"]
+    assert check["draws"] == p.shape[0] == 100
+    # the panel is drawn from the model's own equation: most of the 9 observed values lie inside their band
+    assert sum(r["q05"] <= r["observed"] <= r["q95"] for r in check["rows"]) >= 7
+
+
+def test_retention_check_is_fixed_by_the_seed(retention):
+    cells = retention.cells
+    p = np.full((20, cells.at_risk.size), 0.05)
+    a, b = (hazard_check(cells, p, 20, np.random.default_rng(s)) for s in (4, 4))
+    assert a == b
+    assert hazard_check(cells, p, 20, np.random.default_rng(5))["rows"] != a["rows"]
+
+
+def test_replicated_cell_counts_sum_per_group_with_their_expectation():
+    size = np.array([10.0, 20.0, 5.0, 40.0])
+    group = np.array([0, 1, 0, 1])
+    p = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5]])
+    rep, exp = replicate_cell_counts("binomial", size, p, group, 2, np.random.default_rng(0))
+    np.testing.assert_allclose(exp, [[1.0 + 1.5, 4.0 + 16.0], [5.0 + 2.5, 10.0 + 20.0]])
+    assert rep.shape == (2, 2) and np.all(rep[:, 0] <= 15) and np.all(rep[:, 1] <= 60)
+    # Poisson: 4 000 replicates of a cell with exposure 40 at rate 0.25 average 10 (sd of the mean 0.05; 4 sd)
+    rate = np.full((4000, 1), 0.25)
+    rep, exp = replicate_cell_counts("poisson", np.array([40.0]), rate, np.array([0]), 1, np.random.default_rng(1))
+    assert rep.mean() == pytest.approx(10.0, abs=0.2) and np.all(exp == 10.0)
+    with pytest.raises(ValueError, match="kind"):
+        replicate_cell_counts("normal", size, p, group, 2, np.random.default_rng(0))
