@@ -8,7 +8,8 @@ import pytest
 from panelgen import BANDS, simulate_panel
 from scipy.special import expit
 from tenure.models.clv_predict import posterior_draws
-from tenure.models.panel import hazard_rows, read_panel
+from tenure.models.cross_sell import CrossSellModel, count_check
+from tenure.models.panel import count_rows, hazard_rows, read_panel
 from tenure.models.ppc import draw_indices, replicate_cell_counts
 from tenure.models.retention import RetentionModel, hazard_check
 
@@ -90,3 +91,48 @@ def test_replicated_cell_counts_sum_per_group_with_their_expectation():
     assert rep.mean() == pytest.approx(10.0, abs=0.2) and np.all(exp == 10.0)
     with pytest.raises(ValueError, match="kind"):
         replicate_cell_counts("normal", size, p, group, 2, np.random.default_rng(0))
+
+
+@pytest.fixture(scope="module")
+def cross_sell(panel: pl.DataFrame) -> CrossSellModel:
+    model = CrossSellModel(panel)
+    model.fit(method="map", draws=300, chains=1, seed=3)
+    return model
+
+
+def test_cross_sell_observed_are_the_panels_products_added_per_segment_and_products_held(panel, cross_sell):
+    rows = cross_sell.result.predictive_check["rows"]
+    truth = (panel.with_columns(held=pl.min_horizontal(pl.col("products"), 4)).group_by("segment", "held")
+             .agg(pl.col("cross_sold").sum()).sort("segment", "held"))
+    assert [(r["group"], int(r["x"]), r["observed"]) for r in rows] == [
+        (s, h, float(y)) for s, h, y in truth.iter_rows()]
+    assert sum(r["observed"] for r in rows) == panel["cross_sold"].sum()
+    assert {r["x_label"] for r in rows} == {"1", "2", "3", "4+"}
+
+
+def test_cross_sell_replicated_mean_is_the_expected_count_under_the_same_draws(panel, cross_sell):
+    check = cross_sell.result.predictive_check
+    rows, _ = count_rows(panel)
+    d = posterior_draws(cross_sell.idata, ["xsell_segment", "xsell_trust", "xsell_enthusiasm",
+                                           "xsell_trust_x_enthusiasm", "xsell_products"])
+    pick = draw_indices(len(d["xsell_trust"]))
+    t, e = rows.trust - 3.0, rows.enthusiasm - 3.0
+    rate = np.exp(d["xsell_segment"][pick][:, rows.segment] + d["xsell_trust"][pick, None] * t
+                  + d["xsell_enthusiasm"][pick, None] * e + d["xsell_trust_x_enthusiasm"][pick, None] * t * e
+                  + d["xsell_products"][pick, None] * (rows.products - 1.0))  # the equation, row by row
+    for r in check["rows"]:
+        sel = (rows.segment == cross_sell.cells.segments.index(r["group"])) & (
+            np.minimum(rows.products, 4) == r["x"])
+        expected = rate[:, sel].sum(axis=1)
+        # Monte Carlo: a Poisson total's variance is its mean, so the replicated mean's sd is sqrt(Σ mean) / k; 4 sd
+        sd = np.sqrt(expected.sum()) / len(pick)
+        assert r["mean"] == pytest.approx(expected.mean(), abs=4 * sd + 1e-9)
+    assert sum(r["q05"] <= r["observed"] <= r["q95"] for r in check["rows"]) >= 9  # of 12, model-drawn data
+
+
+def test_cross_sell_check_is_fixed_by_the_seed(cross_sell):
+    cells = cross_sell.cells
+    rates = np.full((20, cells.exposure.size), 0.05)
+    a, b = (count_check(cells, rates, 20, np.random.default_rng(s)) for s in (4, 4))
+    assert a == b
+    assert count_check(cells, rates, 20, np.random.default_rng(5))["rows"] != a["rows"]
