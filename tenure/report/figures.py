@@ -224,7 +224,8 @@ def predictive_check(check: dict[str, Any]) -> str:
                 width = 0.8 / len(groups) if len(groups) > 1 else 0.6
                 x = x + (i - (len(groups) - 1) / 2) * width
                 ax.bar(x, mean, width * 0.9, color=colour, alpha=0.45, label=f"replicated: mean{suffix}")
-                ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor=colour, capsize=4, lw=1.2,
+                # the whisker spans the band itself: a skewed replicate can put its mean outside the band
+                ax.errorbar(x, (lo + hi) / 2, yerr=(hi - lo) / 2, fmt="none", ecolor=colour, capsize=4, lw=1.2,
                             label="replicated: 90 % band" if i == 0 else None)
             else:
                 ax.plot(x, mean, color=colour, lw=1.6, label=f"expected{suffix}")

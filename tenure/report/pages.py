@@ -594,8 +594,9 @@ def fit(run: Run) -> dict[str, Any]:
     headline = [*result.effects, verdict] if result.effects else [
         "This model reports no plain-language effects; the estimates are in the table below.", verdict]
     check = result.predictive_check
-    if check is not None:
-        headline.insert(len(headline) - 1, _check_sentence(check))
+    parts = [] if check is None else check.get("parts", [check])  # the joint model saves two checks as one
+    for part in parts:
+        headline.insert(len(headline) - 1, _check_sentence(part))
     ds = result.data_summary
     numbers = [(k.replace("_", " "), num(v)) for k, v in ds.items()
                if isinstance(v, int | float) and not isinstance(v, bool)][:5]
@@ -604,10 +605,9 @@ def fit(run: Run) -> dict[str, Any]:
                      "parameters on their own axes; an interval crossing the zero line leaves the sign unsettled.")
     for name in sorted(n for n in run.files if n.endswith(".png") and n != "forest.png"):
         figs += _embedded(run, name, f"{name}", _OTHER_FIGURES.get(name, "A figure the fit wrote."))
-    if check is not None:
-        figs.append(Figure("Posterior predictive check", fg.predictive_check(check), check["caption"],
-                           check["title"]))
-    else:  # no aggregate check for this family: the leave-one-out check from the pointwise log-likelihood
+    for part in parts:
+        figs.append(Figure("Posterior predictive check", fg.predictive_check(part), part["caption"], part["title"]))
+    if not parts:  # no aggregate check for this family: the leave-one-out check from the pointwise log-likelihood
         loo = _loo_figure(result)
         if loo is not None:
             figs.append(loo)
@@ -621,11 +621,11 @@ def fit(run: Run) -> dict[str, Any]:
                          *(_f(r[c], '.3g') for c in cols)]
                        for r in summary.iter_rows(named=True)])
     tables = [est_table]
-    if check is not None:
-        rows = check["rows"]
+    for part in parts:
+        rows = part["rows"]
         several = len({r["group"] for r in rows}) > 1
-        tables.append(table(f"{check['title']} ({check['y_label']}; 90 % band over {check['draws']} posterior draws)",
-                            [*(["group"] if several else []), check["x_label"], "observed", "expected (mean)",
+        tables.append(table(f"{part['title']} ({part['y_label']}; 90 % band over {part['draws']} posterior draws)",
+                            [*(["group"] if several else []), part["x_label"], "observed", "expected (mean)",
                              "90 % band", "observed inside the band"],
                             [[*([r["group"]] if several else []), r["x_label"],
                               num(r["observed"], 0 if float(r["observed"]).is_integer() else 1),

@@ -136,3 +136,72 @@ def test_cross_sell_check_is_fixed_by_the_seed(cross_sell):
     a, b = (count_check(cells, rates, 20, np.random.default_rng(s)) for s in (4, 4))
     assert a == b
     assert count_check(cells, rates, 20, np.random.default_rng(5))["rows"] != a["rows"]
+
+
+@pytest.fixture(scope="module")
+def joint_case():
+    """A joint model on a small panel and a made-up posterior of 60 draws with sizeable customer effects."""
+    import arviz as az
+    from tenure.models.joint import JointModel
+
+    df = read_panel(simulate_panel(300, 8, seed=2)[0])
+    model = JointModel(df)
+    rng = np.random.default_rng(0)
+    n, k = model.customers.size, 60
+    post = {"churn_intercept": rng.normal(-3, 0.1, k), "churn_segment": rng.normal(-3, 0.2, (k, 3)),
+            **{f"churn_{s}": rng.normal(-0.2, 0.05, k) for s in ("trust", "enthusiasm", "satisfaction")},
+            "churn_tenure": rng.normal(-0.3, 0.1, (k, len(model.retention.coords()["tenure_band"]))),
+            "xsell_intercept": rng.normal(-3, 0.1, k), "xsell_segment": rng.normal(-3, 0.2, (k, 3)),
+            **{s: rng.normal(0.1, 0.05, k) for s in ("xsell_trust", "xsell_enthusiasm", "xsell_trust_x_enthusiasm",
+                                                     "xsell_products")},
+            "customer_sd": rng.uniform(0.5, 0.8, (k, 2)), "attachment_corr": rng.uniform(0.3, 0.7, k),
+            # z_0 centred at 1, so that each part's totals move with the effects it should use (r_i, and v_i via ρ)
+            "customer_z": rng.standard_normal((k, n, 2)) + np.array([1.0, 0.0])}
+    idata = az.from_dict(posterior={name: v[None] for name, v in post.items()})
+    return df, model, idata, post
+
+
+def test_joint_checks_both_parts_with_each_draws_customer_effects(joint_case):
+    from tenure.models.panel import SCORE_COLUMNS, prepare_scores
+
+    df, model, idata, post = joint_case
+    check = model.predictive_check(idata, seed=1)
+    churn, xsell = check["parts"]
+    assert (churn["statistic"], xsell["statistic"]) == ("churn_events", "products_added")
+    assert len(check["rows"]) == len(churn["rows"]) + len(xsell["rows"])  # ppc.csv: both, marked by statistic
+    assert sum(r["observed"] for r in churn["rows"]) == df["churned"].sum()
+    assert sum(r["observed"] for r in xsell["rows"]) == df["cross_sold"].sum()
+    # the churn part's expectation row by row from the equation, each row's customer effect r_i = sd_r · z_i0
+    rows, _ = prepare_scores(df, SCORE_COLUMNS, "carry")
+    cust = np.searchsorted(model.customers, rows["_cust"].to_numpy())
+    seg = np.searchsorted(model.retention.cells.segments, rows["segment"].to_numpy())
+    band = _band_ids(rows["tenure"].to_numpy())
+    shift = np.hstack([np.zeros((60, 1)), post["churn_tenure"]])
+    eta = (post["churn_segment"][:, seg] + shift[:, band] - post["customer_sd"][:, :1] * post["customer_z"][:, cust, 0]
+           + sum(post[f"churn_{s}"][:, None] * (rows[s].to_numpy() - 3.0) for s in SCORE_COLUMNS))
+    p = expit(eta)
+    for r in churn["rows"]:
+        sel = (seg == model.retention.cells.segments.index(r["group"])) & (band == int(r["x"]))
+        sd = np.sqrt((p[:, sel] * (1 - p[:, sel])).sum()) / 60  # binomial noise of the mean over 60 draws; 4 sd
+        assert r["mean"] == pytest.approx(p[:, sel].sum(axis=1).mean(), abs=4 * sd)
+    # the cross-selling part: v_i = sd_v · (ρ z_i0 + sqrt(1 − ρ²) z_i1), the second row of L z
+    crows, _ = count_rows(df)
+    ccust = np.searchsorted(model.customers, prepare_scores(df, ("trust", "enthusiasm"), "carry")[0]["_cust"])
+    rho = post["attachment_corr"][:, None]
+    v = post["customer_sd"][:, 1:] * (rho * post["customer_z"][:, ccust, 0]
+                                      + np.sqrt(1 - rho**2) * post["customer_z"][:, ccust, 1])
+    t, e = crows.trust - 3.0, crows.enthusiasm - 3.0
+    rate = np.exp(post["xsell_segment"][:, crows.segment] + v + post["xsell_trust"][:, None] * t
+                  + post["xsell_enthusiasm"][:, None] * e + post["xsell_trust_x_enthusiasm"][:, None] * t * e
+                  + post["xsell_products"][:, None] * (crows.products - 1.0))
+    for r in xsell["rows"]:
+        sel = (crows.segment == model.cross_sell.cells.segments.index(r["group"])) & (
+            np.minimum(crows.products, 4) == r["x"])
+        expected = rate[:, sel].sum(axis=1)
+        assert r["mean"] == pytest.approx(expected.mean(), abs=4 * np.sqrt(expected.sum()) / 60 + 1e-9)
+    assert model.predictive_check(idata, seed=1) == check
+    assert model.predictive_check(idata, seed=2) != check
+
+
+def _band_ids(tenure: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.array(BANDS), tenure, side="right") - 1
