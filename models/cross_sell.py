@@ -113,8 +113,8 @@ def count_check(cells: CountCells, rates: Any, draws: int, rng: np.random.Genera
     for s in dict.fromkeys(s for s, _ in pairs):
         cols = [i for i, (t, _) in enumerate(pairs) if t == s]
         held_k = [pairs[i][1] for i in cols]
-        rows += check_rows(cells.segments[s] if several else "all segments", held_k,
-                           [f"{h}+" if h == CHECK_PRODUCTS_TOP else str(h) for h in held_k], observed[cols],
+        labels = [f"{h}{'+' if h == CHECK_PRODUCTS_TOP else ''} product{'s' if h > 1 else ''}" for h in held_k]
+        rows += check_rows(cells.segments[s] if several else "all segments", held_k, labels, observed[cols],
                            replicated[:, cols])
     return predictive_check(
         "products_added", rows, title=f"Products added by products held: observed against the fitted {what}",

@@ -107,7 +107,7 @@ def test_cross_sell_observed_are_the_panels_products_added_per_segment_and_produ
     assert [(r["group"], int(r["x"]), r["observed"]) for r in rows] == [
         (s, h, float(y)) for s, h, y in truth.iter_rows()]
     assert sum(r["observed"] for r in rows) == panel["cross_sold"].sum()
-    assert {r["x_label"] for r in rows} == {"1", "2", "3", "4+"}
+    assert {r["x_label"] for r in rows} == {"1 product", "2 products", "3 products", "4+ products"}
 
 
 def test_cross_sell_replicated_mean_is_the_expected_count_under_the_same_draws(panel, cross_sell):

@@ -253,6 +253,22 @@ def test_the_fit_report_shows_the_predictive_check_of_ppc_csv(fitted_sbg):
     assert (fitted_sbg / "sbg" / "report.html").stat().st_size < 3e6
 
 
+@pytest.mark.slow
+def test_the_retention_fit_report_states_and_draws_its_churn_check(fitted):
+    """The retention fit's page says how many of ppc.csv's churn counts lie in their band, draws and tabulates them."""
+    ppc = pl.read_csv(fitted / "fit" / "ppc.csv")
+    html = (fitted / "fit" / "report.html").read_text()
+    assert "Churn events per tenure band" in html and "Leave-one-out" not in html
+    inside = ppc.filter((pl.col("q05") <= pl.col("observed")) & (pl.col("observed") <= pl.col("q95"))).height
+    assert f"{inside} of {ppc.height} observed values lie inside their 90 % band" in html
+    from tenure.models import load
+
+    # the churns the model saw (rows before a customer's first survey answer have no scores and are left out)
+    assert ppc["observed"].sum() == load(fitted / "fit" / "posterior.nc").data_summary["churn_events"]
+    for r in ppc.iter_rows(named=True):
+        assert f"{num(r['q05'], 1)} to {num(r['q95'], 1)}" in html
+
+
 def test_a_report_that_fails_to_render_leaves_a_complete_run_and_a_warning(tmp_path, monkeypatch):
     """The run is in place and whole: exit 0, one warning naming `tenure report DIR`, no report.html."""
     from tenure.report import pages
