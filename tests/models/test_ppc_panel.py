@@ -205,3 +205,51 @@ def test_joint_checks_both_parts_with_each_draws_customer_effects(joint_case):
 
 def _band_ids(tenure: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.array(BANDS), tenure, side="right") - 1
+
+
+@pytest.fixture(scope="module")
+def nps(panel: pl.DataFrame):
+    from tenure.models.nps import NPSModel
+
+    model = NPSModel(panel)
+    model.fit(method="map", draws=300, chains=1, seed=3)
+    return model
+
+
+def test_nps_observed_shares_are_the_panels_answers_per_segment(panel, nps):
+    rows = nps.result.predictive_check["rows"]
+    answered = panel.filter(pl.col("nps").is_not_null())
+    truth = (answered.group_by("segment").agg(detractors=(pl.col("nps") <= 6).mean(),
+                                              passives=pl.col("nps").is_between(7, 8).mean(),
+                                              promoters=(pl.col("nps") >= 9).mean()).sort("segment"))
+    expected = [(s, c, 100 * v) for s, *vals in truth.iter_rows()
+                for c, v in zip(("detractors", "passives", "promoters"), vals, strict=True)]
+    assert [(r["group"], r["x_label"]) for r in rows] == [(s, c) for s, c, _ in expected]
+    np.testing.assert_allclose([r["observed"] for r in rows], [v for *_, v in expected], rtol=1e-12)
+
+
+def test_nps_replicated_shares_average_the_fitted_category_probabilities(nps):
+    from scipy.special import softmax
+
+    check = nps.result.predictive_check
+    d = posterior_draws(nps.idata, ["nps_base", "nps_concentration", "nps_segment_effect", "nps_period_effect"])
+    pick = draw_indices(len(d["nps_base"]))
+    logits = (d["nps_base"][pick][:, :, None] + d["nps_segment_effect"][pick][:, :, nps.seg_idx]
+              + d["nps_period_effect"][pick][:, :, nps.per_idx])
+    pi = softmax(np.concatenate([np.zeros((pick.size, 1, logits.shape[2])), logits], axis=1), axis=1)
+    n = nps.y.sum(axis=1)
+    kappa = d["nps_concentration"][pick][:, None]
+    for r in check["rows"]:
+        sel = nps.seg_idx == nps.segments.index(r["group"])
+        p = pi[:, int(r["x"]), sel]
+        total = n[sel].sum()
+        expected = 100 * (n[sel] * p).sum(axis=1) / total
+        # Monte Carlo: a cell's replicated count is Dirichlet-multinomial, variance n p (1 − p) (n + κ) / (1 + κ);
+        # the mean over k draws has sd sqrt(Σ_draws Σ_cells var) / k, in shares × 100 / N; 4 sd
+        var = (n[sel] * p * (1 - p) * (n[sel] + kappa) / (1 + kappa)).sum()
+        assert r["mean"] == pytest.approx(expected.mean(), abs=4 * 100 * np.sqrt(var) / pick.size / total)
+    # three shares per segment add to 100 % in every replicate, hence in the mean
+    for s in nps.segments:
+        assert sum(r["mean"] for r in check["rows"] if r["group"] == s) == pytest.approx(100.0)
+    assert nps.predictive_check(nps.idata, seed=7) == nps.predictive_check(nps.idata, seed=7)
+    assert nps.predictive_check(nps.idata, seed=7) != nps.predictive_check(nps.idata, seed=8)
