@@ -287,3 +287,25 @@ def test_a_report_that_fails_to_render_leaves_a_complete_run_and_a_warning(tmp_p
     assert (tmp_path / "run" / "manifest.json").is_file() and not (tmp_path / "run" / "report.html").exists()
     monkeypatch.undo()
     assert _report(tmp_path / "run")[0] == 0 and (tmp_path / "run" / "report.html").is_file()
+
+
+def test_a_fit_with_two_checks_draws_states_and_tabulates_each(fitted_sbg, tmp_path):
+    """The joint model saves its churn and cross-selling checks as one (``parts``): the page shows both."""
+    import arviz as az
+    from tenure.models.ppc import combined_check
+
+    from tenure.report.pages import fit
+    from tenure.report.runs import Run
+
+    idata = az.from_netcdf(fitted_sbg / "sbg" / "posterior.nc")
+    first = json.loads(idata.attrs["tenure_ppc"])
+    second = {**first, "statistic": "other", "style": "bars", "title": "Other counts: observed against the fit",
+              "rows": [{**r, "observed": r["q95"] + 1} for r in first["rows"] if r["group"] == "regular"]}
+    idata.attrs["tenure_ppc"] = json.dumps(combined_check(first, second))
+    idata.to_netcdf(str(tmp_path / "posterior.nc"), engine="h5netcdf")
+    page = fit(Run("fit", tmp_path, {"command": "tenure fit joint"}, {"posterior.nc": tmp_path / "posterior.nc"}))
+    checks = [h for h in page["headline"] if h.startswith("Posterior predictive check")]
+    assert len(checks) == 2 and checks[1].startswith("Posterior predictive check (other counts): 0 of 8")
+    figures = page["sections"][0]["figures"]
+    assert [f.title for f in figures].count("Posterior predictive check") == 2
+    assert sum("Other counts" in t["title"] for t in page["sections"][0]["tables"]) == 1
