@@ -206,6 +206,14 @@ class BayesianModel:
         """The compressed rows the likelihood sees (``observed_data``); empty: PyMC's observed variables."""
         return {}
 
+    def predictive_check(self, idata: az.InferenceData, seed: int) -> dict[str, Any] | None:
+        """A posterior predictive check from aggregates (:func:`tenure.models.ppc.predictive_check`), or ``None``.
+
+        A family overrides it where an aggregate of its data has a distribution under the posterior
+        (survivors per period, customers by number of repeat purchases); ``seed`` fixes any replication.
+        """
+        return None
+
     def diagnostic_var_names(self, idata: az.InferenceData) -> list[str]:
         """The parameters whose R-hat the fit commands check."""
         return list(self.named_parameters)
@@ -329,6 +337,9 @@ class BayesianModel:
         idata.attrs["tenure_diagnostic_var_names"] = json.dumps(self.diagnostic_var_names(idata))
         idata.attrs["tenure_effects"] = json.dumps(self.effect_lines(idata))
         self.result = FitResult(idata)
+        check = self.predictive_check(idata, int(settings["seed"]))
+        if check is not None:
+            idata.attrs["tenure_ppc"] = json.dumps(check, default=_jsonable)
         return self.result
 
     def _sample_mcmc(self, *, draws: int, tune: int, chains: int, seed: int, progress: bool) -> az.InferenceData:
@@ -836,6 +847,12 @@ class FitResult:
         return json.loads(self.idata.attrs.get("tenure_effects", "[]"))
 
     @property
+    def predictive_check(self) -> dict[str, Any] | None:
+        """The posterior predictive check saved with the fit (see :mod:`tenure.models.ppc`), or ``None``."""
+        text = self.idata.attrs.get("tenure_ppc")
+        return json.loads(text) if text else None
+
+    @property
     def posterior(self) -> Any:
         """The posterior draws (an xarray Dataset)."""
         return self.idata.posterior
@@ -864,17 +881,25 @@ class FitResult:
         return write_atomic(target, lambda p: self.idata.to_netcdf(str(p), engine="h5netcdf"))
 
     def write(self, folder: str | Path, title: str | None = None) -> dict[str, Path]:
-        """Write ``posterior.nc``, ``summary.csv`` and ``forest.png`` into ``folder``."""
+        """Write ``posterior.nc``, ``summary.csv``, ``forest.png`` and, with a predictive check, ``ppc.csv``."""
+        from tenure.models.ppc import PPC_FILE
+
         from tenure.io import write_atomic, write_table
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         summary = self.summary()
-        return {
+        written = {
             "posterior": self.save(out / POSTERIOR_FILE),
             "summary": write_table(summary, out / "summary.csv", fmt="csv"),
             "figure": write_atomic(out / "forest.png", lambda p: plot_forest(summary, p, title)),
         }
+        check = self.predictive_check
+        if check is not None:
+            import polars as pl
+
+            written["ppc"] = write_table(pl.DataFrame(check["rows"]), out / PPC_FILE, fmt="csv")
+        return written
 
     def __repr__(self) -> str:
         post = self.posterior

@@ -122,6 +122,10 @@ def _centred(df: pl.DataFrame, names: Sequence[str], means: Mapping[str, float])
     return np.column_stack([df.get_column(c).to_numpy().astype(float) - means[c] for c in names])
 
 
+#: Names of the BG/NBD family as the literature writes them (figure titles).
+_TITLES = {"bgnbd": "BG/NBD", "pnbd": "Pareto/NBD", "mbgnbd": "MBG/NBD"}
+
+
 class BGNBDModel(BayesianModel):
     """The BG/NBD model in PyMC, with optional covariates on purchase and dropout.
 
@@ -341,23 +345,67 @@ class BGNBDModel(BayesianModel):
         r, alpha, a, b = self._individual(draws, chunk)
         return bgnbd_conditional_purchases(t, r, alpha, a, b, chunk["frequency"], chunk["recency"], chunk["T"])
 
-    def _population_draws(self, n: int, seed: int) -> tuple[np.random.Generator, dict[str, np.ndarray]]:
-        """One posterior draw per new customer (average covariates), chosen with ``seed``."""
+    def predictive_check(self, idata: Any, seed: int) -> dict[str, Any] | None:
+        """Customers by number of repeat purchases (0 to 7+) in the fitted period, observed against replicated.
+
+        Each of 100 posterior draws replicates the customers' counts over their own ages T
+        (:meth:`simulate_repeat_counts` with that draw for all), at most 50 000 customers per
+        replicate (a count-weighted sample, scaled back). ``None`` with covariates, whose replicate
+        would need each customer's covariates.
+        """
+        from tenure.models.ppc import check_rows, draw_indices
+        from tenure.models.ppc import predictive_check as make_check
+
+        if self.purchase_covariates or self.dropout_covariates:
+            return None
+        top = 7
+        freq = self.data["frequency"].to_numpy().astype(int)
+        T = self.data["T"].to_numpy().astype(float)
+        w = self.data["count"].to_numpy().astype(np.int64)
+        observed = np.bincount(np.minimum(freq, top), weights=w, minlength=top + 1)
+        rng = np.random.default_rng(seed)
+        n = int(w.sum())
+        ages = np.repeat(T, w) if n <= 50_000 else T[rng.choice(T.size, size=50_000, p=w / n)]
+        scale = n / ages.size
+        pick = draw_indices(len(self._posterior()["r"]))
+        replicated = np.array([scale * np.bincount(np.minimum(self.simulate_repeat_counts(ages, seed=seed + k,
+                                                                                          draw=int(j)), top),
+                                                   minlength=top + 1)
+                               for k, j in enumerate(pick)])
+        x = np.arange(top + 1)
+        unit = self.time_unit or "periods"
+        return make_check("customers_by_repeat_purchases",
+                          check_rows("all customers", x, [*map(str, x[:-1]), f"{top}+"], observed, replicated),
+                          title="Customers by number of repeat purchases: observed against the fitted "
+                                + _TITLES.get(self.name, self.name),
+                          x_label=f"repeat purchases in the fitted period (each customer's own age, in {unit})",
+                          y_label="customers",
+                          caption="How many customers made 0, 1, ... 7 or more repeat purchases: observed (dots) "
+                                  "against data sets replicated under the fit (bars: mean, whiskers: 90 % band over "
+                                  f"{len(pick)} posterior draws); a dot outside its whisker is a count the model "
+                                  "misses." + (f" Replicated on a sample of {ages.size:,} customers scaled up to "
+                                               f"{n:,}, which widens the band." if ages.size < n else ""),
+                          draws=len(pick), style="bars")
+
+    def _population_draws(self, n: int, seed: int, draw: int | None = None
+                          ) -> tuple[np.random.Generator, dict[str, np.ndarray]]:
+        """One posterior draw per new customer (average covariates), chosen with ``seed``; all the draw ``draw``
+        when given (a data set replicated under one draw, as a predictive check needs)."""
         draws = self._posterior()
         rng = np.random.default_rng(seed)
-        pick = rng.integers(len(draws["r"]), size=n)
+        pick = rng.integers(len(draws["r"]), size=n) if draw is None else np.full(n, int(draw))
         return rng, {k: draws[k][pick] for k in self.named_parameters}
 
-    def simulate_repeat_counts(self, T: np.ndarray, *, seed: int) -> np.ndarray:
+    def simulate_repeat_counts(self, T: np.ndarray, *, seed: int, draw: int | None = None) -> np.ndarray:
         """Repeat purchases in (0, T_i] of new customers drawn from the fitted population.
 
-        Each customer gets one posterior draw (chosen with ``seed``), then λ ~ Gamma(r, α),
-        p ~ Beta(a, b); she buys as a Poisson process of rate λ and drops out after each
+        Each customer gets one posterior draw (chosen with ``seed``; the draw ``draw`` for all when
+        given), then λ ~ Gamma(r, α), p ~ Beta(a, b); she buys as a Poisson process of rate λ and drops out after each
         repeat purchase with probability p, so her count is min(N, J) with N ~ Poisson(λT)
         and J ~ Geometric(p) on 1, 2, ... (Fader, Hardie & Lee 2005, section 3).
         """
         T = np.asarray(T, dtype=float)
-        rng, d = self._population_draws(T.size, seed)
+        rng, d = self._population_draws(T.size, seed, draw)
         lam = rng.gamma(d["r"], 1.0 / d["alpha"])
         p = rng.beta(d["a"], d["b"])
         return np.minimum(rng.poisson(lam * T.ravel()), rng.geometric(p)).reshape(T.shape)

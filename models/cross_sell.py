@@ -76,6 +76,56 @@ def count_mle(cells: CountCells) -> dict[str, float]:
             **{n: float(v) for n, v in zip(COEFFICIENTS, b[segs.size:], strict=True)}}
 
 
+#: Products held at or above this many share one group of the predictive check.
+CHECK_PRODUCTS_TOP = 4
+
+
+def count_eta(cells: CountCells, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The log-rate of products added per cell under each posterior draw, (draws, cells), in numpy.
+
+    ``draws`` holds the posterior's ``xsell_*`` variables with the draws on the first axis: the
+    segment intercepts where the fit has several segments (else ``xsell_intercept``) and
+    :data:`COEFFICIENTS`.
+    """
+    intercept = (draws["xsell_segment"][:, cells.segment] if "xsell_segment" in draws
+                 else draws["xsell_intercept"][:, None])
+    return intercept + np.column_stack([draws[k] for k in COEFFICIENTS]) @ count_design(cells).T
+
+
+def count_check(cells: CountCells, rates: Any, draws: int, rng: np.random.Generator,
+                what: str = "cross-selling model") -> dict[str, Any]:
+    """Products added per segment and number of products held, observed against replicated.
+
+    ``rates``: the expected products added per customer-period of each cell under each checked
+    draw (an iterable of (cells,) arrays); each replicate draws a cell's total from
+    Poisson(exposure · rate), the sum of its rows' Poisson counts, and sums it per group.
+    """
+    from tenure.models.ppc import check_rows, predictive_check, replicate_cell_counts
+
+    held = np.minimum(cells.products, CHECK_PRODUCTS_TOP).astype(np.int64)
+    pairs = sorted({(int(s), int(h)) for s, h in zip(cells.segment, held, strict=True)})
+    index = {pair: i for i, pair in enumerate(pairs)}
+    group = np.array([index[(int(s), int(h))] for s, h in zip(cells.segment, held, strict=True)], dtype=np.int64)
+    observed = np.bincount(group, weights=cells.events, minlength=len(pairs))
+    replicated, _ = replicate_cell_counts("poisson", cells.exposure, rates, group, len(pairs), rng)
+    several = len(cells.segments) > 1
+    rows = []
+    for s in dict.fromkeys(s for s, _ in pairs):
+        cols = [i for i, (t, _) in enumerate(pairs) if t == s]
+        held_k = [pairs[i][1] for i in cols]
+        labels = [f"{h}{'+' if h == CHECK_PRODUCTS_TOP else ''} product{'s' if h > 1 else ''}" for h in held_k]
+        rows += check_rows(cells.segments[s] if several else "all segments", held_k, labels, observed[cols],
+                           replicated[:, cols])
+    return predictive_check(
+        "products_added", rows, title=f"Products added by products held: observed against the fitted {what}",
+        x_label="products held (at the start of the period)", y_label="products added (products)",
+        caption="Products added by customers holding 1, 2, 3 or 4+ products" + (", per segment" if several else "")
+                + ": observed (dots) against panels replicated under the fit (bars: mean, whiskers: 90 % band over "
+                f"{draws} posterior draws; each cell's total drawn from Poisson(customer-periods × fitted rate)); "
+                "a dot outside its whisker is a group the model misses.",
+        draws=draws, style="bars")
+
+
 class CrossSellModel(CellModel, MarginalisedMeansFit, BayesianModel):
     """Poisson regression of products added per period with a trust × enthusiasm interaction.
 
@@ -170,6 +220,21 @@ class CrossSellModel(CellModel, MarginalisedMeansFit, BayesianModel):
             else:
                 pm.Poisson("xsell_events", mu=pm.math.exp(eta), observed=c.events)
         return model
+
+    def predictive_check(self, idata: az.InferenceData, seed: int) -> dict[str, Any]:
+        """Products added per segment and products held, observed against 100 panels replicated under the posterior.
+
+        Under each checked draw every cell's rate is exp(η) (:func:`count_eta`) and its total is
+        drawn from Poisson(exposure · rate) with a generator seeded by ``seed``.
+        """
+        from tenure.models.clv_predict import posterior_draws
+        from tenure.models.ppc import draw_indices
+
+        names = [n for n in ("xsell_segment", "xsell_intercept", *COEFFICIENTS) if n in idata.posterior]
+        d = posterior_draws(idata, names)
+        pick = draw_indices(len(d["xsell_intercept"]))
+        rates = np.exp(count_eta(self.cells, {k: v[pick] for k, v in d.items()}))
+        return count_check(self.cells, rates, len(pick), np.random.default_rng(seed))
 
     def summary_var_names(self, idata: az.InferenceData | None = None) -> list[str]:
         """Parameters for ``summary.csv`` and the forest plot."""

@@ -30,11 +30,11 @@ import polars as pl
 import pymc as pm
 import pytensor.tensor as pt
 from tenure.models.base import BayesianModel
-from tenure.models.cross_sell import CrossSellModel
+from tenure.models.cross_sell import CrossSellModel, count_check, count_eta
 from tenure.models.effects import equal_tailed
 from tenure.models.panel import TENURE_BANDS, as_panel, count_cells, hazard_cells
 from tenure.models.pooling import MarginalisedMeansFit, binomial_kernel_logp, poisson_cells_logp
-from tenure.models.retention import RetentionModel
+from tenure.models.retention import RetentionModel, hazard_check, hazard_eta
 
 from tenure.errors import InputError
 
@@ -141,6 +141,38 @@ class JointModel(MarginalisedMeansFit, BayesianModel):
             pm.CustomDist("xsell_events", c.exposure, c.log_factorial, eta_xsell + effects[self.count_customer, 1],
                           logp=poisson_cells_logp, observed=c.events)
         return model
+
+    def predictive_check(self, idata: az.InferenceData, seed: int) -> dict[str, Any]:
+        """The retention and cross-selling checks (:func:`~tenure.models.retention.hazard_check`,
+        :func:`~tenure.models.cross_sell.count_check`) on this model's cells, saved as one.
+
+        Each checked draw carries its own customer effects, (r, v) = L z from that draw's
+        ``customer_z``, ``customer_sd`` and ``attachment_corr``: the fitted customers' panel
+        replicated, the standard posterior predictive for these customers. One draw at a time,
+        so memory grows with cells (keyed by customer here), never customers × draws.
+        """
+        from scipy.special import expit
+        from tenure.models.clv_predict import posterior_draws
+        from tenure.models.ppc import combined_check, draw_indices
+
+        names = [n for n in idata.posterior.data_vars if n.startswith(("churn_", "xsell_"))]
+        d = posterior_draws(idata, [*names, "customer_z", "customer_sd", "attachment_corr"])
+        pick = draw_indices(len(d["attachment_corr"]))
+        h, c = self.retention.cells, self.cross_sell.cells
+
+        def effects(j: int) -> tuple[np.ndarray, np.ndarray]:
+            z, (s_r, s_v), rho = d["customer_z"][j], d["customer_sd"][j], d["attachment_corr"][j]
+            return s_r * z[:, 0], s_v * (rho * z[:, 0] + np.sqrt(1.0 - rho**2) * z[:, 1])
+
+        def one(j: int, key: str) -> dict[str, np.ndarray]:
+            return {k: d[k][j:j + 1] for k in names if k.startswith(key)}
+
+        rng = np.random.default_rng(seed)
+        churn = hazard_check(h, (expit(hazard_eta(h, one(j, "churn_"))[0] - effects(j)[0][self.hazard_customer])
+                                 for j in pick), len(pick), rng, "joint model")
+        xsell = count_check(c, (np.exp(count_eta(c, one(j, "xsell_"))[0] + effects(j)[1][self.count_customer])
+                                for j in pick), len(pick), rng, "joint model")
+        return combined_check(churn, xsell)
 
     def summary_var_names(self, idata: az.InferenceData | None = None) -> list[str]:
         """Named parameters, the customer-effect spreads and the segment intercepts (never per customer)."""

@@ -88,15 +88,16 @@ class MBGNBDModel(ClosedFormRFMModel):
         vals = mbgnbd_expected_purchases(ts[None, :], *(d[k][:, None] for k in self.named_parameters))
         return curve_summary(vals, hs, f"horizon_{unit}", interval)
 
-    def simulate_repeat_counts(self, T: np.ndarray, *, seed: int) -> np.ndarray:
+    def simulate_repeat_counts(self, T: np.ndarray, *, seed: int, draw: int | None = None) -> np.ndarray:
         """Repeat purchases in (0, T_i] of new customers drawn from the fitted population.
 
-        One posterior draw per customer (chosen with ``seed``); λ ~ Gamma(r, α), p ~ Beta(a, b);
+        One posterior draw per customer (chosen with ``seed``; the draw ``draw`` for all when given);
+        λ ~ Gamma(r, α), p ~ Beta(a, b);
         the count is min(N, J) with N ~ Poisson(λT) and J ~ Geometric(p) − 1 on 0, 1, ...
         (she may drop out right after her first purchase).
         """
         T = np.asarray(T, dtype=float)
-        rng, d = self._population_draws(T.size, seed)
+        rng, d = self._population_draws(T.size, seed, draw)
         lam = rng.gamma(d["r"], 1.0 / d["alpha"])
         p = rng.beta(d["a"], d["b"])
         return np.minimum(rng.poisson(lam * T.ravel()), rng.geometric(p) - 1).reshape(T.shape)

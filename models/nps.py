@@ -214,6 +214,55 @@ class NPSModel(BayesianModel):
             coords={"chain": post.chain, "draw": post.draw, "segment": self.segments, "period": self.periods})
         return idata
 
+    def predictive_check(self, idata: az.InferenceData, seed: int) -> dict[str, Any]:
+        """Shares of detractors, passives and promoters per segment, observed against replicated surveys.
+
+        Under each of 100 checked draws every (segment, period) cell is surveyed anew with its own
+        respondents n_st: shares θ_st ~ Dirichlet(κ·π_st) (a new cell of the fitted population, as
+        the likelihood has it), answers ~ Multinomial(n_st, θ_st), summed per segment; seeded by
+        ``seed``. The expected count of a category is n_st·π_st under each draw.
+        """
+        from tenure.models.clv_predict import posterior_draws
+        from tenure.models.ppc import check_rows, draw_indices
+        from tenure.models.ppc import predictive_check as make_check
+
+        post = idata.posterior
+        d = posterior_draws(idata, [n for n in ("nps_base", "nps_concentration", "nps_segment_effect",
+                                                "nps_period_effect") if n in post])
+        pick = draw_indices(len(d["nps_concentration"]))
+        logits = d["nps_base"][pick][:, :, None] + np.zeros(self.y.shape[0])
+        if "nps_segment_effect" in d:
+            logits = logits + d["nps_segment_effect"][pick][:, :, self.seg_idx]
+        if "nps_period_effect" in d:
+            logits = logits + d["nps_period_effect"][pick][:, :, self.per_idx]
+        full = np.concatenate([np.zeros((pick.size, 1, self.y.shape[0])), logits], axis=1)
+        pi = np.exp(full - full.max(axis=1, keepdims=True))
+        pi = np.moveaxis(pi / pi.sum(axis=1, keepdims=True), 1, 2)  # draws, cells, 3
+        rng = np.random.default_rng(seed)
+        n = self.y.sum(axis=1)
+        n_seg = np.bincount(self.seg_idx, weights=n, minlength=len(self.segments))
+        replicated = []
+        for kappa, p in zip(d["nps_concentration"][pick], pi, strict=True):
+            g = rng.standard_gamma(kappa * p)
+            answers = rng.multinomial(n, g / g.sum(axis=1, keepdims=True))
+            replicated.append(np.stack([np.bincount(self.seg_idx, weights=answers[:, c],
+                                                    minlength=len(self.segments)) for c in range(3)], axis=1))
+        shares = 100 * np.array(replicated) / n_seg[None, :, None]  # draws, segments, categories
+        observed = 100 * np.stack([np.bincount(self.seg_idx, weights=self.y[:, c], minlength=len(self.segments))
+                                   for c in range(3)], axis=1) / n_seg[:, None]
+        rows = []
+        for s, name in enumerate(self.segments):
+            rows += check_rows(str(name) if len(self.segments) > 1 else "all segments", [0, 1, 2], CATEGORIES,
+                               observed[s], shares[:, s])
+        return make_check("nps_category_shares", rows,
+                          title="Detractors, passives and promoters: observed against the fitted NPS model",
+                          x_label="answer category (0-6, 7-8, 9-10)", y_label="share of respondents (%)",
+                          caption="Share of each segment's respondents in each answer category over all periods: "
+                                  "observed (dots) against surveys replicated under the fit (bars: mean, whiskers: "
+                                  f"90 % band over {len(pick)} posterior draws; each segment and period re-surveyed "
+                                  "with its own respondents from the fitted Dirichlet-multinomial); a dot outside its "
+                                  "whisker is a share the model misses.", draws=len(pick), style="bars")
+
     def summary_var_names(self, idata: az.InferenceData | None = None) -> list[str]:
         """Parameters for ``summary.csv`` and the forest plot (cell NPS goes to its own table)."""
         post = (idata or self.idata).posterior

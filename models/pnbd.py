@@ -220,14 +220,14 @@ class ParetoNBDModel(ClosedFormRFMModel):
         vals = pnbd_expected_purchases(ts[None, :], *(d[k][:, None] for k in self.named_parameters))
         return curve_summary(vals, hs, f"horizon_{unit}", interval)
 
-    def simulate_repeat_counts(self, T: np.ndarray, *, seed: int) -> np.ndarray:
+    def simulate_repeat_counts(self, T: np.ndarray, *, seed: int, draw: int | None = None) -> np.ndarray:
         """Repeat purchases in (0, T_i] of new customers drawn from the fitted population.
 
-        One posterior draw per customer (chosen with ``seed``); λ ~ Gamma(r, α), μ ~ Gamma(s, β),
-        a lifetime τ ~ Exponential(μ), and Poisson(λ·min(τ, T_i)) purchases.
+        One posterior draw per customer (chosen with ``seed``; the draw ``draw`` for all when given);
+        λ ~ Gamma(r, α), μ ~ Gamma(s, β), a lifetime τ ~ Exponential(μ), and Poisson(λ·min(τ, T_i)) purchases.
         """
         T = np.asarray(T, dtype=float)
-        rng, d = self._population_draws(T.size, seed)
+        rng, d = self._population_draws(T.size, seed, draw)
         lam = rng.gamma(d["r"], 1.0 / d["alpha"])
         mu = rng.gamma(d["s"], 1.0 / d["beta"])
         tau = rng.exponential(1.0 / mu)

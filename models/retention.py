@@ -70,6 +70,65 @@ def hazard_design(cells: HazardCells) -> tuple[np.ndarray, list[str]]:
     return np.column_stack(columns), names
 
 
+def hazard_eta(cells: HazardCells, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The log-odds of churn per cell under each posterior draw, (draws, cells), in numpy.
+
+    ``draws`` holds the posterior's ``churn_*`` variables with the draws on the first axis
+    (:func:`~tenure.models.clv_predict.posterior_draws`): the segment intercepts where the fit
+    has several segments (else ``churn_intercept``), the three slopes and the tenure shifts.
+    """
+    design, _ = hazard_design(cells)
+    intercept = (draws["churn_segment"][:, cells.segment] if "churn_segment" in draws
+                 else draws["churn_intercept"][:, None])
+    coefficients = [draws[f"churn_{k}"][:, None] for k in SCORE_COLUMNS]
+    if design.shape[1] > len(SCORE_COLUMNS):
+        coefficients.append(draws["churn_tenure"].reshape(len(intercept), -1))
+    return intercept + np.hstack(coefficients) @ design.T
+
+
+def hazard_check_groups(cells: HazardCells) -> tuple[np.ndarray, list[tuple[str, int, str]]]:
+    """Each cell's group for the predictive check (segment × tenure band, bands holding rows) and the groups.
+
+    Returns the group index per cell and, per group, (segment name, band number, band label);
+    with one segment the group name is ``"all segments"``.
+    """
+    labels = tenure_band_labels(cells.bands)
+    pairs = sorted({(int(s), int(b)) for s, b in zip(cells.segment[cells.at_risk > 0],
+                                                     cells.band[cells.at_risk > 0], strict=True)})
+    index = {pair: i for i, pair in enumerate(pairs)}
+    group = np.array([index.get((int(s), int(b)), 0) for s, b in zip(cells.segment, cells.band, strict=True)],
+                     dtype=np.int64)
+    several = len(cells.segments) > 1
+    return group, [(cells.segments[s] if several else "all segments", b, labels[b]) for s, b in pairs]
+
+
+def hazard_check(cells: HazardCells, params: Any, draws: int, rng: np.random.Generator,
+                 what: str = "retention model") -> dict[str, Any]:
+    """Churn events per segment and tenure band, observed against replicated (:mod:`tenure.models.ppc`).
+
+    ``params``: the churn probability per cell under each checked draw (an iterable of (cells,)
+    arrays); each replicate draws a cell's events from Binomial(at risk, p) and sums them per group.
+    """
+    from tenure.models.ppc import check_rows, predictive_check, replicate_cell_counts
+
+    group, groups = hazard_check_groups(cells)
+    observed = np.bincount(group, weights=cells.events, minlength=len(groups))
+    replicated, _ = replicate_cell_counts("binomial", cells.at_risk, params, group, len(groups), rng)
+    rows = []
+    for name in dict.fromkeys(g[0] for g in groups):
+        cols = [i for i, g in enumerate(groups) if g[0] == name]
+        rows += check_rows(name, [groups[i][1] for i in cols], [f"months {groups[i][2]}" for i in cols], observed[cols],
+                           replicated[:, cols])
+    return predictive_check(
+        "churn_events", rows, title=f"Churn events per tenure band: observed against the fitted {what}",
+        x_label="tenure band (months since joining)", y_label="churn events (customers)",
+        caption="Churn events in each tenure band" + (" and segment" if len(cells.segments) > 1 else "")
+                + ": observed (dots) against panels replicated under the fit (bars: mean, whiskers: 90 % band over "
+                f"{draws} posterior draws; each cell's events drawn from Binomial(at-risk rows, fitted churn "
+                "probability)); a dot outside its whisker is a band the model misses.",
+        draws=draws, style="bars")
+
+
 def hazard_mle(cells: HazardCells) -> dict[str, float]:
     """Maximum-likelihood estimates of the model's equation on cells (flat priors, segment intercepts unpooled).
 
@@ -197,6 +256,24 @@ class RetentionModel(CellModel, MarginalisedMeansFit, BayesianModel):
             else:
                 pm.Bernoulli("churn_events", logit_p=eta, observed=c.events)
         return model
+
+    def predictive_check(self, idata: az.InferenceData, seed: int) -> dict[str, Any]:
+        """Churn events per segment and tenure band, observed against 100 panels replicated under the posterior.
+
+        Under each checked draw the churn probability of every cell follows from the linear
+        predictor (:func:`hazard_eta`) and its events are drawn from Binomial(at risk, p) with a
+        generator seeded by ``seed``: exact for the rows, since a cell's rows share p.
+        """
+        from scipy.special import expit
+        from tenure.models.clv_predict import posterior_draws
+        from tenure.models.ppc import draw_indices
+
+        names = [n for n in ("churn_segment", "churn_intercept", *(f"churn_{k}" for k in SCORE_COLUMNS),
+                             "churn_tenure") if n in idata.posterior]
+        d = posterior_draws(idata, names)
+        pick = draw_indices(len(d["churn_intercept"]))
+        p = expit(hazard_eta(self.cells, {k: v[pick] for k, v in d.items()}))
+        return hazard_check(self.cells, p, len(pick), np.random.default_rng(seed))
 
     def summary_var_names(self, idata: az.InferenceData | None = None) -> list[str]:
         """Parameters for ``summary.csv`` and the forest plot: named, per-sd, tenure, segments."""

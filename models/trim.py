@@ -154,25 +154,53 @@ def grid_table(panel: pl.DataFrame, resp: pl.DataFrame, weights: Sequence[float]
                          "quadrant": quadrant})
 
 
+#: The grid's quadrants: (high stated, high derived) → name, where the name sits (axes fraction) and its colour.
+_QUADRANTS = {(True, True): ("motivator", (0.98, 0.97), 2), (True, False): ("hygiene factor", (0.02, 0.97), 1),
+              (False, True): ("hidden opportunity", (0.98, 0.03), 0), (False, False): ("potential saving",
+                                                                            (0.02, 0.03), 5)}
+
+
 def plot_grid(grid: pl.DataFrame, path: Any) -> None:
-    """Scatter of stated against derived importance, split at the item means."""
+    """Scatter of stated against derived importance, split at the item means, each item coloured by its quadrant.
+
+    The axes reach a quarter of the data's range beyond it, so the quadrant names in the corners
+    and each item's label (leaning away from both mean lines) do not overlap.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    from tenure.plotting import OKABE_ITO, rc
+
     x, y = grid["derived_importance"].to_numpy(), grid["stated_importance"].to_numpy()
-    ax.scatter(x, y)
-    for item, xi, yi in zip(grid["item"], x, y, strict=True):
-        ax.annotate(item, (xi, yi), textcoords="offset points", xytext=(4, 4))
-    ax.axvline(np.nanmean(x), color="grey", lw=0.8)
-    ax.axhline(np.mean(y), color="grey", lw=0.8)
-    ax.set_xlabel("derived importance (correlation with the index)")
-    ax.set_ylabel("stated importance")
-    ax.set_title("TRI*M-style grid")
-    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    mx, my = float(np.nanmean(x)), float(np.mean(y))
+    with matplotlib.rc_context(rc()):
+        fig, ax = plt.subplots(figsize=(6.4, 5.0), constrained_layout=True)
+        for lo_hi, (lo, hi), centre in (("x", (np.nanmin(x), np.nanmax(x)), mx), ("y", (y.min(), y.max()), my)):
+            pad = 0.25 * (hi - lo) if hi > lo else 0.1 * max(abs(centre), 1.0)
+            (ax.set_xlim if lo_hi == "x" else ax.set_ylim)(lo - pad, hi + pad)
+        ax.axvline(mx, color="#555555", lw=0.8, ls="--")
+        ax.axhline(my, color="#555555", lw=0.8, ls="--")
+        for name, (qx, qy), colour in _QUADRANTS.values():
+            ax.text(qx, qy, name, transform=ax.transAxes, ha="right" if qx > 0.5 else "left",
+                    va="top" if qy > 0.5 else "bottom", fontsize=9, color=OKABE_ITO[colour], style="italic")
+        for item, xi, yi in zip(grid["item"], x, y, strict=True):
+            if not np.isfinite(xi):
+                continue
+            colour = OKABE_ITO[_QUADRANTS[(bool(yi >= my), bool(xi >= mx))][2]]
+            ax.scatter([xi], [yi], s=40, color=colour, zorder=3, edgecolor="#000000", lw=0.5)
+            right, up = xi >= mx, yi >= my  # the label leans away from both mean lines, never across one
+            ax.annotate(item, (xi, yi), textcoords="offset points", xytext=(5 if right else -5, 5 if up else -5),
+                        ha="left" if right else "right", va="bottom" if up else "top", fontsize=9)
+        ax.set_xlabel("derived importance (correlation of the item with the index of the others, −1 to 1)")
+        ax.set_ylabel("stated importance (mean answer, survey scale)")
+        ax.set_title("TRI*M-style grid: stated against derived importance", loc="left")
+        fig.text(0.0, 0.0, "Dashed lines at the item means split the quadrants; motivators matter to customers by "
+                 "both measures.", fontsize=7.5, color="#333333", ha="left", va="bottom")
+        fig.get_layout_engine().set(h_pad=0.15)
+        fig.savefig(path, format="png", dpi=110)
+        plt.close(fig)
 
 
 class TrimModel(BayesianModel):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -390,6 +390,11 @@ class _Counter:
 #: Runs of the marginal analysis per seed: the best allocation against each of 7 bumps (acquisition,
 #: the retention mix, each lever), paired.
 MARGINAL_RUNS = 2 * (2 + len(LEVERS))
+#: Runs of `tenure decide`'s marginal analysis per market and seed: the best split against the acquisition bump
+#: and the retention-mix bump, paired (the return on each single lever is compare's).
+DECIDE_MARGINAL_RUNS = 4
+#: Relative step of `tenure decide`'s marginal analysis (one more 10 % of the budget), compare's default.
+MARGINAL_STEP = 0.1
 #: Refinement points around the best coarse share (fewer at the ends of [0, 1]).
 REFINE_POINTS = 4
 
@@ -402,7 +407,7 @@ def compare(
     acquisition_steps: int = 7,
     seeds: int = 3,
     closed_form: bool = False,
-    marginal_step: float = 0.1,
+    marginal_step: float = MARGINAL_STEP,
     progress: Callable[[int, int], None] | None = None,
     cluster: Any = None,
     workers: int | None = None,
@@ -499,19 +504,21 @@ def _paired(ev: Evaluator, base: dict[str, float], bumped: dict[str, float]) -> 
     return [(ev.run(base, s), ev.run(bumped, s)) for s in ev.seeds]
 
 
-def marginal_analysis(ev: Evaluator, alloc: Allocation, step: float) -> dict[str, Any]:
+def marginal_analysis(ev: Evaluator | Iterable[Evaluator], alloc: Allocation, step: float,
+                      levers: bool = True) -> dict[str, Any]:
     """Marginal costs to acquire and to retain one more customer, and the return on each lever.
 
     Each lever's budget is raised by ``step`` × the total budget at the best
     allocation; the difference to the unchanged run (same seeds, so common random
     numbers) gives, per seed, Δspend/Δacquired (marginal cost to acquire),
     Δspend/Δ(churners avoided) (marginal cost to retain) and Δequity/Δspend (the
-    return on the lever: above 0 means the next unit of spend pays).
+    return on the lever: above 0 means the next unit of spend pays). With several
+    evaluators (`tenure decide`: one per calibrated market) the pairs of every market
+    and seed are pooled, so the 90 % bands span the calibration uncertainty too;
+    ``levers=False`` leaves out the return on each single lever (four runs per seed
+    instead of ``MARGINAL_RUNS``).
     """
-    base = alloc.budgets(ev.total_budget)
-    delta = step * ev.total_budget
-    periods = ev.scenario["run"]["periods"]
-    out: dict[str, Any] = {"step_per_period": delta}
+    out: dict[str, Any] = {}
 
     def summary(values: list[float]) -> dict[str, float]:
         arr = np.asarray([v for v in values if math.isfinite(v)])
@@ -520,26 +527,47 @@ def marginal_analysis(ev: Evaluator, alloc: Allocation, step: float) -> dict[str
             return {"mean": fill, "q05": fill, "q95": fill}
         return {"mean": float(arr.mean()), "q05": float(np.quantile(arr, 0.05)), "q95": float(np.quantile(arr, 0.95))}
 
-    mix_total = sum(base[k] for k in LEVERS)
-    weights = {k: (base[k] / mix_total if mix_total > 0 else 1.0 / len(LEVERS)) for k in LEVERS}
-    bumps = [{**base, "acquisition": base["acquisition"] + delta},
-             {**base, **{k: base[k] + delta * weights[k] for k in LEVERS}},
-             *({**base, lever: base[lever] + delta} for lever in LEVERS)]
-    ev.prefetch([(b, s) for b in (base, *bumps) for s in ev.seeds])
-    acq = _paired(ev, base, bumps[0])
-    extra = delta * periods
+    acq: list[tuple[dict, dict]] = []
+    ret: list[tuple[dict, dict]] = []
+    by_lever: dict[str, list[tuple[dict, dict]]] = {lever: [] for lever in LEVERS}
+    extras: list[float] = []
+    for e in [ev] if isinstance(ev, Evaluator) else ev:  # an iterable: one market's bases alive at a time
+        base = alloc.budgets(e.total_budget)
+        delta = step * e.total_budget
+        periods = e.scenario["run"]["periods"]
+        out.setdefault("step_per_period", delta)
+        mix_total = sum(base[k] for k in LEVERS)
+        weights = {k: (base[k] / mix_total if mix_total > 0 else 1.0 / len(LEVERS)) for k in LEVERS}
+        bumps = [{**base, "acquisition": base["acquisition"] + delta},
+                 {**base, **{k: base[k] + delta * weights[k] for k in LEVERS}},
+                 *(({**base, lever: base[lever] + delta} for lever in LEVERS) if levers else ())]
+        e.prefetch([(b, s) for b in (base, *bumps) for s in e.seeds])
+        acq += _paired(e, base, bumps[0])
+        ret += _paired(e, base, bumps[1])
+        for lever, bumped in zip(LEVERS, bumps[2:], strict=False):
+            by_lever[lever] += _paired(e, base, bumped)
+        extras += [delta * periods] * len(e.seeds)
     out["marginal_cost_to_acquire"] = summary(
-        [extra / (b["acquired"] - a["acquired"]) if b["acquired"] > a["acquired"] else math.inf for a, b in acq])
-    ret = _paired(ev, base, bumps[1])
+        [x / (b["acquired"] - a["acquired"]) if b["acquired"] > a["acquired"] else math.inf
+         for x, (a, b) in zip(extras, acq, strict=True)])
     out["marginal_cost_to_retain"] = summary(
-        [extra / (a["churned"] - b["churned"]) if a["churned"] > b["churned"] else math.inf for a, b in ret])
-    out["return_on_acquisition"] = summary([(b["customer_equity"] - a["customer_equity"]) / extra for a, b in acq])
-    out["return_on_retention"] = summary([(b["customer_equity"] - a["customer_equity"]) / extra for a, b in ret])
-    levers = {}
-    for lever, bumped in zip(LEVERS, bumps[2:], strict=True):
-        pairs = _paired(ev, base, bumped)
-        levers[lever] = summary([(b["customer_equity"] - a["customer_equity"]) / extra for a, b in pairs])
-    out["return_on_lever"] = levers
+        [x / (a["churned"] - b["churned"]) if a["churned"] > b["churned"] else math.inf
+         for x, (a, b) in zip(extras, ret, strict=True)])
+    out["return_on_acquisition"] = summary([(b["customer_equity"] - a["customer_equity"]) / x
+                                            for x, (a, b) in zip(extras, acq, strict=True)])
+    out["return_on_retention"] = summary([(b["customer_equity"] - a["customer_equity"]) / x
+                                          for x, (a, b) in zip(extras, ret, strict=True)])
+    if levers:
+        out["return_on_lever"] = {lever: summary([(b["customer_equity"] - a["customer_equity"]) / x
+                                                  for x, (a, b) in zip(extras, pairs, strict=True)])
+                                  for lever, pairs in by_lever.items()}
+    # The ratio per market and seed (both costs finite) gives its band: Δchurners avoided / Δacquired for the
+    # same extra spend. The headline ratio is that of the mean costs.
+    per_pair = [(a2["churned"] - b2["churned"]) / (b1["acquired"] - a1["acquired"])
+                if b1["acquired"] > a1["acquired"] and a2["churned"] > b2["churned"] else math.nan
+                for (a1, b1), (a2, b2) in zip(acq, ret, strict=True)]
+    band = summary(per_pair)
+    out["marginal_cost_ratio_q05"], out["marginal_cost_ratio_q95"] = band["q05"], band["q95"]
     mca, mcr = out["marginal_cost_to_acquire"]["mean"], out["marginal_cost_to_retain"]["mean"]
     out["marginal_cost_ratio"] = mca / mcr if mcr and math.isfinite(mcr) and math.isfinite(mca) else math.nan
     base_runs = [a for a, _ in acq]
@@ -640,6 +668,7 @@ class UncertaintyResult:
     best: dict[str, Any]
     current: dict[str, Any]
     settings: dict[str, Any]
+    marginal: dict[str, Any]  # marginal_analysis at the best split, pooled over markets and seeds
 
 
 def compare_uncertainty(
@@ -697,7 +726,7 @@ def _decide(markets: Sequence[Scenario], cur: dict[str, float], total: float, le
     grid = [Allocation(float(a), name, m) for a in shares for name, m in mixes]
     current_alloc = _current_allocation(cur, mix0)
     seed0 = int(first["run"]["seed"])
-    count = _Counter(len(markets) * seeds * (len(grid) + 1), progress)
+    count = _Counter(len(markets) * seeds * (len(grid) + 1 + DECIDE_MARGINAL_RUNS), progress)
     rows = []
     group = 1 if client is not None else max(2 * (workers or default_workers()), 2)  # markets whose runs share a pool
     for g0 in range(0, len(markets), group):
@@ -721,6 +750,9 @@ def _decide(markets: Sequence[Scenario], cur: dict[str, float], total: float, le
     best = points.sort("expected_loss").row(0, named=True)
     best_alloc = next(a for a in grid if a.acquisition_share == best["acquisition_share"] and a.mix_name == best["mix"])
     best["budgets"] = best_alloc.budgets(total)
+    scaled = (sc.scaled(n, "--customers") if n != full else sc for sc in markets)
+    marginal = marginal_analysis((Evaluator(sc, [seed0 + k for k in range(seeds)], total * factor, count, client,
+                                            workers) for sc in scaled), best_alloc, MARGINAL_STEP, levers=False)
     cur_runs = runs.filter(pl.col("stage") == "current")
     current = {"acquisition_share": current_alloc.acquisition_share, "mix": "current",
                "customer_equity": float(cur_runs["customer_equity"].mean()),
@@ -734,7 +766,8 @@ def _decide(markets: Sequence[Scenario], cur: dict[str, float], total: float, le
         "retention_mixes": {name: dict(zip(LEVERS, mx, strict=True)) for name, mx in mixes},
         "allocations": len(grid),
     }
-    return UncertaintyResult(runs, points, best, current, settings)
+    settings["marginal_step"] = MARGINAL_STEP
+    return UncertaintyResult(runs, points, best, current, settings, marginal)
 
 
 def uncertainty_points(runs: pl.DataFrame) -> pl.DataFrame:

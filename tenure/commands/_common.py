@@ -154,13 +154,25 @@ def run_meta(sc: Any) -> dict[str, Any]:
             "periods": sc["run"]["periods"], "seed": sc["run"]["seed"]}
 
 
-def write_run_report(out: Path) -> Path:
+def write_run_report(out: Path) -> Path | None:
     """Write ``report.html`` of a finished run (a run folder, or a calibrated market file) from its files.
 
     The report is rendered once the run is in place, from the files as written and checked against
     their manifest, exactly as `tenure report` renders it again later; it is written atomically and is
     not in the manifest (a view of the run, which `tenure report` may replace, not one of its results).
+    A report that fails to render does not fail the run, which is complete: one warning line says so
+    and how to render it again, and ``None`` is returned.
     """
+    from rich.markup import escape
+
     from tenure.report import write_report
 
-    return write_report(out)
+    try:
+        return write_report(out)
+    except Exception as exc:  # the run is in place and whole; only its view failed
+        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        where = escape(str(out))
+        err_console.print(f"[bold yellow]warning:[/] the run in {where} is complete, but its report was not written "
+                          f"({escape(cause)}); `tenure report {where}` renders it again",
+                          highlight=False, soft_wrap=True)
+        return None

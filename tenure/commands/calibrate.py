@@ -156,7 +156,8 @@ def calibrate_cmd(
         print_calibration(result)
     paths = write_calibration(result, market, out, seed=seed, base_market=market_name,
                                inputs=[str(p) for p in inputs])
-    paths.append(write_run_report(out))  # m.report.html, from the set just put in place
+    report = write_run_report(out)  # m.report.html, from the set just put in place
+    paths += [report] if report is not None else []
     if show:
         console.print(f"wrote {', '.join(p.name for p in paths)} in {time.perf_counter() - t0:.0f} s",
                       highlight=False)

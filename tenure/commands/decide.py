@@ -59,7 +59,10 @@ def decide_cmd(
     Runs the acquisition shares × retention mixes of `tenure compare` in each calibrated
     market of MARKET on common random numbers and reports, per allocation, the band of
     customer equity, the probability that it beats the current split and its expected
-    loss; the best choice is the one with the least expected loss. -n simulates each
+    loss; the best choice is the one with the least expected loss. At that split, the
+    marginal costs to acquire and to retain one more customer (and whether acquiring costs
+    "five times" as much, at the margin and on average), with 90 % bands over the markets
+    and seeds. -n simulates each
     market with N customers (the same market scaled, budgets and market size alike)
     and reports equity at the market's own size. Outputs (with --out):
     uncertainty.parquet, uncertainty.json, uncertainty.png, manifest.json and report.html.
@@ -107,6 +110,13 @@ def print_uncertainty(result: Any) -> None:
         f"average (90 %: {number(b['gain_vs_current_q05'] / 1e6, 2)} to "
         f"{number(b['gain_vs_current_q95'] / 1e6, 2)} M); "
         f"expected loss of choosing it {number(b['expected_loss'] / 1e6, 3)} M", highlight=False)
+    m = result.marginal
+    mca, mcr = m["marginal_cost_to_acquire"], m["marginal_cost_to_retain"]
+    console.print(f"at the best split one more customer costs {number(mca['mean'], 2)} to acquire (90 % over markets "
+                  f"and seeds: {number(mca['q05'], 2)} to {number(mca['q95'], 2)}) and {number(mcr['mean'], 2)} to "
+                  f"retain ({number(mcr['q05'], 2)} to {number(mcr['q95'], 2)}): marginal ratio "
+                  f"{number(m['marginal_cost_ratio'], 2)}, average ratio {number(m['average_cost_ratio'], 2)}",
+                  highlight=False)
     console.print(f"{s['markets'] * len(s['seeds']) * (s['allocations'] + 1)} evaluations at "
                   f"{s['sample_customers']:,} customers × {s['periods']} months each in {s.get('seconds', 0):.0f} s",
                   highlight=False)
@@ -118,7 +128,7 @@ def write_uncertainty(result: Any, out: Path) -> list[Path]:
 
     paths = [write_table(result.runs, out / "uncertainty", "parquet")]
     doc = {"schema_version": UNCERTAINTY_JSON_VERSION, "settings": result.settings, "best": result.best,
-           "current": result.current, "points": result.points.to_dicts()}
+           "current": result.current, "points": result.points.to_dicts(), "marginal": result.marginal}
     paths.append(write_json(doc, out / "uncertainty.json"))
     paths.append(write_atomic(out / "uncertainty.png", lambda p: plot_uncertainty(result, p)))
     return paths

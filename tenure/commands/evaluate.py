@@ -166,5 +166,6 @@ def evaluate_cmd(
         for name, model in fitted.items():
             model.result.write(stage / name, f"{name} on the calibration period to {split.calibration_end}")
         written = sorted(p.name for p in stage.iterdir())
-    write_run_report(out)  # report.html, from the folder just put in place
-    console.print(f"wrote {out}: {', '.join(written)}, manifest.json, report.html", highlight=False)
+    report = write_run_report(out)  # report.html, from the folder just put in place
+    console.print(f"wrote {out}: {', '.join(written)}, manifest.json" + (", report.html" if report else ""),
+                  highlight=False)

@@ -170,6 +170,7 @@ def fit_and_write(
         if extra is not None:
             extra(result, stage)
         written = sorted(p.name for p in stage.iterdir())
-    write_run_report(out)
-    console.print(f"wrote {out}: {', '.join(written)}, manifest.json, report.html", highlight=False)
+    report = write_run_report(out)
+    console.print(f"wrote {out}: {', '.join(written)}, manifest.json" + (", report.html" if report else ""),
+                  highlight=False)
     return result

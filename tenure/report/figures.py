@@ -203,3 +203,42 @@ def pareto_k(k: np.ndarray, *, title: str, xlabel: str) -> str:
         ax.set_ylabel("Pareto k (no unit)")
         ax.legend(fontsize="small", frameon=False)
         return svg_uri(fig)
+
+
+def predictive_check(check: dict[str, Any]) -> str:
+    """A posterior predictive check (:mod:`tenure.models.ppc`): observed dots against the replicated mean and band.
+
+    ``style`` ``"line"``: one line with its 90 % band per group over ``x``; ``"bars"``: a bar per category
+    (the mean) with a whisker for the band, the groups' bars side by side.
+    """
+    rows = check["rows"]
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    with figure(8.0, 3.4, margins=margins(8.0, 3.4)) as (fig, ax):
+        for i, g in enumerate(groups):
+            rs = [r for r in rows if r["group"] == g]
+            x = np.array([r["x"] for r in rs])
+            mean, lo, hi, obs = (np.array([r[k] for r in rs]) for k in ("mean", "q05", "q95", "observed"))
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            suffix = f" ({g})" if len(groups) > 1 else ""
+            if check.get("style") == "bars":  # several groups: side by side within each category
+                width = 0.8 / len(groups) if len(groups) > 1 else 0.6
+                x = x + (i - (len(groups) - 1) / 2) * width
+                ax.bar(x, mean, width * 0.9, color=colour, alpha=0.45, label=f"replicated: mean{suffix}")
+                # the whisker spans the band itself: a skewed replicate can put its mean outside the band
+                ax.errorbar(x, (lo + hi) / 2, yerr=(hi - lo) / 2, fmt="none", ecolor=colour, capsize=4, lw=1.2,
+                            label="replicated: 90 % band" if i == 0 else None)
+            else:
+                ax.plot(x, mean, color=colour, lw=1.6, label=f"expected{suffix}")
+                ax.fill_between(x, lo, hi, color=colour, alpha=0.2, lw=0, label=f"90 % band{suffix}")
+            ax.scatter(x, obs, color="#000000" if len(groups) == 1 else colour, edgecolor="#000000", s=22,
+                       zorder=3, label=f"observed{suffix}")
+        if check.get("style") == "bars":
+            ticks = dict(sorted({r["x"]: r["x_label"] for r in rows}.items()))
+            ax.set_xticks(list(ticks), list(ticks.values()))
+        ax.set_title(check["title"], loc="left")
+        ax.set_xlabel(check["x_label"])
+        ax.set_ylabel(check["y_label"])
+        ax.set_ylim(bottom=0)
+        thousands(ax)
+        ax.legend(fontsize="small", frameon=False, loc="best", ncols=2 if len(groups) > 1 else 1)
+        return svg_uri(fig)

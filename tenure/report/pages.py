@@ -318,6 +318,50 @@ def _five(ratio: float) -> str:
     return "holds" if 4.0 <= ratio <= 6.0 else "does not hold"
 
 
+def _q90(x: dict[str, Any], digits: int = 2) -> str:
+    """A 90 % band 'low–high' of a {mean, q05, q95} summary."""
+    return f"{num(x.get('q05'), digits)}–{num(x.get('q95'), digits)}"
+
+
+def _cost_sentences(m: dict[str, Any], over: str) -> list[str]:
+    """The marginal costs to acquire and to retain one more customer, and the 'five times' rule at the margin and
+    on average, from :func:`tenure.simulations.compare.marginal_analysis` (compare and decide alike)."""
+    mca, mcr = m["marginal_cost_to_acquire"], m["marginal_cost_to_retain"]
+    ratio = num(m["marginal_cost_ratio"], 2)
+    if _finite(m.get("marginal_cost_ratio_q05")):
+        band = _q90({"q05": m["marginal_cost_ratio_q05"], "q95": m["marginal_cost_ratio_q95"]})
+        ratio += f" (90 % over {over}: {band})"
+    return [f"One more customer costs {num(mca['mean'], 2)} {MONEY} to acquire (90 % over {over}: {_q90(mca)}) "
+            f"against {num(mcr['mean'], 2)} to retain ({_q90(mcr)}): a marginal ratio of {ratio}.",
+            f"“Acquiring costs five times as much as retaining” {_five(m['marginal_cost_ratio'])} here at the "
+            f"margin and {_five(m['average_cost_ratio'])} on average (average ratio "
+            f"{num(m['average_cost_ratio'], 2)}: {num(m['average_cost_to_acquire'], 2)} to acquire against "
+            f"{num(m['average_cost_to_keep_for_a_lifetime'], 2)} to keep a customer for a lifetime)."]
+
+
+def _cost_numbers(m: dict[str, Any]) -> list[tuple[str, str]]:
+    """The two cost ratios for the page's key figures."""
+    return [("marginal cost ratio, acquire / retain", num(m["marginal_cost_ratio"], 2)),
+            ("average cost ratio", num(m["average_cost_ratio"], 2))]
+
+
+def _cost_table(m: dict[str, Any], over: str) -> dict[str, Any]:
+    """Marginal and average costs per customer, with the 90 % bands of the marginal ones."""
+    mca, mcr = m["marginal_cost_to_acquire"], m["marginal_cost_to_retain"]
+    ratio_band = _q90({"q05": m.get("marginal_cost_ratio_q05"), "q95": m.get("marginal_cost_ratio_q95")})
+    return table(f"Marginal and average costs ({MONEY} per customer; ratios without unit; 90 % bands over {over})",
+                 ["measure", "mean", "90 % band"], [
+                     ["marginal cost to acquire one more customer", num(mca["mean"], 2), _q90(mca)],
+                     ["marginal cost to retain one more customer", num(mcr["mean"], 2), _q90(mcr)],
+                     ["marginal cost ratio, acquire / retain", num(m["marginal_cost_ratio"], 2),
+                      ratio_band if "marginal_cost_ratio_q05" in m else ""],
+                     ["average cost to acquire (paid)", num(m["average_cost_to_acquire"], 2), ""],
+                     ["average cost to keep a customer for a lifetime",
+                      num(m["average_cost_to_keep_for_a_lifetime"], 2), ""],
+                     ["average cost ratio", num(m["average_cost_ratio"], 2), ""]],
+                 "The “five times” rule holds where a ratio lies between 4 and 6.")
+
+
 def compare(run: Run) -> dict[str, Any]:
     """The best split, its paired gain over the current one, marginal and average costs, the five-times rule."""
     doc = run.json("compare.json")
@@ -328,7 +372,6 @@ def compare(run: Run) -> dict[str, Any]:
     g = _gains(runs, points, ["seed"]) if runs is not None else pl.DataFrame()
     best = g.filter((pl.col("acquisition_share") == b["acquisition_share"]) & (pl.col("mix") == b["mix"])) \
         if g.height else g
-    mca, mcr = m["marginal_cost_to_acquire"], m["marginal_cost_to_retain"]
     horizon = f"{s['periods']} months"
     headline = [f"Best split: {pct(b['acquisition_share'])} of the budget of {money(s['total_budget_per_period'])} "
                 f"{MONEY} a month to acquisition, retention mix '{b['mix']}' (customer equity "
@@ -339,19 +382,12 @@ def compare(run: Run) -> dict[str, Any]:
                         f"{money(r['gain'])} {MONEY} of customer equity (90 % band {money(r['gain_q05'])} to "
                         f"{money(r['gain_q95'])}); it beats the current split in {pct(r['p_beats'], 0)} of "
                         f"{r['pairs']} paired seeds.")
-    headline.append(f"One more customer costs {num(mca['mean'], 2)} {MONEY} to acquire (90 %: {num(mca['q05'], 2)}–"
-                    f"{num(mca['q95'], 2)}) against {num(mcr['mean'], 2)} to retain ({num(mcr['q05'], 2)}–"
-                    f"{num(mcr['q95'], 2)}): a marginal ratio of {num(m['marginal_cost_ratio'], 2)}.")
-    headline.append(f"“Acquiring costs five times as much as retaining” {_five(m['marginal_cost_ratio'])} here at the "
-                    f"margin and {_five(m['average_cost_ratio'])} on average (average ratio "
-                    f"{num(m['average_cost_ratio'], 2)}: {num(m['average_cost_to_acquire'], 2)} to acquire against "
-                    f"{num(m['average_cost_to_keep_for_a_lifetime'], 2)} to keep a customer for a lifetime).")
+    headline += _cost_sentences(m, "seeds")
     numbers = [("best split: share to acquisition", pct(b["acquisition_share"])),
                (f"gain over the current split ({MONEY})", money(best.row(0, named=True)["gain"]) if best.height
                 else "n/a"),
                ("P(beats the current split)", pct(best.row(0, named=True)["p_beats"], 0) if best.height else "n/a"),
-               ("marginal cost ratio, acquire / retain", num(m["marginal_cost_ratio"], 2)),
-               ("average cost ratio", num(m["average_cost_ratio"], 2))]
+               *_cost_numbers(m)]
     figs = _embedded(run, "compare.png", "Customer equity by allocation (compare.png)",
                      "Customer equity over the share of the budget going to acquisition, one line per retention mix, "
                      "with 90 % bands over seeds; the star is the best split, the square the current one.")
@@ -373,14 +409,7 @@ def compare(run: Run) -> dict[str, Any]:
                     f"{money(r['customer_equity_q05'])}–{money(r['customer_equity_q95'])})", num(r["customers_end"]),
                     _f(r['nps'], '+.1f', 100), pct(r["churn_rate"], 2), num(r["acquisition_cost_paid"], 2)]
                    for r in points.sort("customer_equity", descending=True).head(15).iter_rows(named=True)])
-    def band(x: dict[str, float]) -> str:
-        return f"{num(x['q05'], 2)}–{num(x['q95'], 2)}"
-
-    marg = table(f"Marginal and average costs ({MONEY} per customer)", ["measure", "mean", "90 % band"], [
-        ["marginal cost to acquire one more customer", num(mca["mean"], 2), band(mca)],
-        ["marginal cost to retain one more customer", num(mcr["mean"], 2), band(mcr)],
-        ["average cost to acquire (paid)", num(m["average_cost_to_acquire"], 2), ""],
-        ["average cost to keep a customer for a lifetime", num(m["average_cost_to_keep_for_a_lifetime"], 2), ""]])
+    marg = _cost_table(m, f"{seeds} seeds")
     sections = [section("The allocations", "", figs, [alloc, marg])]
     cf = doc.get("closed_form")
     if cf:
@@ -410,13 +439,17 @@ def decide(run: Run) -> dict[str, Any]:
         f"probability that it beats the current split is {pct(b['p_beats_current'], 0)}.",
         f"Expected loss of choosing it: {money(b['expected_loss'])} {MONEY}; probability it is the best allocation: "
         f"{pct(b['p_best'], 0)}.",
-        "Marginal costs to acquire and to retain, and the “five times” rule, are computed by `tenure compare` "
-        "(run it on this market for them).",
     ]
+    m = doc.get("marginal")
+    if m:
+        headline += _cost_sentences(m, "markets and seeds")
+    else:
+        headline.append("Marginal costs to acquire and to retain, and the “five times” rule: not in this run (written "
+                        "by an earlier tenure); run `tenure decide` again for them.")
     numbers = [("best split: share to acquisition", pct(b["acquisition_share"], 0)),
                (f"gain over the current split ({MONEY})", money(b["gain_vs_current"])),
                ("P(beats the current split)", pct(b["p_beats_current"], 0)),
-               (f"expected loss ({MONEY})", money(b["expected_loss"]))]
+               (f"expected loss ({MONEY})", money(b["expected_loss"])), *(_cost_numbers(m) if m else [])]
     figs = _embedded(run, "uncertainty.png", "Gain over the current split (uncertainty.png)",
                      "The figure the command wrote: the paired gain of each allocation over the current split with "
                      "its 90 % band across markets and seeds, and the probability it beats the current split.")
@@ -435,7 +468,9 @@ def decide(run: Run) -> dict[str, Any]:
     return {"kind": "decide", "title": f"tenure decide: {s.get('scenario', '')}",
             "subtitle": f"{s['markets']} calibrated markets × {len(s['seeds'])} seeds, {num(s['sample_customers'])} "
                         f"customers simulated per market, {s['periods']} months",
-            "headline": headline, "numbers": numbers, "sections": [section("The allocations", "", figs, [t])],
+            "headline": headline, "numbers": numbers,
+            "sections": [section("The allocations", "", figs,
+                                 [t, *([_cost_table(m, "markets and seeds")] if m else [])])],
             "settings": [_settings("Settings (uncertainty.json: settings)", s), _settings("Manifest", run.manifest)]}
 
 
@@ -558,16 +593,24 @@ def fit(run: Run) -> dict[str, Any]:
                                                         if result.method == "map" else "the fitted approximation."))
     headline = [*result.effects, verdict] if result.effects else [
         "This model reports no plain-language effects; the estimates are in the table below.", verdict]
+    check = result.predictive_check
+    parts = [] if check is None else check.get("parts", [check])  # the joint model saves two checks as one
+    for part in parts:
+        headline.insert(len(headline) - 1, _check_sentence(part))
     ds = result.data_summary
-    numbers = [(k.replace("_", " "), num(v)) for k, v in ds.items() if isinstance(v, int | float)][:5]
+    numbers = [(k.replace("_", " "), num(v)) for k, v in ds.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)][:5]
     figs = _embedded(run, "forest.png", "Estimates (forest.png)",
                      "Each parameter's estimate (dot) and 90 % interval (line), intercepts, slopes and scale "
                      "parameters on their own axes; an interval crossing the zero line leaves the sign unsettled.")
     for name in sorted(n for n in run.files if n.endswith(".png") and n != "forest.png"):
         figs += _embedded(run, name, f"{name}", _OTHER_FIGURES.get(name, "A figure the fit wrote."))
-    ppc = _loo_figure(result)
-    if ppc is not None:
-        figs.append(ppc)
+    for part in parts:
+        figs.append(Figure("Posterior predictive check", fg.predictive_check(part), part["caption"], part["title"]))
+    if not parts:  # no aggregate check for this family: the leave-one-out check from the pointwise log-likelihood
+        loo = _loo_figure(result)
+        if loo is not None:
+            figs.append(loo)
     figs.append(_prior_figure(result))
     est = "mode" if "mode" in summary.columns else "mean"
     cols = [c for c in ("r_hat", "ess_bulk") if c in summary.columns]
@@ -577,21 +620,56 @@ def fit(run: Run) -> dict[str, Any]:
                         f"{_f(r['eti90_low'], '.4g')} to {_f(r['eti90_high'], '.4g')}",
                          *(_f(r[c], '.3g') for c in cols)]
                        for r in summary.iter_rows(named=True)])
+    tables = [est_table]
+    for part in parts:
+        rows = part["rows"]
+        several = len({r["group"] for r in rows}) > 1
+        tables.append(table(f"{part['title']} ({part['y_label']}; 90 % band over {part['draws']} posterior draws)",
+                            [*(["group"] if several else []), part["x_label"], "observed", "expected (mean)",
+                             "90 % band", "observed inside the band"],
+                            [[*([r["group"]] if several else []), r["x_label"],
+                              num(r["observed"], 0 if float(r["observed"]).is_integer() else 1),
+                              num(r["mean"], 1), f"{num(r['q05'], 1)} to {num(r['q95'], 1)}",
+                              "yes" if r["q05"] <= r["observed"] <= r["q95"] else "no"] for r in rows]))
     data_table = table("Data the model was fitted on", ["item", "value"],
-                       [[k.replace("_", " "), json.dumps(v) if isinstance(v, list | dict) else num(v)
-                         if isinstance(v, int | float) else v] for k, v in ds.items()])
+                       [[k.replace("_", " "), _data_value(v)] for k, v in ds.items()])
     return {"kind": "fit", "title": f"{run.manifest.get('command', 'tenure fit')}: {result.model_name}",
             "subtitle": f"method {result.method}, seed {run.manifest.get('seed')}"
                         + (f", time unit {result.time_unit}" if result.time_unit else ""),
             "headline": headline, "numbers": numbers,
-            "sections": [section("Estimates and checks", "", figs, [est_table]), section("Data", "", [], [data_table])],
+            "sections": [section("Estimates and checks", "", figs, tables), section("Data", "", [], [data_table])],
             "settings": [_settings("Model configuration (priors, options, fit settings)", result.config),
                          _settings("Manifest", run.manifest)]}
 
 
+def _check_sentence(check: dict[str, Any]) -> str:
+    """The predictive check's verdict: how many observed values lie inside their 90 % band, and which do not."""
+    rows = check["rows"]
+    several = len({r["group"] for r in rows}) > 1
+    out = [r for r in rows if not r["q05"] <= r["observed"] <= r["q95"]]
+    what = check["title"].split(":")[0]
+    text = (f"Posterior predictive check ({what.lower()}): {len(rows) - len(out)} of {len(rows)} observed values lie "
+            f"inside their 90 % band over {check['draws']} posterior draws")
+    if not out:
+        return text + "; the fit reproduces the data on this check."
+    axis = check["x_label"].split(" (")[0] + " " if check.get("style") == "line" else ""
+    named = ", ".join(f"{axis}{r['x_label']}" + (f" ({r['group']})" if several else "") for r in out[:6])
+    return text + f"; outside: {named}{', …' if len(out) > 6 else ''} (see the figure)."
+
+
+def _data_value(v: Any) -> str:
+    """An item of a fit's data summary as the table shows it: yes/no, a number, a list or mapping as JSON."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list | dict):
+        return json.dumps(v)
+    return num(v) if isinstance(v, int | float) else str(v)
+
+
 #: Captions of the figures a model family writes besides forest.png.
-_OTHER_FIGURES = {"grid.png": "TRI*M-style grid: each item's stated importance against its derived importance "
-                  "(correlation with the index); the lines at the item means split the four quadrants."}
+_OTHER_FIGURES = {"grid.png": "TRI*M-style grid: each item's stated importance (mean answer) against its derived "
+                  "importance (correlation with the index of the other items), coloured by its quadrant; the dashed "
+                  "lines at the item means split the four quadrants."}
 
 
 def _loo_figure(result: Any) -> Figure | None:
@@ -610,9 +688,9 @@ def _loo_figure(result: Any) -> Figure | None:
         return None
     k = np.ravel(np.asarray(loo.pareto_k))
     bad = int((k > 0.7).sum())
-    src = fg.pareto_k(k, title=f"Leave-one-out predictive check: {bad} of {k.size} observations poorly predicted",
+    src = fg.pareto_k(k, title=f"Leave-one-out check: {bad} of {k.size} observations poorly predicted",
                       xlabel="observation (cell or row of the fitted data)")
-    return Figure("Posterior predictive check (leave-one-out)", src,
+    return Figure("Leave-one-out check", src,
                   "How well each observation is predicted by the fit to the others (PSIS-LOO); points above the "
                   f"dashed 0.7 line are poorly predicted or influential. Expected log predictive density "
                   f"{loo.elpd_loo:,.1f} (se {loo.se:,.1f}).")
@@ -624,15 +702,20 @@ def _prior_figure(result: Any) -> Figure:
     for name in result.var_names:
         if name not in result.posterior:
             continue
-        draws = np.asarray(result.posterior[name].values)
-        if draws.ndim > 2:
-            continue  # vector parameters: the forest plot shows them
+        var = result.posterior[name]
         spec = priors.get(name)
-        panels.append((name, draws.ravel(), _prior(spec) if isinstance(spec, dict) else None))
+        dist = _prior(spec) if isinstance(spec, dict) else None
+        if var.ndim == 2:
+            panels.append((name, np.asarray(var.values).ravel(), dist))
+        elif var.ndim == 3:  # one panel per element (per cohort, per covariate), the same prior on each
+            dim = var.dims[2]
+            for i, label in enumerate(var.coords[dim].values if dim in var.coords else range(var.shape[2])):
+                panels.append((f"{name}[{label}]", np.asarray(var.values[:, :, i]).ravel(), dist))
     src = fg.prior_posterior(panels[:12]) if panels else fg.lines(np.arange(1), {}, title="no scalar parameter",
                                                                   xlabel="", ylabel="")
     return Figure("Prior against posterior", src,
-                  "For each scalar parameter: the posterior draws (bars) and the prior density (line); a posterior "
+                  "For each parameter (each element of a vector): the posterior draws (bars) and the prior density "
+                  "(line; none for a flat prior); a posterior "
                   "much narrower than its prior means the data, not the prior, set the estimate.")
 
 

@@ -82,7 +82,7 @@ def test_summary_columns_name_the_estimate_and_the_interval(tmp_path: Path, meth
     assert summary.filter(pl.col("parameter") == "r")["mean"][0] == pytest.approx(0.243, abs=0.02)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == "tenure fit bgnbd" and manifest["seed"] == 3
-    assert set(manifest["files"]) == {"posterior.nc", "summary.csv", "forest.png"}
+    assert set(manifest["files"]) == {"posterior.nc", "summary.csv", "forest.png", "ppc.csv"}
 
 
 def test_save_load_round_trip_and_loo(tmp_path: Path) -> None:
@@ -137,8 +137,8 @@ def test_a_rerun_into_the_same_out_leaves_only_the_new_run(tmp_path: Path) -> No
     assert (out / "nps_by_segment_period.csv").exists()
     second = _bgnbd(out, "--method", "map", "--draws", "50", "--chains", "1")
     assert second.exit_code == 0, second.output
-    assert sorted(p.name for p in out.iterdir()) == ["forest.png", "manifest.json", "posterior.nc", "report.html",
-                                                     "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["forest.png", "manifest.json", "posterior.nc", "ppc.csv",
+                                                     "report.html", "summary.csv"]
     assert load(out).model_name == "bgnbd"
 
 

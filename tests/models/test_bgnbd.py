@@ -133,8 +133,8 @@ def test_cli_map_fit_writes_the_outputs(tmp_path):
     result = CliRunner().invoke(fit_app, ["bgnbd", str(DATA / "cdnow_customers_summary.csv"), "--out", str(out),
                                           "--method", "map", "--draws", "200", "--chains", "2"])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "forest.png", "manifest.json",
-                                              "report.html"}
+    assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "forest.png", "ppc.csv",
+                                              "manifest.json", "report.html"}
     summary = pl.read_csv(out / "summary.csv")
     assert summary["parameter"].to_list() == ["r", "alpha", "a", "b"]
     assert "ESS bulk" not in result.output and summary.columns[1] == "mode"  # MAP: the mode, no chains

@@ -114,6 +114,6 @@ def test_cli_sbg_map(tmp_path):
     result = CliRunner().invoke(fit_app, ["sbg", str(data), "--out", str(out), "--per-cohort", "--method", "map",
                                           "--draws", "200", "--chains", "2"])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "forest.png", "manifest.json",
-                                              "report.html"}
+    assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "forest.png", "ppc.csv",
+                                              "manifest.json", "report.html"}
     assert "DEL at 0.1 per year (cohort high_end)" in " ".join(result.output.split())

@@ -59,6 +59,23 @@ def fitted(runs) -> Path:
 
 
 @pytest.fixture(scope="session")
+def fitted_sbg(tmp_path_factory) -> Path:
+    """`tenure fit sbg --per-cohort --method map` on Fader & Hardie's (2007) two cohorts (it has a predictive check)."""
+    import polars as pl
+
+    d = tmp_path_factory.mktemp("sbg")
+    alive = {"regular": [1000, 631, 468, 380, 326, 289, 262, 241],
+             "highend": [1000, 869, 743, 653, 593, 551, 517, 491]}
+    pl.DataFrame({"cohort": [c for c, a in alive.items() for _ in a],
+                  "period": [t for a in alive.values() for t in range(len(a))],
+                  "alive": [v for a in alive.values() for v in a]}).write_csv(d / "cohorts.csv")
+    res = runner.invoke(app, ["fit", "sbg", str(d / "cohorts.csv"), "--per-cohort", "-o", str(d / "sbg"), "--method",
+                              "map", "--draws", "200"])
+    assert res.exit_code == 0, res.output
+    return d
+
+
+@pytest.fixture(scope="session")
 def evaluated(tmp_path_factory) -> Path:
     """`tenure evaluate --models bgnbd --method map` on the first 200 customers of the CDNOW cohort (ids 1-200)."""
     import numpy as np

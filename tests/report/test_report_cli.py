@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from tenure.cli import app
 from tenure.report import CSP
-from tenure.report.pages import _by_group, _evaluate_verdict, _gains
+from tenure.report.pages import _by_group, _evaluate_verdict, _gains, num
 
 runner = CliRunner()
 
@@ -205,3 +205,107 @@ def test_missing_numbers_in_tables_read_as_na():
 
     assert _f(None, "+.1f") == "n/a" and _f(float("inf"), ".4g") == "n/a"
     assert _f(0.043, "+.1f", 100) == "+4.3" and _f(2.5, ".4g") == "2.5"
+
+
+@pytest.mark.slow
+def test_the_decide_report_states_the_marginal_costs_decide_wrote(calibrated):
+    """decide's first screen: the marginal costs to acquire and to retain, with bands over markets, and the rule."""
+    doc = json.loads((calibrated / "decide" / "uncertainty.json").read_text())
+    m = doc["marginal"]
+    mca, mcr = m["marginal_cost_to_acquire"], m["marginal_cost_to_retain"]
+    assert mca["q05"] <= mca["mean"] <= mca["q95"] and mcr["q05"] <= mcr["mean"] <= mcr["q95"]
+    assert m["marginal_cost_ratio"] == pytest.approx(mca["mean"] / mcr["mean"])
+    text = unescape(re.sub(r"<[^>]+>", " ", (calibrated / "decide" / "report.html").read_text()))
+    text = " ".join(text.split())
+    assert (f"One more customer costs {num(mca['mean'], 2)} currency units to acquire (90 % over markets and seeds: "
+            f"{num(mca['q05'], 2)}–{num(mca['q95'], 2)}) against {num(mcr['mean'], 2)} to retain") in text
+    assert "at the margin and" in text and "on average (average ratio " + num(m["average_cost_ratio"], 2) in text
+
+
+def test_a_decide_run_without_marginal_costs_still_renders(tmp_path):
+    """A decide folder written before decide wrote its marginal costs: the page says so instead of failing."""
+    from tenure.report.pages import decide
+    from tenure.report.runs import Run
+
+    doc = {"schema_version": 1, "settings": {"scenario": "m", "markets": 2, "seeds": [1], "periods": 4,
+                                             "sample_customers": 500, "total_budget_per_period": 1000.0},
+           "best": {"acquisition_share": 0.5, "mix": "current", "gain_vs_current": 10.0, "gain_vs_current_q05": 1.0,
+                    "gain_vs_current_q95": 20.0, "p_beats_current": 0.9, "expected_loss": 0.0, "p_best": 1.0},
+           "current": {"acquisition_share": 0.4}}
+    doc["points"] = [{**doc["best"], "customer_equity": 100.0, "customer_equity_q05": 90.0,
+                      "customer_equity_q95": 110.0}]
+    (tmp_path / "uncertainty.json").write_text(json.dumps(doc))
+    page = decide(Run("decide", tmp_path, {"command": "tenure decide"}, {"uncertainty.json": tmp_path /
+                                                                         "uncertainty.json"}))
+    assert any("not in this run" in h and "tenure decide" in h for h in page["headline"])
+
+
+def test_the_fit_report_shows_the_predictive_check_of_ppc_csv(fitted_sbg):
+    """The sBG fit's page draws the check and tabulates the numbers of the fit folder's ppc.csv."""
+    ppc = pl.read_csv(fitted_sbg / "sbg" / "ppc.csv")
+    html = (fitted_sbg / "sbg" / "report.html").read_text()
+    assert "Posterior predictive check" in html and "Survivors per period" in html
+    assert "Leave-one-out" not in html  # the aggregate check replaces LOO on count-weighted rows
+    for r in ppc.filter(pl.col("group") == "regular").iter_rows(named=True):
+        assert f"{num(r['q05'], 1)} to {num(r['q95'], 1)}" in html  # the band as the table gives it
+    assert ppc.filter(pl.col("group") == "highend")["observed"].round(6).to_list() == [1000, 869, 743, 653, 593,
+                                                                                      551, 517, 491]
+    assert (fitted_sbg / "sbg" / "report.html").stat().st_size < 3e6
+
+
+@pytest.mark.slow
+def test_the_retention_fit_report_states_and_draws_its_churn_check(fitted):
+    """The retention fit's page says how many of ppc.csv's churn counts lie in their band, draws and tabulates them."""
+    ppc = pl.read_csv(fitted / "fit" / "ppc.csv")
+    html = (fitted / "fit" / "report.html").read_text()
+    assert "Churn events per tenure band" in html and "Leave-one-out" not in html
+    inside = ppc.filter((pl.col("q05") <= pl.col("observed")) & (pl.col("observed") <= pl.col("q95"))).height
+    assert f"{inside} of {ppc.height} observed values lie inside their 90 % band" in html
+    from tenure.models import load
+
+    # the churns the model saw (rows before a customer's first survey answer have no scores and are left out)
+    assert ppc["observed"].sum() == load(fitted / "fit" / "posterior.nc").data_summary["churn_events"]
+    for r in ppc.iter_rows(named=True):
+        assert f"{num(r['q05'], 1)} to {num(r['q95'], 1)}" in html
+
+
+def test_a_report_that_fails_to_render_leaves_a_complete_run_and_a_warning(tmp_path, monkeypatch):
+    """The run is in place and whole: exit 0, one warning naming `tenure report DIR`, no report.html."""
+    from tenure.report import pages
+    from tenure.scenario import load_scenario
+
+    def broken(run):
+        raise RuntimeError("a template bug")
+
+    monkeypatch.setitem(pages.BUILDERS, "simulate", broken)
+    (tmp_path / "m.toml").write_text(load_scenario(None).scaled(300).with_overrides({"run": {"periods": 2}}).to_toml())
+    res = runner.invoke(app, ["simulate", str(tmp_path / "m.toml"), "-o", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "warning: the run in" in text and "is complete" in text and "a template bug" in text
+    assert "`tenure report" in text and "renders it again" in text
+    assert (tmp_path / "run" / "manifest.json").is_file() and not (tmp_path / "run" / "report.html").exists()
+    monkeypatch.undo()
+    assert _report(tmp_path / "run")[0] == 0 and (tmp_path / "run" / "report.html").is_file()
+
+
+def test_a_fit_with_two_checks_draws_states_and_tabulates_each(fitted_sbg, tmp_path):
+    """The joint model saves its churn and cross-selling checks as one (``parts``): the page shows both."""
+    import arviz as az
+    from tenure.models.ppc import combined_check
+
+    from tenure.report.pages import fit
+    from tenure.report.runs import Run
+
+    idata = az.from_netcdf(fitted_sbg / "sbg" / "posterior.nc")
+    first = json.loads(idata.attrs["tenure_ppc"])
+    second = {**first, "statistic": "other", "style": "bars", "title": "Other counts: observed against the fit",
+              "rows": [{**r, "observed": r["q95"] + 1} for r in first["rows"] if r["group"] == "regular"]}
+    idata.attrs["tenure_ppc"] = json.dumps(combined_check(first, second))
+    idata.to_netcdf(str(tmp_path / "posterior.nc"), engine="h5netcdf")
+    page = fit(Run("fit", tmp_path, {"command": "tenure fit joint"}, {"posterior.nc": tmp_path / "posterior.nc"}))
+    checks = [h for h in page["headline"] if h.startswith("Posterior predictive check")]
+    assert len(checks) == 2 and checks[1].startswith("Posterior predictive check (other counts): 0 of 8")
+    figures = page["sections"][0]["figures"]
+    assert [f.title for f in figures].count("Posterior predictive check") == 2
+    assert sum("Other counts" in t["title"] for t in page["sections"][0]["tables"]) == 1

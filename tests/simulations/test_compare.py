@@ -180,3 +180,29 @@ def test_decide_does_not_depend_on_workers():
     kw = {"levers": ("service", "alarm"), "acquisition_steps": 3}
     one, two = compare_uncertainty(markets, workers=1, **kw), compare_uncertainty(markets, workers=2, **kw)
     assert one.runs.equals(two.runs) and one.points.equals(two.points) and one.best == two.best
+
+
+def test_marginal_analysis_pools_evaluators_as_one_with_all_their_seeds():
+    # decide pools its calibrated markets: two evaluators of seeds 1 and 2 give what one evaluator of both gives
+    from tenure.simulations.compare import Allocation, Evaluator, marginal_analysis
+
+    sc = load_scenario(None, {"run": {"customers": 600, "periods": 3}, "market": {"size": 12_000}})
+    alloc = Allocation(0.5, "even", (0.2, 0.2, 0.2, 0.2, 0.2))
+    one = marginal_analysis(Evaluator(sc, [1, 2], total_budget=1_560), alloc, 0.1, levers=False)
+    pooled = marginal_analysis((Evaluator(sc, [s], total_budget=1_560) for s in (1, 2)), alloc, 0.1, levers=False)
+    assert pooled == one
+    assert "return_on_lever" not in one
+    m = one["marginal_cost_to_acquire"]
+    assert m["q05"] <= m["mean"] <= m["q95"]
+
+
+def test_decide_progress_counts_its_marginal_runs_with_the_total_known_up_front():
+    from tenure.simulations.compare import DECIDE_MARGINAL_RUNS, compare_uncertainty
+
+    sc = load_scenario(None, {"run": {"customers": 600, "periods": 3}, "market": {"size": 12_000}})
+    seen: list[tuple[int, int]] = []
+    res = compare_uncertainty([sc, sc.with_overrides({"run": {"seed": 5}})], levers=["service"], acquisition_steps=3,
+                              seeds=2, progress=lambda done, total: seen.append((done, total)))
+    total = 2 * 2 * (res.settings["allocations"] + 1 + DECIDE_MARGINAL_RUNS)
+    assert seen[0] == (0, total) and seen[-1] == (total, total)
+    assert {"marginal_cost_to_acquire", "marginal_cost_to_retain", "average_cost_ratio"} <= set(res.marginal)
