@@ -154,6 +154,53 @@ class BGBBModel(BayesianModel):
         x, t_x, n, w = (self.data[c].to_numpy().astype(float) for c in ("frequency", "recency", "T", "count"))
         return {"purchases": w * bgbb_loglike_np(*(d[k] for k in self.named_parameters), x, t_x, n)}
 
+    def simulate_repeat_counts(self, n: np.ndarray, *, seed: int, draw: int) -> np.ndarray:
+        """Purchases at opportunities 1..n_i of customers drawn from the fitted population under posterior draw
+        ``draw``: p ~ Beta(α, β), θ ~ Beta(γ, δ); a customer stays alive through L opportunities, P(L ≥ t) =
+        (1 − θ)^t, and buys at each of the first min(L, n_i) with probability p (Fader, Hardie & Shang 2010, §2)."""
+        d = {k: v[int(draw)] for k, v in self._posterior().items()}
+        n = np.asarray(n, dtype=np.int64)
+        rng = np.random.default_rng(seed)
+        p = rng.beta(d["alpha"], d["beta"], n.size)
+        alive = rng.geometric(rng.beta(d["gamma"], d["delta"], n.size)) - 1
+        return rng.binomial(np.minimum(alive, n), p)
+
+    def predictive_check(self, idata: Any, seed: int) -> dict[str, Any]:
+        """Customers by number of purchases (0 to the largest n), observed against replicated.
+
+        Each of 100 posterior draws replicates every customer's purchases over her own n opportunities
+        (:meth:`simulate_repeat_counts`), at most 50 000 customers per replicate (a count-weighted
+        sample, scaled back). The replicates' mean is P(X(n) = x) of Fader, Hardie & Shang (2010),
+        eq. (7), summed over customers, up to Monte Carlo error.
+        """
+        from tenure.models.ppc import check_rows, draw_indices
+        from tenure.models.ppc import predictive_check as make_check
+
+        x_obs, n_opp, w = (self.data[c].to_numpy().astype(np.int64) for c in ("frequency", "T", "count"))
+        top = int(n_opp.max())
+        observed = np.bincount(x_obs, weights=w, minlength=top + 1)
+        rng = np.random.default_rng(seed)
+        total = int(w.sum())
+        opps = np.repeat(n_opp, w) if total <= 50_000 else n_opp[rng.choice(n_opp.size, size=50_000, p=w / total)]
+        scale = total / opps.size
+        pick = draw_indices(len(self._posterior()["alpha"]))
+        replicated = np.array([scale * np.bincount(self.simulate_repeat_counts(opps, seed=seed + k, draw=int(j)),
+                                                   minlength=top + 1)
+                               for k, j in enumerate(pick)])
+        x = np.arange(top + 1)
+        return make_check("customers_by_purchases",
+                          check_rows("all customers", x, [str(v) for v in x], observed, replicated),
+                          title="Customers by number of purchases: observed against the fitted BG/BB",
+                          x_label="purchases at the customer's transaction opportunities "
+                                  f"(one per {self.time_unit.rstrip('s')})",
+                          y_label="customers",
+                          caption="How many customers bought at 0, 1, 2, ... of their opportunities: observed (dots) "
+                                  "against data sets replicated under the fit (bars: mean, whiskers: 90 % band over "
+                                  f"{len(pick)} posterior draws); a dot outside its whisker is a count the model "
+                                  "misses." + (f" Replicated on a sample of {opps.size:,} customers scaled up to "
+                                               f"{total:,}, which widens the band." if opps.size < total else ""),
+                          draws=len(pick), style="bars")
+
     def _posterior(self) -> dict[str, np.ndarray]:
         if self.idata is None:
             raise InputError("bgbb: fit the model before predicting")
