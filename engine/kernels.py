@@ -869,7 +869,6 @@ def _birth_block(c, state, inp):  # pragma: no cover - compiled
         ids[i] = cid
         alive[i] = 1
         a0, a1, _a2, _a3 = draw4(cid, 0, PURPOSE_INIT_A, k0, k1)
-        c0, _c1, _c2, _c3 = draw4(cid, 0, PURPOSE_INIT_C, k0, k1)
         u = to_unit(a0)
         sg = 0
         while sg < nseg - 1 and u >= s[sg, S_SHARE_CUM]:
@@ -889,7 +888,7 @@ def _birth_block(c, state, inp):  # pragma: no cover - compiled
             ua = to_unit(a1)
             age = int(np.searchsorted(age_cdf[sg], ua, side="right"))
             age = min(age, age_cdf.shape[1] - 1)
-            us = to_unit(c0)
+            us = to_unit(draw4(cid, 0, PURPOSE_INIT_C, k0, k1)[0])  # only the initial base draws a stage
             first_stage = 0
             while first_stage < 3 and us >= s[sg, S_MIX_CUM0 + first_stage]:
                 first_stage += 1
