@@ -352,7 +352,8 @@ def _step_block(b, state, inp, acc_out):  # pragma: no cover - compiled
     The block is a sequence of short loops over per-block scratch rows, each with one output and
     few inputs: LLVM vectorises such loops (it gives up on long bodies, on table gathers and on
     stores it cannot prove free of aliasing). Values are computed for every row, live or not;
-    dead customers' stores keep their old values and their counts are masked out.
+    dead customers' stores keep their old values and their counts are masked out (the shard moves
+    most of them out of the rows it steps, :func:`compact`).
     """
     panel_out, g, s, p, ntab, period, k0, k1 = inp
     lo = b * BLOCK
