@@ -352,7 +352,8 @@ def _step_block(b, state, inp, acc_out):  # pragma: no cover - compiled
     The block is a sequence of short loops over per-block scratch rows, each with one output and
     few inputs: LLVM vectorises such loops (it gives up on long bodies, on table gathers and on
     stores it cannot prove free of aliasing). Values are computed for every row, live or not;
-    dead customers' stores keep their old values and their counts are masked out.
+    dead customers' stores keep their old values and their counts are masked out (the shard moves
+    most of them out of the rows it steps, :func:`compact`).
     """
     panel_out, g, s, p, ntab, period, k0, k1 = inp
     lo = b * BLOCK
@@ -748,6 +749,54 @@ def _step_block(b, state, inp, acc_out):  # pragma: no cover - compiled
 
 
 @njit(inline="always", cache=True)
+def _swap(a, i, j):  # pragma: no cover - compiled
+    x = a[i]
+    a[i] = a[j]
+    a[j] = x
+
+
+@njit(cache=True, nogil=True)
+def compact(st, start):  # pragma: no cover - compiled
+    """Move the gone customers of rows ``start`` on to the front of that range; return the first live row.
+
+    Every gone row (``alive == 0``) at or after ``start`` is swapped with the first row after the gone ones
+    found so far, every attribute with it, so rows ``start`` to the returned row hold only gone customers
+    and the rows after only live ones. :func:`step` leaves a gone customer's row unchanged (its stores keep
+    the old values, its counts are masked out) and no result depends on a customer's row, so stepping only
+    the live rows after this gives the same results bit for bit. One serial pass, swaps only for the gone.
+    """
+    w = start
+    tracked = st.revenue.shape[0] > 0
+    panel = st.panel_slot.shape[0] > 0
+    for j in range(start, st.alive.shape[0]):
+        if st.alive[j] == 0:
+            if j != w:
+                _swap(st.ids, w, j)
+                _swap(st.alive, w, j)
+                _swap(st.segment, w, j)
+                _swap(st.stage, w, j)
+                _swap(st.streak, w, j)
+                _swap(st.tenure, w, j)
+                _swap(st.products, w, j)
+                _swap(st.satisfaction, w, j)
+                _swap(st.trust, w, j)
+                _swap(st.enthusiasm, w, j)
+                _swap(st.value, w, j)
+                _swap(st.base_logit, w, j)
+                _swap(st.channel, w, j)
+                _swap(st.cohort, w, j)
+                _swap(st.in_panel, w, j)
+                if tracked:
+                    _swap(st.revenue, w, j)
+                    _swap(st.purchases, w, j)
+                    _swap(st.last_purchase, w, j)
+                if panel:
+                    _swap(st.panel_slot, w, j)
+            w += 1
+    return w
+
+
+@njit(inline="always", cache=True)
 def _std_normal(cid, j, k0, k1):  # pragma: no cover - compiled
     """An exact standard normal (Box-Muller) for the j-th normal of a customer's birth."""
     w0, w1, _w2, _w3 = draw4(cid, j, PURPOSE_GAMMA, k0, k1)
@@ -821,7 +870,6 @@ def _birth_block(c, state, inp):  # pragma: no cover - compiled
         ids[i] = cid
         alive[i] = 1
         a0, a1, _a2, _a3 = draw4(cid, 0, PURPOSE_INIT_A, k0, k1)
-        c0, _c1, _c2, _c3 = draw4(cid, 0, PURPOSE_INIT_C, k0, k1)
         u = to_unit(a0)
         sg = 0
         while sg < nseg - 1 and u >= s[sg, S_SHARE_CUM]:
@@ -841,7 +889,7 @@ def _birth_block(c, state, inp):  # pragma: no cover - compiled
             ua = to_unit(a1)
             age = int(np.searchsorted(age_cdf[sg], ua, side="right"))
             age = min(age, age_cdf.shape[1] - 1)
-            us = to_unit(c0)
+            us = to_unit(draw4(cid, 0, PURPOSE_INIT_C, k0, k1)[0])  # only the initial base draws a stage
             first_stage = 0
             while first_stage < 3 and us >= s[sg, S_MIX_CUM0 + first_stage]:
                 first_stage += 1

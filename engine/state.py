@@ -3,7 +3,14 @@
 A shard owns the customers whose ids the simulator assigned to it: a contiguous
 slice of the initial base and, each period, a contiguous slice of the newly
 acquired ids. Its arrays grow by amortised doubling-like steps (25 %), one
-array at a time, so the peak memory of a growth is one array's worth.
+array at a time, so the peak memory of a growth is one array's worth; the
+first allocation already leaves 25 % room for the acquisitions to come (pages
+never written cost no memory).
+
+Customers who are gone stay in the arrays (the end-of-run tables count them),
+but in a block of rows at the front: once the gone rows among those stepped
+pass :data:`COMPACT_ABOVE` of them, :func:`tenure.engine.kernels.compact` moves
+them there, and later periods step only the rows after it.
 
 Bytes per customer: 39 for the core state, plus 12 when per-customer summaries
 are tracked and 4 when a panel sample is drawn.
@@ -44,6 +51,9 @@ PANEL_FIELDS: dict[str, type] = {"panel_slot": np.int32}
 # identical either way.
 SERIAL_STEP_BELOW = 65_536  # customers in the shard (~1 ms of work per month)
 SERIAL_BIRTHS_BELOW = 16_384  # customers born in one call
+# Compact once the gone rows exceed this share of the rows a period steps: a compaction is one pass over
+# the alive flags plus a swap per gone row, a few per cent of a period's step.
+COMPACT_ABOVE = 1 / 32
 # Numba's default threading layer must not be entered by two threads at once: a calling thread takes this
 # lock around every thread-pool kernel. The one-thread kernels need no lock (they release the GIL, so
 # several runs' kernels compute at the same time on different threads).
@@ -88,6 +98,7 @@ class Shard:
     panel: bool = False
     capacity: int = 0
     n: int = 0
+    gone: int = 0  # rows [0, gone) hold only customers who are gone; periods step rows [gone, n)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     panel_ids: np.ndarray = field(default_factory=lambda: _EMPTY_I64.copy())
     panel_segment: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
@@ -114,15 +125,15 @@ class Shard:
         """Bytes held by the state arrays (capacity, not just used rows)."""
         return sum(a.nbytes for a in self.arrays.values()) + self.panel_out.nbytes
 
-    def state(self, rows: int) -> K.State:
-        """The kernels' view of the first ``rows`` rows (empty arrays for what this shard does not keep)."""
-        return K.State(**{name: self.arrays.get(name, _EMPTY.get(name))[:rows] for name in K.State._fields})
+    def state(self, rows: int, start: int = 0) -> K.State:
+        """The kernels' view of rows ``start`` to ``rows`` (empty arrays for what this shard does not keep)."""
+        return K.State(**{name: self.arrays.get(name, _EMPTY.get(name))[start:rows] for name in K.State._fields})
 
     def reserve(self, needed: int) -> None:
         """Make room for ``needed`` customers in total, growing each array by at least 25 %."""
         if needed <= self.capacity:
             return
-        new_cap = max(needed, int(self.capacity * 1.25) + 1024)
+        new_cap = int(max(needed, self.capacity) * 1.25) + 1024
         for name in list(self.arrays):
             old = self.arrays[name]
             grown = np.zeros(new_cap, dtype=old.dtype)
@@ -169,14 +180,24 @@ class Shard:
     def step(
         self, period: int, g: np.ndarray, s: np.ndarray, p: np.ndarray, ntab: np.ndarray, key: tuple[int, int]
     ) -> np.ndarray:
-        """Advance every customer one period; return the aggregate vector (int64, length ``N_A``)."""
-        nblocks = max((self.n + K.BLOCK - 1) // K.BLOCK, 1)
+        """Advance every customer one period; return the aggregate vector (int64, length ``N_A``).
+
+        Only rows ``gone`` on are stepped (the rows before hold gone customers, whom a step leaves
+        unchanged); afterwards the gone rows among them are moved to the front once they pass
+        :data:`COMPACT_ABOVE` of them. Both depend on this shard's state alone, so a replayed shard does
+        the same, and neither changes a result.
+        """
+        rows = self.n - self.gone
+        nblocks = max((rows + K.BLOCK - 1) // K.BLOCK, 1)
         out = np.zeros((nblocks, K.N_A), dtype=np.int64)
         if self.panel:
             self.panel_out[:, K.PC_ACTIVE] = 0
         inputs = K.StepInputs(self.panel_out, g, s, p, ntab, np.uint32(period), np.uint32(key[0]), np.uint32(key[1]))
-        _call(K.step_serial, K.step, self.n < SERIAL_STEP_BELOW, self.state(self.n), inputs, out)
-        return out.sum(axis=0)
+        _call(K.step_serial, K.step, rows < SERIAL_STEP_BELOW, self.state(self.n, self.gone), inputs, out)
+        agg = out.sum(axis=0)
+        if rows - (agg[K.A_ACTIVE] - agg[K.A_CHURNED]) > COMPACT_ABOVE * rows:
+            self.gone += int(K.compact(self.state(self.n, self.gone), 0))
+        return agg
 
     def panel_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The last period's panel rows: (customer ids, segments, the kernel's panel columns)."""
