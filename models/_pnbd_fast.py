@@ -16,8 +16,8 @@ of variable that makes its integrand smooth and single-scaled:
 τ = t_x + e^y − h,   y ∈ [log h, log(T − t_x + h)],   h = 1 / (( r+x)/(α+t_x) + (s+1)/(β+t_x)),
 
 h being the local decay length of the integrand at τ = t_x. In y the log-integrand is
-y − (r+x)·log(α+τ) − (s+1)·log(β+τ): concave, with slope 0 at the left end (that is what the
-choice of h does), so the integrand is a half-bell whose width is O(1) in y whatever the
+y − (r+x)·log(α+τ) − (s+1)·log(β+τ): slope 0 at the left end (what the choice of h does), concave
+where r+x ≥ 1, so the integrand is a half-bell whose width is O(1) in y whatever the
 scales α, β, T and the exponents r+x, s+1 (a pure power law, a pure exponential cut-off and the
 two scales of α ≫ β all become the same shape). :data:`ORDER` nodes on each of the two panels
 [log h, log h + 3] and [log h + 3, log(T − t_x + h)] give I to about 1e-10 relative over the
