@@ -16,8 +16,8 @@ of variable that makes its integrand smooth and single-scaled:
 τ = t_x + e^y − h,   y ∈ [log h, log(T − t_x + h)],   h = 1 / (( r+x)/(α+t_x) + (s+1)/(β+t_x)),
 
 h being the local decay length of the integrand at τ = t_x. In y the log-integrand is
-y − (r+x)·log(α+τ) − (s+1)·log(β+τ): concave, with slope 0 at the left end (that is what the
-choice of h does), so the integrand is a half-bell whose width is O(1) in y whatever the
+y − (r+x)·log(α+τ) − (s+1)·log(β+τ): slope 0 at the left end (what the choice of h does), concave
+where r+x ≥ 1, so the integrand is a half-bell whose width is O(1) in y whatever the
 scales α, β, T and the exponents r+x, s+1 (a pure power law, a pure exponential cut-off and the
 two scales of α ≫ β all become the same shape). :data:`ORDER` nodes on each of the two panels
 [log h, log h + 3] and [log h + 3, log(T − t_x + h)] give I to about 1e-10 relative over the
@@ -28,9 +28,13 @@ The gradient differentiates the original integral under the integral sign (its l
 T do not depend on the parameters): ∂I/∂α = −(r+x)∫f/(α+τ), ∂I/∂r = −∫f·log(α+τ), and so on,
 evaluated with the same nodes. It is finite and smooth everywhere (no special-function
 derivative, no case split at α = β), and equals the derivative of the quadrature value to its
-accuracy; the tests check it against finite differences at those hard points. Everything is
-summed in logs (log-sum-exp over the nodes and over the two terms of L), so nothing under-
-or overflows.
+accuracy; the tests check it against finite differences at those hard points. The nodes are
+summed in one pass relative to the integrand's value at the left end, which bounds them up to a
+factor (τ − t_x + h)/h · (1 + (τ − t_x)/(α+t_x))^−(r+x) that cannot overflow, and the two terms
+of L by log-sum-exp, so nothing under- or overflows; per node that is one exp for the node, two
+logs and one exp for the integrand (CDNOW's 1,016 rows: about 1.6× faster than the earlier two
+passes with a log-sum-exp over stored nodes). The Gamma functions of r + x are evaluated once
+per distinct x in the log density.
 
 **The closed-form route.** :func:`pnbd_logp_and_grad` (and the MBG/NBD's in
 :mod:`tenure.models._mbgnbd_fast`) follows :mod:`tenure.models._bgnbd_fast`'s convention,
@@ -64,14 +68,19 @@ WEIGHTS = _W / 2.0
 
 
 @numba.njit(cache=True, error_model="numpy")
-def pnbd_row(r: float, alpha: float, s: float, beta: float, x: float, t_x: float, T: float,
-             grad: np.ndarray) -> tuple[float, float]:
-    """log L of one customer and log P(alive at T); ``grad`` gets ∂log L/∂(r, α, s, β)."""
+def pnbd_row_core(r: float, alpha: float, s: float, beta: float, x: float, t_x: float, T: float,
+                  grad: np.ndarray) -> tuple[float, float]:
+    """log L of one customer less log Γ(r+x)/Γ(r), and log P(alive at T).
+
+    ``grad`` gets ∂/∂(r, α, s, β) of that, i.e. ∂log L less ψ(r+x) − ψ(r) in ``grad[0]``:
+    the caller adds the Gamma-function terms, once per distinct x where it can
+    (:func:`pnbd_logp_and_grad`).
+    """
     a1 = r + x
     b1 = s + 1.0
     log_aT = math.log(alpha + T)
     log_bT = math.log(beta + T)
-    pre = math.lgamma(a1) - math.lgamma(r) + r * math.log(alpha) + s * math.log(beta)
+    pre = r * math.log(alpha) + s * math.log(beta)
     # First term: alive at T.
     l_a = -a1 * log_aT - s * log_bT
     ga0 = -log_aT
@@ -80,69 +89,66 @@ def pnbd_row(r: float, alpha: float, s: float, beta: float, x: float, t_x: float
     ga3 = -s / (beta + T)
     span = T - t_x
     if span <= 0.0:
-        grad[0] = digamma(a1) - digamma(r) + math.log(alpha) + ga0
+        grad[0] = math.log(alpha) + ga0
         grad[1] = r / alpha + ga1
         grad[2] = math.log(beta) + ga2
         grad[3] = s / beta + ga3
         return pre + l_a, 0.0
-    # Second term: s·I, I by quadrature in y (module docstring).
+    # Second term: s·I, I by quadrature in y (module docstring). Each node's integrand is taken
+    # relative to its value m0 at the left end y0 = log h, where it is largest up to a factor that
+    # cannot overflow, so one pass suffices (no log-sum-exp over stored nodes).
     h = 1.0 / (a1 / (alpha + t_x) + b1 / (beta + t_x))
     c1 = alpha + t_x - h
     c2 = beta + t_x - h
     y0 = math.log(h)
     y1 = math.log(span + h)
     y_mid = min(y0 + SPLIT, y1)
-    vals = np.empty(2 * ORDER)
-    m = -math.inf
-    k = 0
-    for p in range(2):
-        ya = y0 if p == 0 else y_mid
-        width = (y_mid if p == 0 else y1) - ya
-        for j in range(ORDER):
-            if width <= 0.0:
-                vals[k] = -math.inf
-            else:
-                y = ya + NODES[j] * width
-                e = math.exp(y)
-                vals[k] = y - a1 * math.log(c1 + e) - b1 * math.log(c2 + e) + math.log(WEIGHTS[j] * width)
-                m = max(m, vals[k])
-            k += 1
+    m0 = y0 - a1 * math.log(alpha + t_x) - b1 * math.log(beta + t_x)
     total = 0.0
     g0 = 0.0
     g1 = 0.0
     g2 = 0.0
     g3 = 0.0
-    k = 0
     for p in range(2):
         ya = y0 if p == 0 else y_mid
         width = (y_mid if p == 0 else y1) - ya
+        if width <= 0.0:
+            continue
         for j in range(ORDER):
-            if width > 0.0:
-                e = math.exp(ya + NODES[j] * width)
-                wk = math.exp(vals[k] - m)
-                la = math.log(c1 + e)
-                lb = math.log(c2 + e)
-                total += wk
-                g0 -= wk * la
-                g1 -= wk * a1 / (c1 + e)
-                g2 -= wk * lb
-                g3 -= wk * b1 / (c2 + e)
-            k += 1
-    l_b = math.log(s) + m + math.log(total)
+            y = ya + NODES[j] * width
+            e = math.exp(y)
+            la = math.log(c1 + e)
+            lb = math.log(c2 + e)
+            wk = WEIGHTS[j] * width * math.exp(y - a1 * la - b1 * lb - m0)
+            total += wk
+            g0 -= wk * la
+            g1 -= wk / (c1 + e)
+            g2 -= wk * lb
+            g3 -= wk / (c2 + e)
+    l_b = math.log(s) + m0 + math.log(total)
     # ∂ log(s·I): weighted means of the integrand's log-derivatives, plus 1/s.
     gb0 = g0 / total
-    gb1 = g1 / total
+    gb1 = a1 * g1 / total
     gb2 = g2 / total + 1.0 / s
-    gb3 = g3 / total
+    gb3 = b1 * g3 / total
     top = max(l_a, l_b)
     lse = top + math.log(math.exp(l_a - top) + math.exp(l_b - top))
     pa = math.exp(l_a - lse)
     pb = 1.0 - pa
-    grad[0] = digamma(a1) - digamma(r) + math.log(alpha) + pa * ga0 + pb * gb0
+    grad[0] = math.log(alpha) + pa * ga0 + pb * gb0
     grad[1] = r / alpha + pa * ga1 + pb * gb1
     grad[2] = math.log(beta) + pa * ga2 + pb * gb2
     grad[3] = s / beta + pa * ga3 + pb * gb3
     return pre + lse, l_a - lse
+
+
+@numba.njit(cache=True, error_model="numpy")
+def pnbd_row(r: float, alpha: float, s: float, beta: float, x: float, t_x: float, T: float,
+             grad: np.ndarray) -> tuple[float, float]:
+    """log L of one customer and log P(alive at T); ``grad`` gets ∂log L/∂(r, α, s, β)."""
+    ll, alive = pnbd_row_core(r, alpha, s, beta, x, t_x, T, grad)
+    grad[0] += digamma(r + x) - digamma(r)
+    return ll + math.lgamma(r + x) - math.lgamma(r), alive
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -188,15 +194,21 @@ def pnbd_log_p_alive(r, alpha, s, beta, x, t_x, T) -> np.ndarray:
 # -- the packed buffer and the log density on the log scale -------------------------------
 def pack_rows(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray,
               priors: Mapping[str, Mapping[str, Any]], params: tuple[str, ...]) -> np.ndarray | None:
-    """The :func:`tenure.models._fast.pack` buffer: the number of rows, then x, t_x, T and the weights;
-    ``None`` if a prior has no closed form on the log scale."""
+    """The :func:`tenure.models._fast.pack` buffer: the number of rows, then x, t_x, T and the weights,
+    rows sorted by x (stable); ``None`` if a prior has no closed form on the log scale."""
     x = np.asarray(x, dtype=np.float64)
-    return _fast.pack([priors[p] for p in params], x.size, x, t_x, T, w)
+    order = np.argsort(x, kind="stable")
+    return _fast.pack([priors[p] for p in params], x.size,
+                      *(np.asarray(v, dtype=np.float64)[order] for v in (x, t_x, T, w)))
 
 
 @numba.njit(cache=True, error_model="numpy")
 def pnbd_logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
-    """Log density at θ = (log r, log α, log s, log β); writes its gradient into ``grad``."""
+    """Log density at θ = (log r, log α, log s, log β); writes its gradient into ``grad``.
+
+    The Gamma functions of r + x are evaluated once per run of equal x (the rows of
+    :func:`pack_rows` are sorted by x), so once per distinct x.
+    """
     lp = prior_logp(theta, buf, grad)
     o = _fast.data_start(buf)
     n = int(buf[o])
@@ -207,12 +219,25 @@ def pnbd_logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> 
     beta = math.exp(theta[3])
     g = np.empty(4)
     d = np.zeros(4)
+    w_total = 0.0
+    x_prev = math.nan
+    lg_x = 0.0
+    dg_x = 0.0
     for i in range(n):
         w = buf[o + 3 * n + i]
-        ll, _ = pnbd_row(r, alpha, s, beta, buf[o + i], buf[o + n + i], buf[o + 2 * n + i], g)
-        lp += w * ll
-        for k in range(4):
+        x = buf[o + i]
+        if x != x_prev:
+            x_prev = x
+            lg_x = math.lgamma(r + x)
+            dg_x = digamma(r + x)
+        ll, _ = pnbd_row_core(r, alpha, s, beta, x, buf[o + n + i], buf[o + 2 * n + i], g)
+        lp += w * (ll + lg_x)
+        d[0] += w * (g[0] + dg_x)
+        for k in range(1, 4):
             d[k] += w * g[k]
+        w_total += w
+    lp -= w_total * math.lgamma(r)
+    d[0] -= w_total * digamma(r)
     grad[0] += r * d[0]
     grad[1] += alpha * d[1]
     grad[2] += s * d[2]

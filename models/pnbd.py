@@ -148,6 +148,11 @@ class ParetoNBDModel(ClosedFormRFMModel):
         # infinity. MAP keeps the flat prior: its mode is the maximum-likelihood estimate.
         window = float(self.data["T"].max())
         self.sampling_priors = {"beta": {"dist": "Exponential", "lam": 1.0 / (10.0 * window)}}
+        # Along that ridge the posterior of (log s, log β) is long and bent: at nutpie's default step-size target
+        # (0.8) the low-rank mass matrix left 114 of 2,000 CDNOW draws divergent (min bulk ESS 105); at 0.95 none
+        # diverged and the min bulk ESS was 266 in 25,000 gradient evaluations (a diagonal mass matrix: 196 in
+        # 70,000). benchmarks/RESULTS.md, Pareto/NBD section.
+        self.sampler_options = {**self.sampler_options, "target_accept": 0.95}
 
     @property
     def var_names(self) -> list[str]:
