@@ -589,8 +589,10 @@ def fit(run: Run) -> dict[str, Any]:
                    else "Diagnostics: " + "; ".join(warnings) + ".")
     else:
         verdict = (f"Diagnostics: fitted by {result.method}, which has no chains to compare (R-hat and ESS are "
-                   "for MCMC); intervals come from " + ("the Laplace approximation at the mode."
-                                                        if result.method == "map" else "the fitted approximation."))
+                   "for MCMC); intervals come from " + {"map": "the Laplace approximation at the mode.",
+                                                        "bayesian-bootstrap": "the Bayesian bootstrap of the "
+                                                                              "respondents."}.get(
+                                                            result.method, "the fitted approximation."))
     headline = [*result.effects, verdict] if result.effects else [
         "This model reports no plain-language effects; the estimates are in the table below.", verdict]
     check = result.predictive_check
@@ -611,6 +613,10 @@ def fit(run: Run) -> dict[str, Any]:
         loo = _loo_figure(result)
         if loo is not None:
             figs.append(loo)
+        elif result.method == "bayesian-bootstrap":
+            headline.insert(len(headline) - 1, "No posterior predictive check: the Bayesian bootstrap reweights the "
+                            "respondents themselves, so data replicated under it are the data by construction; the "
+                            "index is descriptive, and its intervals are the bootstrap's.")
     figs.append(_prior_figure(result))
     est = "mode" if "mode" in summary.columns else "mean"
     cols = [c for c in ("r_hat", "ess_bulk") if c in summary.columns]

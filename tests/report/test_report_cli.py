@@ -309,3 +309,15 @@ def test_a_fit_with_two_checks_draws_states_and_tabulates_each(fitted_sbg, tmp_p
     figures = page["sections"][0]["figures"]
     assert [f.title for f in figures].count("Posterior predictive check") == 2
     assert sum("Other counts" in t["title"] for t in page["sections"][0]["tables"]) == 1
+
+
+def test_the_trim_fit_page_says_why_it_has_no_predictive_check(runs, tmp_path):
+    """The TRI*M index is a Bayesian bootstrap of the respondents: the page says it has no predictive check and
+    where its intervals come from."""
+    out = tmp_path / "trim"
+    res = runner.invoke(app, ["fit", "trim", str(runs / "simulate" / "panel.parquet"), "--draws", "200",
+                              "--chains", "1", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", (out / "report.html").read_text())).split())
+    assert "No posterior predictive check: the Bayesian bootstrap reweights the respondents" in text
+    assert "intervals come from the Bayesian bootstrap of the respondents" in text
