@@ -173,7 +173,7 @@ class BGBBModel(BayesianModel):
         sample, scaled back). The replicates' mean is P(X(n) = x) of Fader, Hardie & Shang (2010),
         eq. (7), summed over customers, up to Monte Carlo error.
         """
-        from tenure.models.ppc import check_rows, draw_indices
+        from tenure.models.ppc import check_rows, count_caption, draw_indices
         from tenure.models.ppc import predictive_check as make_check
 
         x_obs, n_opp, w = (self.data[c].to_numpy().astype(np.int64) for c in ("frequency", "T", "count"))
@@ -194,11 +194,8 @@ class BGBBModel(BayesianModel):
                           x_label="purchases at the customer's transaction opportunities "
                                   f"(one per {self.time_unit.rstrip('s')})",
                           y_label="customers",
-                          caption="How many customers bought at 0, 1, 2, ... of their opportunities: observed (dots) "
-                                  "against data sets replicated under the fit (bars: mean, whiskers: 90 % band over "
-                                  f"{len(pick)} posterior draws); a dot outside its whisker is a count the model "
-                                  "misses." + (f" Replicated on a sample of {opps.size:,} customers scaled up to "
-                                               f"{total:,}, which widens the band." if opps.size < total else ""),
+                          caption=count_caption("bought at 0, 1, 2, ... of their opportunities", len(pick),
+                                                opps.size, total),
                           draws=len(pick), style="bars")
 
     def _posterior(self) -> dict[str, np.ndarray]:

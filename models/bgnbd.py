@@ -353,7 +353,7 @@ class BGNBDModel(BayesianModel):
         replicate (a count-weighted sample, scaled back). ``None`` with covariates, whose replicate
         would need each customer's covariates.
         """
-        from tenure.models.ppc import check_rows, draw_indices
+        from tenure.models.ppc import check_rows, count_caption, draw_indices
         from tenure.models.ppc import predictive_check as make_check
 
         if self.purchase_covariates or self.dropout_covariates:
@@ -380,11 +380,7 @@ class BGNBDModel(BayesianModel):
                                 + _TITLES.get(self.name, self.name),
                           x_label=f"repeat purchases in the fitted period (each customer's own age, in {unit})",
                           y_label="customers",
-                          caption="How many customers made 0, 1, ... 7 or more repeat purchases: observed (dots) "
-                                  "against data sets replicated under the fit (bars: mean, whiskers: 90 % band over "
-                                  f"{len(pick)} posterior draws); a dot outside its whisker is a count the model "
-                                  "misses." + (f" Replicated on a sample of {ages.size:,} customers scaled up to "
-                                               f"{n:,}, which widens the band." if ages.size < n else ""),
+                          caption=count_caption("made 0, 1, ... 7 or more repeat purchases", len(pick), ages.size, n),
                           draws=len(pick), style="bars")
 
     def _population_draws(self, n: int, seed: int, draw: int | None = None

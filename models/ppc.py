@@ -45,6 +45,14 @@ def predictive_check(statistic: str, rows: list[dict[str, Any]], *, title: str, 
             "caption": caption, "draws": int(draws), "interval": PPC_INTERVAL, "rows": rows}
 
 
+def count_caption(what: str, draws: int, sample: int, total: int) -> str:
+    """The caption of a customers-by-count check drawn as bars: ``what`` completes "How many customers ..."."""
+    return (f"How many customers {what}: observed (dots) against data sets replicated under the fit (bars: mean, "
+            f"whiskers: 90 % band over {draws} posterior draws); a dot outside its whisker is a count the model "
+            "misses." + (f" Replicated on a sample of {sample:,} customers scaled up to {total:,}, which widens "
+                         "the band." if sample < total else ""))
+
+
 def replicate_cell_counts(kind: str, size: np.ndarray, params: Any, group: np.ndarray, n_groups: int,
                           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Counts per group replicated under each draw, and their expectation under the same draws.
