@@ -371,7 +371,9 @@ def test_a_webhook_that_times_out_is_retried_with_back_off_and_loses_no_alert(tm
     # every alert once, in order, after three time-outs; retries 0.5, 1 and 2 s after each 0.2 s time-out
     assert [a["id"] for a in _SlowHook.received] == [f"individual:{i}" for i in range(6)]
     gaps = np.diff(_SlowHook.arrivals[:4])
-    assert np.all(gaps >= np.array([0.5, 1.0, 2.0]) + 0.2), gaps
+    # the server stamps a post when its handler starts, a little after the client's time-out clock starts (at
+    # connect): a gap may fall a few milliseconds short of back-off + time-out (CI saw 0.6991 for 0.7), so 20 ms slack
+    assert np.all(gaps >= np.array([0.5, 1.0, 2.0]) + 0.2 - 0.02), gaps
     assert len(warnings) == 1 and "timed out" in warnings[0] and "alerts are kept in alerts.jsonl" in warnings[0]
     saved = json.loads((tmp_path / WEBHOOK_FILE).read_text())
     assert saved["delivered_bytes"] == (tmp_path / ALERTS_FILE).stat().st_size

@@ -69,5 +69,5 @@ def test_cli_bgbb_map(tmp_path):
                                           "--draws", "200", "--chains", "2"])
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "forest.png", "manifest.json",
-                                              "report.html"}
+                                              "report.html", "ppc.csv"}
     assert "11,104 customers in 22 unique rows" in " ".join(result.output.split())
