@@ -128,7 +128,7 @@ def _sorted_sample(buf: np.ndarray, n: int, sample: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _summarise(buf: np.ndarray, n: int, pos_lo: float, pos_hi: float, part: np.ndarray, a: np.ndarray,
+def summarise_buffer(buf: np.ndarray, n: int, pos_lo: float, pos_hi: float, part: np.ndarray, a: np.ndarray,
                b: np.ndarray) -> tuple[float, float, float]:
     """Mean and the two interpolated order statistics of ``buf[:n]`` (``part``, ``a``, ``b``: scratch)."""
     total = 0.0
@@ -161,7 +161,8 @@ def summarise_columns(values: np.ndarray, pos_lo: float, pos_hi: float, out: np.
             for jj in range(width):
                 tile[jj, d] = values[d, j0 + jj]
         for jj in range(width):
-            out[0, j0 + jj], out[1, j0 + jj], out[2, j0 + jj] = _summarise(tile[jj], n, pos_lo, pos_hi, part, a, b)
+            out[0, j0 + jj], out[1, j0 + jj], out[2, j0 + jj] = summarise_buffer(tile[jj], n, pos_lo, pos_hi,
+                                                                                 part, a, b)
 
 
 @njit(cache=True, nogil=True)
@@ -180,4 +181,5 @@ def summarise_products(scale: float, a: np.ndarray, ia: np.ndarray, b: np.ndarra
                 j = j0 + jj
                 tile[jj, d] = scale * a[d, ia[j]] * b[d, ib[j]] * c[d, ic[j]]
         for jj in range(width):
-            out[0, j0 + jj], out[1, j0 + jj], out[2, j0 + jj] = _summarise(tile[jj], n, pos_lo, pos_hi, part, sa, sb)
+            out[0, j0 + jj], out[1, j0 + jj], out[2, j0 + jj] = summarise_buffer(tile[jj], n, pos_lo, pos_hi,
+                                                                                 part, sa, sb)

@@ -39,7 +39,8 @@ from typing import Any
 import numba
 import numpy as np
 import polars as pl
-from tenure.models.clv_predict import posterior_draws
+from tenure.models._draw_summary import summarise_buffer
+from tenure.models.clv_predict import posterior_draws, quantile_positions
 from tenure.models.cross_sell import COEFFICIENTS as XSELL_COEFFICIENTS
 from tenure.models.cross_sell import count_design
 from tenure.models.panel import _as_float, _as_integer, _first_bad, _in_range
@@ -246,59 +247,12 @@ class CrossSellDraws:
 
 
 @numba.njit(cache=True)
-def _select(buf, lo, hi, k):  # pragma: no cover - compiled
-    """Partially order ``buf[lo:hi]`` in place so that ``buf[k]`` holds its order statistic (Hoare's quickselect)."""
-    hi -= 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        # median of three as the pivot: sorted or constant draws do not make it quadratic
-        a, b, c = buf[lo], buf[mid], buf[hi]
-        pivot = max(min(a, b), min(max(a, b), c))
-        i, j = lo, hi
-        while i <= j:
-            while buf[i] < pivot:
-                i += 1
-            while buf[j] > pivot:
-                j -= 1
-            if i <= j:
-                buf[i], buf[j] = buf[j], buf[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            return
-
-
-@numba.njit(cache=True)
 def _summary(buf, pos_lo, pos_hi, out, col):  # pragma: no cover - compiled
-    """Mean and the two quantiles at virtual positions ``pos_lo <= pos_hi`` of ``buf`` into ``out[:, col]``.
-
-    The mean is summed along the draws in order, and each quantile interpolates linearly between the
-    order statistics at floor(pos) and floor(pos) + 1, as :func:`~tenure.models.clv_predict.summarize_draws`
-    (``np.quantile``'s default) does: the same numbers. ``buf`` is reordered.
-    """
+    """Mean and the two quantiles at virtual positions ``pos_lo <= pos_hi`` of ``buf`` into ``out[:, col]``: the
+    selection kernel of :mod:`tenure.models._draw_summary`, so the numbers of ``np.quantile``'s default method."""
     n = buf.shape[0]
-    total = 0.0
-    for d in range(n):
-        total += buf[d]
-    out[0, col] = total / n
-    lo = 0
-    for q in range(2):
-        pos = pos_lo if q == 0 else pos_hi
-        k = int(np.floor(pos))
-        k1 = min(k + 1, n - 1)
-        _select(buf, lo, n, k)
-        below = buf[k]
-        above = below
-        if k1 > k:  # the next order statistic: the smallest of what the selection left above k
-            above = buf[k1]
-            for d in range(k1 + 1, n):
-                above = min(above, buf[d])
-        out[1 + q, col] = below + (pos - k) * (above - below)
-        lo = k  # everything below k is at most buf[k]: the second selection looks above it only
+    out[0, col], out[1, col], out[2, col] = summarise_buffer(buf, n, pos_lo, pos_hi, np.empty(n), np.empty(n),
+                                                       np.empty(n))
 
 
 @numba.njit(cache=True, parallel=True)
@@ -474,7 +428,7 @@ def score_customers(
     band_at = (np.searchsorted(bands, c_tenure[:, None] + np.arange(horizon)[None, :], side="right") - 1)
     discount = (1.0 + rate) ** -np.arange(horizon, dtype=float)
     intercepts, segment_at = _intercept_columns(hazard.intercept, hazard.segment, c_seg)
-    pos = _positions(n_draws, interval)
+    pos = quantile_positions(n_draws, interval)
     group = cell_key // (last_start + 1)  # the tenure is the key's last digit: a group's cells are adjacent
     group_start = np.r_[0, np.flatnonzero(np.diff(group)) + 1, group.size]
     p_now, lifetime, at_risk, months = _hazard_cells(
@@ -529,11 +483,6 @@ def _intercept_columns(intercept: np.ndarray, segment: np.ndarray | None,
     if segment is None:
         return np.ascontiguousarray(intercept[:, None], dtype=float), np.zeros(index.size, dtype=np.int64)
     return np.ascontiguousarray(np.column_stack([intercept, segment]), dtype=float), index.astype(np.int64) + 1
-
-
-def _positions(n_draws: int, interval: float) -> tuple[float, float]:
-    """Virtual positions among the sorted draws of the interval's ends (``np.quantile``'s linear method)."""
-    return (1 - interval) / 2 * (n_draws - 1), (1 + interval) / 2 * (n_draws - 1)
 
 
 def _scaled(cell_summary: np.ndarray, cell_of: np.ndarray, margin: np.ndarray) -> np.ndarray:
