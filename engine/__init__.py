@@ -8,6 +8,6 @@ drives them period by period, its shards held by a backend
 on Dask workers); :mod:`~tenure.engine.tables` builds the end-of-run tables.
 """
 
-from tenure.engine._cache import configure_cache
+from tenure._numba_cache import configure_cache
 
 CACHE_DIR = configure_cache()

@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from tenure.engine._cache import configure_cache
 from tenure.engine.shards import (
     Addition,
     LocalShards,
@@ -59,6 +58,7 @@ from tenure.engine.shards import (
 from tenure.engine.simulator import DriverState, SimulationResult, Simulator
 from tenure.engine.tables import combine_cohorts
 
+from tenure._numba_cache import configure_cache
 from tenure.errors import InputError
 from tenure.scenario import Scenario, load_scenario
 
