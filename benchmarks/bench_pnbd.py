@@ -10,11 +10,17 @@ Then, from the repository root with the project's environment active::
 
 ``compare`` runs, interleaved and each in a fresh interpreter: tenure's Pareto/NBD on CDNOW
 (NUTS with nutpie, 2 chains × 1000 draws after 1000 tuning steps) and pymc-marketing's
-``ParetoNBDModel`` with the same sampler and settings, then tenure's MAP and tenure on one
-million synthetic customers (weekly data, a summary table). One JSON line per run and a
-summary; wall times are measured by the parent around the whole child process
-(interpreter start, imports, compilation, sampling). ``tenure-cdnow`` also reports the MAP
-and MCMC times inside the process, once compiled (``*_warm_s``).
+``ParetoNBDModel`` with the same sampler and settings, then tenure's MAP and (``--million``)
+tenure on one million synthetic customers (weekly data, a summary table). One JSON line per
+run and a summary; wall and CPU times are measured by the parent around the whole child
+process (interpreter start, imports, compilation, sampling).
+
+``--priors`` puts both CDNOW fits on the same footing or not: ``tenure`` (both on tenure's
+sampling priors), ``pymc-marketing`` (both on pymc-marketing's defaults, :data:`PMM_PRIORS`,
+given to tenure through its ``priors`` argument) or ``default`` (each library its own). Each
+run reports its route (tenure: ``numba-closed-form`` is the compiled fast route, ``pymc`` the
+fallback), bulk ESS, divergences and posterior means and standard deviations; the summary
+gives the wall, CPU and ESS ratios and how far apart the two posterior means are.
 """
 
 from __future__ import annotations
@@ -34,6 +40,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CDNOW = ROOT / "tests" / "data" / "cdnow_customers_summary.csv"
 PARAMS = ("r", "alpha", "s", "beta")
+PRIOR_CHOICES = ("tenure", "pymc-marketing", "default")
+
+# pymc-marketing's ParetoNBDModel.default_model_config, read from pymc-marketing 0.19.2
+# (pymc_marketing/clv/models/pareto_nbd.py), in tenure's prior spec (PyMC's Weibull(alpha=shape, beta=scale)).
+PMM_PRIORS = {
+    "r": {"dist": "Weibull", "alpha": 2.0, "beta": 1.0},
+    "alpha": {"dist": "Weibull", "alpha": 2.0, "beta": 10.0},
+    "s": {"dist": "Weibull", "alpha": 2.0, "beta": 1.0},
+    "beta": {"dist": "Weibull", "alpha": 2.0, "beta": 10.0},
+}
 
 
 def _min_ess(idata) -> float:
@@ -50,25 +66,34 @@ def _ess(idata) -> dict[str, float]:
     return {p: round(float(ess[p]), 1) for p in PARAMS}
 
 
-def tenure_cdnow(draws: int, chains: int) -> dict:
+def _posterior(idata) -> dict:
+    """Bulk ESS, divergences, posterior means and standard deviations of r, α, s, β."""
+    diverging = idata.sample_stats["diverging"] if "diverging" in idata.sample_stats else None
+    return {"ess_bulk": _ess(idata), "min_ess_bulk": _min_ess(idata),
+            "divergences": None if diverging is None else int(diverging.sum()),
+            "means": {p: float(idata.posterior[p].mean()) for p in PARAMS},
+            "sd": {p: float(idata.posterior[p].std()) for p in PARAMS}}
+
+
+def tenure_cdnow(draws: int, chains: int, priors: str = "tenure") -> dict:
+    """tenure's Pareto/NBD with NUTS; ``priors="pymc-marketing"`` gives it :data:`PMM_PRIORS`, else its own."""
     t0 = time.perf_counter()
     import polars as pl
     from tenure.models.pnbd import ParetoNBDModel
 
     data = pl.read_csv(CDNOW)
-    model = ParetoNBDModel(data, time_unit="weeks")
+    model = ParetoNBDModel(data, time_unit="weeks", priors=PMM_PRIORS if priors == "pymc-marketing" else None)
     t1 = time.perf_counter()
     idata = model.fit(method="mcmc", draws=draws, tune=1000, chains=chains, seed=1).idata
     t2 = time.perf_counter()
-    return {"ess_bulk": _ess(idata), "min_ess_bulk": _min_ess(idata), "import_s": round(t1 - t0, 2),
-            "fit_s": round(t2 - t1, 2), "priors": json.loads(idata.attrs["tenure_priors"]),
-            "means": {p: float(idata.posterior[p].mean()) for p in PARAMS}}
+    return {**_posterior(idata), "import_s": round(t1 - t0, 2), "fit_s": round(t2 - t1, 2),
+            "route": idata.attrs["tenure_sampler"], "priors": json.loads(idata.attrs["tenure_priors"])}
 
 
 def pymc_marketing_cdnow(draws: int, chains: int, priors: str) -> dict:
     """pymc-marketing's ParetoNBDModel with nutpie; ``priors="tenure"`` gives it tenure's sampling priors
-    (HalfFlat on r, α, s; Exponential with a mean of ten windows on β), ``"default"`` keeps its own
-    (Weibull(2, 1) on r and s, Weibull(2, 10) on α and β)."""
+    (HalfFlat on r, α, s; Exponential with a mean of ten windows on β), otherwise it keeps its own
+    (:data:`PMM_PRIORS`)."""
     t0 = time.perf_counter()
     import pandas as pd
     from pymc_extras.prior import Prior
@@ -85,9 +110,11 @@ def pymc_marketing_cdnow(draws: int, chains: int, priors: str) -> dict:
     idata = model.fit(method="mcmc", nuts_sampler="nutpie", draws=draws, tune=1000, chains=chains,
                       random_seed=1, progressbar=False)
     t2 = time.perf_counter()
-    return {"ess_bulk": _ess(idata), "min_ess_bulk": _min_ess(idata), "import_s": round(t1 - t0, 2),
-            "fit_s": round(t2 - t1, 2), "priors": priors,
-            "means": {p: float(idata.posterior[p].mean()) for p in PARAMS}}
+    from importlib.metadata import version
+
+    return {**_posterior(idata), "import_s": round(t1 - t0, 2), "fit_s": round(t2 - t1, 2),
+            "route": f"pymc-marketing {version('pymc-marketing')}, nutpie {version('nutpie')}",
+            "priors": {k: str(v) for k, v in model.model_config.items() if k in PARAMS}}
 
 
 def tenure_map() -> dict:
@@ -180,17 +207,28 @@ def compare(baseline_python: str, repeats: int, million: bool, priors: str, time
                       "cpu_count": os.cpu_count(), "load_before": os.getloadavg()}), flush=True)
     ours, theirs = [], []
     for _ in range(repeats):
-        ours.append(_child(sys.executable, ["tenure-cdnow"]))
+        ours.append(_child(sys.executable, ["tenure-cdnow", "--priors", priors]))
         theirs.append(_child(baseline_python, ["pymc-marketing-cdnow", "--priors", priors], timeout))
     mode = _child(sys.executable, ["tenure-map"])["estimates"]
     done = [r for r in theirs if r["finished"]]
     t_ours = float(np.median([r["wall_s"] for r in ours]))
-    summary = {"cdnow_wall_s_tenure_median": t_ours, "min_ess_bulk_tenure": min(r["min_ess_bulk"] for r in ours),
-               "pymc_marketing_priors": priors, "pymc_marketing_finished": f"{len(done)}/{len(theirs)}", "map": mode}
+    cpu_ours = float(np.median([r["cpu_s"] for r in ours]))
+    ess_ours = min(r["min_ess_bulk"] for r in ours)
+    summary = {"priors": priors, "tenure_route": sorted({r["route"] for r in ours}),
+               "cdnow_wall_s_tenure_median": t_ours, "cdnow_cpu_s_tenure_median": cpu_ours,
+               "min_ess_bulk_tenure": ess_ours, "pymc_marketing_finished": f"{len(done)}/{len(theirs)}", "map": mode}
     if done:
         t_theirs = float(np.median([r["wall_s"] for r in done]))
-        summary.update({"cdnow_wall_s_pymc_marketing_median": t_theirs, "speedup": round(t_theirs / t_ours, 2),
-                        "min_ess_bulk_pymc_marketing": min(r["min_ess_bulk"] for r in done)})
+        cpu_theirs = float(np.median([r["cpu_s"] for r in done]))
+        ess_theirs = min(r["min_ess_bulk"] for r in done)
+        # the largest gap between the two posterior means, in the larger of the two posterior sd
+        gap = {p: round(abs(ours[0]["means"][p] - done[0]["means"][p]) / max(ours[0]["sd"][p], done[0]["sd"][p]), 2)
+               for p in PARAMS}
+        summary.update({"cdnow_wall_s_pymc_marketing_median": t_theirs, "cdnow_cpu_s_pymc_marketing_median": cpu_theirs,
+                        "min_ess_bulk_pymc_marketing": ess_theirs, "speedup": round(t_theirs / t_ours, 2),
+                        "cpu_ratio": round(cpu_theirs / cpu_ours, 2), "ess_ratio": round(ess_ours / ess_theirs, 2),
+                        "mean_gap_in_sd": gap,
+                        "issue_13_met": bool(t_theirs / t_ours >= 5.0 and ess_ours >= ess_theirs)})
     else:
         summary["speedup_at_least"] = round(timeout / t_ours, 2)
     if million:
@@ -209,9 +247,8 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--draws", type=int, default=1000)
         p.add_argument("--chains", type=int, default=2)
-        if name == "pymc-marketing-cdnow":
-            p.add_argument("--priors", choices=("tenure", "default"), default="tenure",
-                           help="tenure's sampling priors, or pymc-marketing's own defaults.")
+        p.add_argument("--priors", choices=PRIOR_CHOICES, default="tenure",
+                       help="tenure's sampling priors, pymc-marketing's defaults, or this library's own.")
     sub.add_parser("tenure-map")
     p = sub.add_parser("tenure-million")
     p.add_argument("--customers", type=int, default=1_000_000)
@@ -223,8 +260,9 @@ def main() -> None:
                    help="Python of the environment with pymc-marketing.")
     p.add_argument("--repeats", type=int, default=2, help="Fresh-process runs of each CDNOW fit.")
     p.add_argument("--million", action="store_true", help="Also fit one million synthetic customers.")
-    p.add_argument("--priors", choices=("tenure", "default"), default="tenure",
-                   help="Priors of the pymc-marketing runs: tenure's sampling priors (like with like) or its own.")
+    p.add_argument("--priors", choices=PRIOR_CHOICES, default="tenure",
+                   help="Priors of both CDNOW fits: tenure's sampling priors or pymc-marketing's defaults (like "
+                        "with like on either), or each library's own (default).")
     p.add_argument("--timeout", type=float, default=1800.0,
                    help="Seconds after which a pymc-marketing run is stopped and reported as not finished.")
     args = parser.parse_args()
@@ -232,7 +270,7 @@ def main() -> None:
         compare(args.baseline_python, args.repeats, args.million, args.priors, args.timeout)
         return
     runners = {
-        "tenure-cdnow": lambda: tenure_cdnow(args.draws, args.chains),
+        "tenure-cdnow": lambda: tenure_cdnow(args.draws, args.chains, args.priors),
         "pymc-marketing-cdnow": lambda: pymc_marketing_cdnow(args.draws, args.chains, args.priors),
         "tenure-map": tenure_map,
         "tenure-million": lambda: tenure_million(args.customers, args.draws, args.chains, not args.map_only),

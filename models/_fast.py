@@ -61,9 +61,10 @@ variable ``TENURE_FIT_ROUTE=pymc`` (see :data:`ROUTE_ENV`) forces the PyMC route
 baseline of ``benchmarks/bench_clv_fits.py``.
 
 Priors the fast route can express are those whose log density on the log scale is
-c + k1·θ − k2·e^θ − k3·e^{2θ} − k4·(θ − μ)²: ``HalfFlat``, ``Gamma(alpha, beta)``,
-``Exponential(lam)``, ``HalfNormal(sigma)`` and ``LogNormal(mu, sigma)`` with plain
-numbers. Importing this module does not import PyMC, PyTensor, nutpie or ArviZ.
+c + k1·θ − k2·e^θ − k3·e^{qθ} − k4·(θ − μ)²: ``HalfFlat``, ``Gamma(alpha, beta)``,
+``Exponential(lam)``, ``HalfNormal(sigma)`` (q = 2), ``Weibull(alpha, beta)`` (q = alpha,
+pymc-marketing's default priors for its BG/NBD and Pareto/NBD) and ``LogNormal(mu, sigma)``
+with plain numbers. Importing this module does not import PyMC, PyTensor, nutpie or ArviZ.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ if TYPE_CHECKING:
 ROUTE_ENV = "TENURE_FIT_ROUTE"
 """Set to ``pymc`` to fit every model on its PyMC route (the benchmarks' baseline)."""
 
-N_PRIOR = 6
-"""Numbers per prior in the buffer's header: c, k1, k2, k3, k4, μ."""
+N_PRIOR = 7
+"""Numbers per prior in the buffer's header: c, k1, k2, k3, q, k4, μ."""
 
 LOGP_SIGNATURE = types.int64(types.uint64, types.CPointer(types.double), types.CPointer(types.double),
                              types.CPointer(types.double), types.voidptr)
@@ -115,46 +116,60 @@ def _number(spec: Mapping[str, Any], key: str, positive: bool = True) -> float |
     return value
 
 
-def prior_terms(spec: Mapping[str, Any]) -> tuple[float, float, float, float, float, float] | None:
-    """(c, k1, k2, k3, k4, μ) of one prior on the log scale, Jacobian included; ``None`` if not expressible.
+def prior_terms(spec: Mapping[str, Any]) -> tuple[float, float, float, float, float, float, float] | None:
+    """(c, k1, k2, k3, q, k4, μ) of one prior on the log scale, Jacobian included; ``None`` if not expressible.
 
-    log p(e^θ) + θ = c + k1·θ − k2·e^θ − k3·e^{2θ} − k4·(θ − μ)², with PyMC's normalising
+    log p(e^θ) + θ = c + k1·θ − k2·e^θ − k3·e^{qθ} − k4·(θ − μ)², with PyMC's normalising
     constants so that the total equals PyMC's model log density, not just up to a constant.
+    q is 0 where k3 is (the term is then skipped). ``Weibull(alpha, beta)`` in PyMC's
+    parametrisation, p(x) = α/β · (x/β)^{α−1} · exp(−(x/β)^α), gives c = log α − α log β,
+    k1 = α, k3 = β^{−α} and q = α.
     """
     dist = spec.get("dist")
     keys = set(spec) - {"dist"}
     if dist == "HalfFlat" and not keys:
-        return (0.0, 1.0, 0.0, 0.0, 0.0, 0.0)
+        return (0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     if dist == "Gamma" and keys == {"alpha", "beta"}:
         alpha, beta = _number(spec, "alpha"), _number(spec, "beta")
         if alpha is None or beta is None:
             return None
-        return (alpha * math.log(beta) - math.lgamma(alpha), alpha, beta, 0.0, 0.0, 0.0)
+        return (alpha * math.log(beta) - math.lgamma(alpha), alpha, beta, 0.0, 0.0, 0.0, 0.0)
     if dist == "Exponential" and keys == {"lam"}:
         lam = _number(spec, "lam")
-        return None if lam is None else (math.log(lam), 1.0, lam, 0.0, 0.0, 0.0)
+        return None if lam is None else (math.log(lam), 1.0, lam, 0.0, 0.0, 0.0, 0.0)
     if dist == "HalfNormal" and keys == {"sigma"}:
         sigma = _number(spec, "sigma")
         if sigma is None:
             return None
-        return (0.5 * math.log(2.0 / math.pi) - math.log(sigma), 1.0, 0.0, 0.5 / sigma**2, 0.0, 0.0)
+        return (0.5 * math.log(2.0 / math.pi) - math.log(sigma), 1.0, 0.0, 0.5 / sigma**2, 2.0, 0.0, 0.0)
+    if dist == "Weibull" and keys == {"alpha", "beta"}:
+        alpha, beta = _number(spec, "alpha"), _number(spec, "beta")
+        if alpha is None or beta is None:
+            return None
+        return (math.log(alpha) - alpha * math.log(beta), alpha, 0.0, beta**-alpha, alpha, 0.0, 0.0)
     if dist == "LogNormal" and keys == {"mu", "sigma"}:
         mu, sigma = _number(spec, "mu", positive=False), _number(spec, "sigma")
         if mu is None or sigma is None:
             return None
-        return (-0.5 * math.log(2.0 * math.pi) - math.log(sigma), 0.0, 0.0, 0.0, 0.5 / sigma**2, mu)
+        return (-0.5 * math.log(2.0 * math.pi) - math.log(sigma), 0.0, 0.0, 0.0, 0.0, 0.5 / sigma**2, mu)
     return None
 
 
 def prior_center(terms: Sequence[float]) -> float:
-    """A starting value on the log scale: 0 (value 1) for flat priors, else the prior's mean or median."""
-    _, k1, k2, k3, k4, mu = terms
+    """A starting value on the log scale: 0 (value 1) for flat priors, else the mode of the prior on that scale.
+
+    That mode solves k1 = k2·e^θ (Gamma, Exponential: θ = log of the prior's mean),
+    k1 = q·k3·e^{qθ} (HalfNormal: θ = log σ; Weibull: θ = log β, its scale) or θ = μ
+    (LogNormal: its median): a point of ordinary size for the parameter, where NUTS and
+    the optimiser start.
+    """
+    _, k1, k2, k3, q, k4, mu = terms
     if k4 > 0:
         return mu
     if k2 > 0:
         return math.log(k1 / k2)
     if k3 > 0:
-        return math.log(math.sqrt(0.5 / k3))
+        return math.log(k1 / (q * k3)) / q
     return 0.0
 
 
@@ -165,7 +180,7 @@ def pack(priors: Sequence[Mapping[str, Any]], *parts: Any) -> np.ndarray | None:
 
     ``priors`` holds one prior spec per unconstrained value, in the order of ``theta``
     (repeat a vector parameter's spec for each entry). Layout: ``[length, n_dim,
-    n_dim × (c, k1, k2, k3, k4, μ), *parts]``; the density finds its data at
+    n_dim × (c, k1, k2, k3, q, k4, μ), *parts]``; the density finds its data at
     :func:`data_start`. ``None`` when a prior is not expressible.
     """
     terms = [prior_terms(spec) for spec in priors]
@@ -192,9 +207,14 @@ def prior_logp(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
         o = 2 + N_PRIOR * k
         th = theta[k]
         v = math.exp(th)
-        d = th - buf[o + 5]
-        lp += buf[o] + buf[o + 1] * th - buf[o + 2] * v - buf[o + 3] * v * v - buf[o + 4] * d * d
-        grad[k] = buf[o + 1] - buf[o + 2] * v - 2.0 * buf[o + 3] * v * v - 2.0 * buf[o + 4] * d
+        d = th - buf[o + 6]
+        lp += buf[o] + buf[o + 1] * th - buf[o + 2] * v - buf[o + 5] * d * d
+        grad[k] = buf[o + 1] - buf[o + 2] * v - 2.0 * buf[o + 5] * d
+        if buf[o + 3] != 0.0:
+            q = buf[o + 4]
+            power = buf[o + 3] * math.exp(q * th)
+            lp -= power
+            grad[k] -= q * power
     return lp
 
 

@@ -228,8 +228,8 @@ class BGNBDModel(BayesianModel):
         """The packed data of the closed-form sampler, or ``None`` when NUTS must run on the PyMC model.
 
         The fast path covers the model without covariates whose priors on r, α, a and b are
-        HalfFlat (the default), Gamma, Exponential, HalfNormal or LogNormal with plain
-        numbers; anything else, or ``fast_sampler = False``, fits the PyMC model.
+        HalfFlat (the default), Gamma, Exponential, HalfNormal, Weibull or LogNormal with
+        plain numbers; anything else, or ``fast_sampler = False``, fits the PyMC model.
         """
         if not self.fast_sampler or self.purchase_covariates or self.dropout_covariates:
             return None

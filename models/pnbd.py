@@ -81,7 +81,7 @@ class ClosedFormRFMModel(BGNBDModel):
         """The packed rows of the closed-form route, or ``None`` with covariates or priors it cannot express.
 
         Covered: no covariates, and priors HalfFlat (the default), Gamma, Exponential,
-        HalfNormal or LogNormal with plain numbers; ``fast_sampler = False`` (or
+        HalfNormal, Weibull or LogNormal with plain numbers; ``fast_sampler = False`` (or
         ``TENURE_FIT_ROUTE=pymc``) turns it off.
         """
         if self.purchase_covariates or self.dropout_covariates:

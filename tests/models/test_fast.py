@@ -11,7 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 from tenure.models.bgbb import BGBBModel
+from tenure.models.bgnbd import BGNBDModel
 from tenure.models.gamma_gamma import GammaGammaModel
+from tenure.models.pnbd import ParetoNBDModel
 from tenure.models.sbg import SBGModel
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -34,7 +36,20 @@ def donations() -> pl.DataFrame:
     return pl.read_csv(DATA / "donations.csv")
 
 
+def rfm() -> pl.DataFrame:
+    return pl.read_csv(DATA / "cdnow_customers_summary.csv").head(400)
+
+
 PROPER = {"dist": "Gamma", "alpha": 2.0, "beta": 1.5}
+
+
+def weibull(alpha: float, beta: float) -> dict:
+    return {"dist": "Weibull", "alpha": alpha, "beta": beta}
+
+
+# pymc-marketing 0.19.2's default priors of its Pareto/NBD (clv/models/pareto_nbd.py, default_model_config; its
+# BG/NBD's r and alpha too); the other models' cases add Weibull shapes below 1 and above 2 (q not 2).
+PMM_PNBD = {"r": weibull(2.0, 1.0), "alpha": weibull(2.0, 10.0), "s": weibull(2.0, 1.0), "beta": weibull(2.0, 10.0)}
 MODELS = {
     "sbg-pooled": lambda: SBGModel(cohorts()),
     "sbg-per-cohort": lambda: SBGModel(cohorts(), pooled=False,
@@ -46,6 +61,11 @@ MODELS = {
     "bgbb": lambda: BGBBModel(donations()),
     "bgbb-proper": lambda: BGBBModel(donations(), priors={"alpha": PROPER, "delta": {"dist": "HalfNormal",
                                                                                      "sigma": 3.0}}),
+    "bgbb-weibull": lambda: BGBBModel(donations(), priors={"alpha": weibull(0.7, 3.0), "beta": weibull(2.0, 1.0),
+                                                           "gamma": weibull(1.5, 0.5), "delta": PROPER}),
+    "bgnbd-weibull": lambda: BGNBDModel(rfm(), priors={"r": weibull(2.0, 1.0), "alpha": weibull(2.0, 10.0),
+                                                       "a": weibull(0.7, 3.0), "b": weibull(3.0, 2.0)}),
+    "pnbd-weibull": lambda: ParetoNBDModel(rfm(), priors=PMM_PNBD),
 }
 
 
@@ -77,7 +97,9 @@ def test_fast_route_falls_back_where_it_cannot_express_the_model():
     records = pl.DataFrame({"periods": [1, 2, 3, 4] * 5, "churned": [1, 0] * 10, "trust": [1.0, 2.0, 3.0, 4.0] * 5})
     assert SBGModel(records, covariates=["trust"]).fast_model() is None
     assert GammaGammaModel(spend(), priors={"q": {"dist": "Gamma", "mu": 2.0, "sigma": 1.0}}).fast_model() is None
-    assert BGBBModel(donations(), priors={"gamma": {"dist": "Weibull", "alpha": 1.0, "beta": 1.0}}).fast_model() is None
+    inverse_gamma = {"dist": "InverseGamma", "alpha": 2.0, "beta": 1.0}
+    assert BGBBModel(donations(), priors={"gamma": inverse_gamma}).fast_model() is None
+    assert ParetoNBDModel(rfm(), priors={"s": inverse_gamma}).fast_model() is None
     off = BGBBModel(donations())
     off.fast_sampler = False
     assert off.fast_route() is None
