@@ -570,6 +570,7 @@ def _prior(spec: dict[str, Any]) -> Any:
             "HalfCauchy": lambda: stats.halfcauchy(0, p.get("beta", 1)),
             "StudentT": lambda: stats.t(p.get("nu", 3), p.get("mu", 0), p.get("sigma", 1)),
             "LogNormal": lambda: stats.lognorm(p.get("sigma", 1), scale=math.exp(p.get("mu", 0))),
+            "Weibull": lambda: stats.weibull_min(p["alpha"], scale=p["beta"]),  # PyMC: alpha shape, beta scale
         }[d]()
     except (KeyError, TypeError, ValueError):
         return None

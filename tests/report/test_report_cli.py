@@ -321,3 +321,15 @@ def test_the_trim_fit_page_says_why_it_has_no_predictive_check(runs, tmp_path):
     text = " ".join(unescape(re.sub(r"<[^>]+>", " ", (out / "report.html").read_text())).split())
     assert "No posterior predictive check: the Bayesian bootstrap reweights the respondents" in text
     assert "intervals come from the Bayesian bootstrap of the respondents" in text
+
+
+def test_the_prior_panel_draws_pymc_weibull_with_its_shape_and_scale() -> None:
+    """PyMC's Weibull(alpha, beta) is shape alpha, scale beta: its density at x is (α/β)(x/β)^(α−1) e^(−(x/β)^α)."""
+    import math
+
+    from tenure.report.pages import _prior
+
+    dist = _prior({"dist": "Weibull", "alpha": 2.0, "beta": 10.0})  # pymc-marketing's prior on the Pareto/NBD's α
+    x = 7.0
+    assert dist.pdf(x) == pytest.approx((2 / 10) * (x / 10) * math.exp(-((x / 10) ** 2)), rel=1e-12)
+    assert dist.mean() == pytest.approx(10 * math.gamma(1.5), rel=1e-12)
