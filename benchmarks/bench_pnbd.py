@@ -261,8 +261,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="Fresh-process runs of each CDNOW fit.")
     p.add_argument("--million", action="store_true", help="Also fit one million synthetic customers.")
     p.add_argument("--priors", choices=PRIOR_CHOICES, default="tenure",
-                   help="Priors of both CDNOW fits: tenure's sampling priors or pymc-marketing's defaults (like "
-                        "with like on either), or each library's own (default).")
+                   help="Priors of both CDNOW fits: 'tenure' (the default: tenure's sampling priors on both) or "
+                        "'pymc-marketing' (its defaults on both), like with like either way, or 'default' (each "
+                        "library its own).")
     p.add_argument("--timeout", type=float, default=1800.0,
                    help="Seconds after which a pymc-marketing run is stopped and reported as not finished.")
     args = parser.parse_args()

@@ -21,6 +21,12 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from tenure._numba_cache import configure_cache
+
+# Numba fixes a kernel's cache folder when its decorator runs; Python runs this file before any module of
+# the package, so every models kernel is cached in the folder keyed by the kernel sources.
+CACHE_DIR = configure_cache()
+
 # PyTensor's BLAS warning is filtered in tenure/__init__.py, which runs before this package; models/base.py
 # filters it again around every fit (BLAS_WARNING) for callers, such as test runners, that reset the filters.
 

@@ -19,10 +19,6 @@ import numpy as np
 from tenure.models import _fast
 from tenure.models._fast import data_start, digamma, prior_logp
 
-from tenure._numba_cache import configure_cache
-
-configure_cache()  # before the first decorator: Numba fixes a kernel's cache folder there
-
 PARAMS = ("r", "alpha", "a", "b")
 EXPANDED = ("r_log__", "alpha_log__", "a_log__", "b_log__", "r", "alpha", "a", "b")
 """Variables of each draw, in the order and with the names of the PyMC route's posterior."""

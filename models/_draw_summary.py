@@ -19,10 +19,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tenure._numba_cache import configure_cache
-
-configure_cache()  # before the first decorator: Numba fixes a kernel's cache folder there
-
 
 @njit(cache=True, nogil=True)
 def _kth(src: np.ndarray, n: int, k: int, a: np.ndarray, b: np.ndarray) -> float:

@@ -79,10 +79,6 @@ import numba
 import numpy as np
 from numba import types
 
-from tenure._numba_cache import configure_cache
-
-configure_cache()  # before the first decorator: Numba fixes a kernel's cache folder there
-
 if TYPE_CHECKING:
     import arviz as az
 

@@ -17,10 +17,6 @@ import numpy as np
 from tenure.models import _fast
 from tenure.models._fast import data_start, digamma, prior_logp
 
-from tenure._numba_cache import configure_cache
-
-configure_cache()  # before the first decorator: Numba fixes a kernel's cache folder there
-
 PARAMS = ("p", "q", "v")
 
 

@@ -22,10 +22,6 @@ from tenure.models import _fast
 from tenure.models._fast import digamma, prior_logp
 from tenure.models._pnbd_fast import _broadcast
 
-from tenure._numba_cache import configure_cache
-
-configure_cache()  # before the first decorator: Numba fixes a kernel's cache folder there
-
 
 @numba.njit(cache=True, error_model="numpy")
 def mbgnbd_row(r: float, alpha: float, a: float, b: float, x: float, t_x: float, T: float,

@@ -56,10 +56,6 @@ import numpy as np
 from tenure.models import _fast
 from tenure.models._fast import digamma, prior_logp
 
-from tenure._numba_cache import configure_cache
-
-configure_cache()  # before the first decorator: Numba fixes a kernel's cache folder there
-
 ORDER = 16
 """Gauss–Legendre nodes per panel (two panels)."""
 SPLIT = 3.0

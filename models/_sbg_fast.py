@@ -18,10 +18,6 @@ import numpy as np
 from tenure.models import _fast
 from tenure.models._fast import data_start, digamma, log_beta, prior_logp
 
-from tenure._numba_cache import configure_cache
-
-configure_cache()  # before the first decorator: Numba fixes a kernel's cache folder there
-
 PARAMS = ("alpha", "beta")
 
 

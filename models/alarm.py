@@ -37,7 +37,6 @@ import numpy as np
 import polars as pl
 from tenure.models.panel import _as_bool, _as_integer, _first_bad, _in_range
 
-from tenure._numba_cache import configure_cache
 from tenure.checks import in_range, read_text, whole
 from tenure.errors import InputError
 from tenure.io import read_table
@@ -47,8 +46,6 @@ from tenure.operations_format import (
     FEEDBACK_SCALES,
     FEEDBACK_SCORE_COLUMNS,
 )
-
-configure_cache()  # before the first decorator: Numba fixes a kernel's cache folder there
 
 #: The aggregate metrics, in the order of the detector's metric codes.
 METRICS = ("detractor_share", "nps", "mean_satisfaction")

@@ -46,7 +46,6 @@ from tenure.models.cross_sell import count_design
 from tenure.models.panel import _as_float, _as_integer, _first_bad, _in_range
 from tenure.models.retention import SCORE_CENTRE
 
-from tenure._numba_cache import configure_cache
 from tenure.checks import discount_rate as check_discount_rate
 from tenure.checks import in_range, whole
 from tenure.errors import InputError
@@ -59,8 +58,6 @@ from tenure.operations_format import (
     SCORE_QUANTITIES,
 )
 from tenure.panel_format import SCORE_COLUMNS, SCORE_SCALE
-
-configure_cache()  # before the first decorator: Numba fixes a kernel's cache folder there
 
 #: The largest margin per customer per month (currency), column or --margin: more is a typo or a unit error.
 MAX_MARGIN = 1e5

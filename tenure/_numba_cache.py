@@ -12,8 +12,8 @@ recompile of both. A user's own ``NUMBA_CACHE_DIR`` is respected (the key become
 sub-folder of it).
 
 Numba fixes a kernel's cache folder when the decorator runs (its cache locator reads
-``numba.config.CACHE_DIR`` then), so every module with ``cache=True`` kernels calls
-:func:`configure_cache` at import, before its first decorator.
+``numba.config.CACHE_DIR`` then), so each kernel package's ``__init__`` (``tenure.engine``,
+``tenure.models``) calls :func:`configure_cache`: Python runs it before any module of the package.
 """
 
 from __future__ import annotations
