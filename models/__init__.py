@@ -80,7 +80,7 @@ def load(path: str | Path) -> Any:
     name = _LEGACY_NAMES.get(result.model_name, result.model_name)
     if name not in MODELS:
         raise InputError(f"{path}: a fit of unknown model {result.model_name!r}; known: {', '.join(MODELS)}")
-    result.idata.attrs["tenure_model"] = name
+    result.attrs["tenure_model"] = name
     return result
 
 

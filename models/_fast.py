@@ -81,6 +81,7 @@ from numba import types
 
 if TYPE_CHECKING:
     import arviz as az
+    from tenure.models._posterior_data import PosteriorData
 
 ROUTE_ENV = "TENURE_FIT_ROUTE"
 """Set to ``pymc`` to fit every model on its PyMC route (the benchmarks' baseline)."""
@@ -428,11 +429,11 @@ class FastModel:
             hess[:, j] = (self.logp(theta + e)[1] - self.logp(theta - e)[1]) / (2.0 * step)
         return -hess
 
-    def map_fit(self, *, draws: int, chains: int, seed: int) -> az.InferenceData:
+    def map_fit(self, *, draws: int, chains: int, seed: int) -> PosteriorData:
         """The mode, and ``chains × draws`` draws of the Laplace approximation around it (see the module)."""
         import json
 
-        import arviz as az
+        from tenure.models._posterior_data import PosteriorData
         from tenure.models.base import _safe_inverse
 
         x0 = self.find_mode()
@@ -450,7 +451,7 @@ class FastModel:
                 raise InputError(f"MAP: parameter {name!r} is not identified by the data (mode "
                                  f"{np.exp(x0[part]).ravel()[0]:.4g}, its Laplace interval is unbounded); give it a "
                                  "proper prior with --priors, fit more customers, or use --method mcmc")
-        idata = az.from_dict(posterior=posterior, **self._coords_and_dims(self.params))
+        idata = PosteriorData.from_dict(posterior, **self._coords_and_dims(self.params))
         idata.attrs["tenure_map"] = json.dumps(mode)
         return idata
 

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import arviz as az
 import numpy as np
+from tenure.models._posterior_data import PosteriorData, is_arviz
 
 from tenure.checks import finite, read_text
 from tenure.checks import seed as check_seed
@@ -31,6 +31,7 @@ from tenure.errors import InputError
 from tenure.scenario import DEFAULT_SEED
 
 if TYPE_CHECKING:
+    import arviz as az
     import polars as pl
     import pymc as pm
     from tenure.models._fast import FastModel
@@ -310,6 +311,8 @@ class BayesianModel:
                 idata = laplace_approximation(self.model, draws=draws, chains=chains, seed=seed)
             else:
                 idata = fit_advi(self.model, draws=draws, chains=chains, seed=seed, progress=progress)
+            if is_arviz(idata):  # nutpie's and PyMC's results: the same Datasets, one container type from here
+                idata = PosteriorData.from_arviz(idata)
             idata.attrs["tenure_sampler"] = "numba-closed-form" if fast is not None else "pymc"
             if method != "mcmc":
                 _check_finite_draws(idata, method)
@@ -322,10 +325,10 @@ class BayesianModel:
         """Hook for quantities drawn after sampling (pooled means, cell NPS)."""
         return idata
 
-    def _result(self, idata: az.InferenceData, settings: Mapping[str, Any]) -> FitResult:
-        """Add the attributes, observed data and log-likelihood (for models with one), and keep the result."""
+    def _result(self, idata: PosteriorData, settings: Mapping[str, Any]) -> FitResult:
+        """Add the attributes, observed data and (MCMC) log-likelihood, and keep the result."""
         if settings["method"] in FIT_METHODS:
-            _add_observed_and_log_likelihood(self, idata)
+            _add_observed_and_log_likelihood(self, idata, pointwise=settings["method"] == "mcmc")
         idata.attrs["tenure_model"] = self.name
         idata.attrs["tenure_method"] = settings["method"]
         idata.attrs["tenure_priors"] = json.dumps(self.priors)
@@ -375,23 +378,34 @@ def check_fit_settings(method: str, draws: int, tune: int, chains: int) -> None:
 LOG_LIKELIHOOD_MAX_VALUES = 5_000_000
 
 
-def _add_observed_and_log_likelihood(model: BayesianModel, idata: az.InferenceData) -> None:
-    """Add ``observed_data`` and ``log_likelihood`` groups, so that ``az.loo`` and ``az.compare`` work.
+def _add_observed_and_log_likelihood(model: BayesianModel, idata: PosteriorData, *, pointwise: bool = True) -> None:
+    """Add ``observed_data`` and (with ``pointwise``) ``log_likelihood`` groups, so that ``az.loo`` and
+    ``az.compare`` work.
 
     The observations are the model's compressed rows or cells (identical customers, or
     the person-periods of one covariate cell, are one observation), so LOO here leaves
-    out one cell at a time.
+    out one cell at a time. ``tenure fit`` stores the pointwise log-likelihood for MCMC only:
+    PSIS-LOO reweights posterior draws, which MAP's Laplace draws and ADVI's are only
+    approximately, and for CDNOW it made 30 MB of the MAP fit's file and 3 of its 9 seconds;
+    ``model.pointwise_log_likelihood(idata)`` computes it on demand for any fit.
     """
     observed = model.observed_table()
     post = idata.posterior
     n = post.sizes["chain"] * post.sizes["draw"]
     rows = len(next(iter(observed.values()))) if observed else 0
-    loglik = model.pointwise_log_likelihood(idata) if n * rows <= LOG_LIKELIHOOD_MAX_VALUES else None
+    if not pointwise:
+        loglik = None
+    else:
+        loglik = model.pointwise_log_likelihood(idata) if n * rows <= LOG_LIKELIHOOD_MAX_VALUES else None
     if loglik is None and not observed:
         pm_model = model.model
         size = sum(_observed_value(pm_model, v).size for v in pm_model.observed_RVs)
-        if not pm_model.observed_RVs or n * size > LOG_LIKELIHOOD_MAX_VALUES:
-            idata.attrs["tenure_log_likelihood"] = "not stored"
+        if not pointwise or not pm_model.observed_RVs or n * size > LOG_LIKELIHOOD_MAX_VALUES:
+            observed = {v.name: _observed_value(pm_model, v) for v in pm_model.observed_RVs}
+            if observed:
+                _add_observed(idata, observed, {k: tuple(f"{k}_dim_{i}" for i in range(np.ndim(v)))
+                                                for k, v in observed.items()})
+            idata.attrs["tenure_log_likelihood"] = "MCMC fits only" if not pointwise else "not stored"
             return
         import pymc as pm
 
@@ -402,23 +416,30 @@ def _add_observed_and_log_likelihood(model: BayesianModel, idata: az.InferenceDa
         try:
             for rv in initial:
                 pm_model.rvs_to_initial_values[rv] = None
-            pm.compute_log_likelihood(idata, model=pm_model, extend_inferencedata=True, progressbar=False)
+            loglik_data = pm.compute_log_likelihood(idata.to_arviz(), model=pm_model, extend_inferencedata=False,
+                                                    progressbar=False)
         finally:
             pm_model.rvs_to_initial_values.update(initial)
+        idata.add_groups(log_likelihood=loglik_data)
     elif loglik is None:
-        idata.attrs["tenure_log_likelihood"] = "not stored"
+        _add_observed(idata, observed, {k: ("row",) for k in observed})
+        idata.attrs["tenure_log_likelihood"] = "MCMC fits only" if not pointwise else "not stored"
         return
     else:
         idata.add_groups(log_likelihood={k: _with_row_dim(v, post) for k, v in loglik.items()})
-    import xarray as xr
-
     if loglik is None:  # PyMC's observed variables, with the dimension names of its log_likelihood group
         dims = {k: tuple(f"{k}_dim_{i}" for i in range(np.ndim(v))) for k, v in observed.items()}
     else:
         dims = {k: ("row",) for k in observed}
+    _add_observed(idata, observed, dims)
+    idata.attrs["tenure_log_likelihood"] = "per compressed row or cell"
+
+
+def _add_observed(idata: PosteriorData, observed: Mapping[str, Any], dims: Mapping[str, tuple[str, ...]]) -> None:
+    import xarray as xr
+
     idata.add_groups(observed_data=xr.Dataset({k: xr.DataArray(np.asarray(v), dims=dims[k])
                                                for k, v in observed.items()}))
-    idata.attrs["tenure_log_likelihood"] = "per compressed row or cell"
 
 
 def _observed_value(pm_model: pm.Model, rv: Any) -> np.ndarray:
@@ -548,7 +569,7 @@ def find_map(model: pm.Model, seed: int = 0) -> dict[str, np.ndarray]:
 
 def laplace_approximation(
     model: pm.Model, *, draws: int, chains: int, seed: int
-) -> az.InferenceData:
+) -> PosteriorData:
     """MAP plus a normal approximation with the inverse Hessian in the unconstrained space.
 
     The draws are mapped back through the model's transforms, so constrained
@@ -573,8 +594,8 @@ def laplace_approximation(
         for n, val in zip(names, to_constrained(*parts), strict=True):
             draws_by_name[n].append(np.asarray(val))
     keep = {rv.name for rv in model.free_RVs} | {d.name for d in model.deterministics}
-    idata = az.from_dict(
-        posterior={n: np.asarray(v).reshape((chains, draws, *np.shape(v[0])))
+    idata = PosteriorData.from_dict(
+        {n: np.asarray(v).reshape((chains, draws, *np.shape(v[0])))
                    for n, v in draws_by_name.items() if n in keep},
         **_coords_and_dims(model, keep),
     )
@@ -625,7 +646,7 @@ def _safe_inverse(neg_hess: np.ndarray) -> np.ndarray:
 
 def fit_advi(
     model: pm.Model, *, draws: int, chains: int, seed: int, progress: bool
-) -> az.InferenceData:
+) -> PosteriorData:
     """Mean-field ADVI, then ``chains × draws`` draws from the approximation."""
     import pymc as pm
 
@@ -637,7 +658,7 @@ def fit_advi(
         name: post[name].values.reshape((chains, draws, *post[name].shape[2:]))
         for name in post.data_vars
     }
-    return az.from_dict(posterior=reshaped, **_coords_and_dims(model, set(reshaped)))
+    return PosteriorData.from_dict(reshaped, **_coords_and_dims(model, set(reshaped)))
 
 
 def _coords_and_dims(model: pm.Model, names: set[str]) -> dict[str, Any]:
@@ -700,6 +721,8 @@ def summary_table(idata: az.InferenceData, var_names: list[str] | None = None) -
             if chains > 1:
                 dims = [d for d in post[name].dims if d not in ("chain", "draw")]
                 sub = post[[name]].transpose("chain", "draw", *dims)
+                import arviz as az
+
                 rhat = np.ravel(az.rhat(sub)[name].values)
                 ess = np.ravel(az.ess(sub, method="bulk")[name].values)
             rows["r_hat"] += [float(v) for v in rhat]
@@ -722,7 +745,9 @@ def diagnostics_warnings(idata: az.InferenceData, var_names: list[str] | None = 
             warnings.append(f"{n_div} divergent transitions: the posterior may be biased; "
                             "consider stronger priors or more tuning")
     if idata.posterior.sizes.get("chain", 1) > 1:
-        rhat = az.rhat(idata, var_names=var_names)
+        import arviz as az
+
+        rhat = az.rhat(idata.posterior, var_names=var_names)
         entries = [(name, float(value)) for k, v in rhat.data_vars.items() for name, value in _labelled(k, v)]
         bad = [f"{name}={value:.3f}" for name, value in sorted(entries, key=lambda e: -e[1]) if value > 1.01]
         if bad:
@@ -802,74 +827,91 @@ def plot_forest(summary: pl.DataFrame, path: Path, title: str | None = None) -> 
 class FitResult:
     """A fitted posterior with what is needed to read it again: model, method, config and time unit.
 
-    The ``InferenceData`` is in :attr:`idata`; its attributes (saved with it in NetCDF, as
-    pymc-marketing does) hold the model name (``tenure_model``), the method, the prior
-    configuration and the constructor options (``tenure_config``), the data summary, the
-    time unit and the reported parameters. :func:`tenure.models.load` reads a saved one back.
+    The groups and attributes are in :attr:`data` (a :class:`~tenure.models._posterior_data.PosteriorData`,
+    read like an ``InferenceData`` without importing ArviZ), and as an ``arviz.InferenceData`` in
+    :attr:`idata`. The attributes (saved with the draws in NetCDF, as pymc-marketing does) hold the model
+    name (``tenure_model``), the method, the prior configuration and the constructor options
+    (``tenure_config``), the data summary, the time unit and the reported parameters.
+    :func:`tenure.models.load` reads a saved one back.
     """
 
-    def __init__(self, idata: az.InferenceData) -> None:
-        self.idata = idata
+    def __init__(self, idata: PosteriorData | az.InferenceData) -> None:
+        self._data = idata
+
+    @property
+    def data(self) -> PosteriorData | az.InferenceData:
+        """The groups (``posterior``, ``observed_data``, ...) and ``attrs``, as read by tenure itself."""
+        return self._data
+
+    @property
+    def idata(self) -> az.InferenceData:
+        """The fit as an ``arviz.InferenceData`` for ArviZ's functions (``az.loo``, ``az.plot_trace``).
+
+        Built on first use, sharing the Datasets and the attributes dict (imports ArviZ, about 4 s).
+        """
+        if isinstance(self._data, PosteriorData):
+            self._data = self._data.to_arviz()
+        return self._data
 
     @property
     def model_name(self) -> str:
         """The family that made the fit, e.g. ``"bgnbd"``."""
-        return str(self.idata.attrs.get("tenure_model", ""))
+        return str(self._data.attrs.get("tenure_model", ""))
 
     @property
     def method(self) -> str:
         """``"mcmc"``, ``"map"``, ``"advi"`` (or ``"bayesian-bootstrap"`` for the TRI*M-style index)."""
-        return str(self.idata.attrs.get("tenure_method", "mcmc"))
+        return str(self._data.attrs.get("tenure_method", "mcmc"))
 
     @property
     def time_unit(self) -> str | None:
         """The length of one period of the data, or ``None`` where the model has none."""
-        return self.idata.attrs.get("tenure_time_unit") or None
+        return self._data.attrs.get("tenure_time_unit") or None
 
     @property
     def config(self) -> dict[str, Any]:
         """Priors, constructor options and fit settings."""
-        return json.loads(self.idata.attrs.get("tenure_config", "{}"))
+        return json.loads(self._data.attrs.get("tenure_config", "{}"))
 
     @property
     def data_summary(self) -> dict[str, Any]:
         """What the model was fitted on (rows, customers, cells, segments, ...)."""
-        return json.loads(self.idata.attrs.get("tenure_data_summary", "{}"))
+        return json.loads(self._data.attrs.get("tenure_data_summary", "{}"))
 
     @property
     def var_names(self) -> list[str]:
         """The parameters of :meth:`summary`, in order."""
-        return json.loads(self.idata.attrs.get("tenure_var_names", "[]")) or list(self.posterior.data_vars)
+        return json.loads(self._data.attrs.get("tenure_var_names", "[]")) or list(self.posterior.data_vars)
 
     @property
     def effects(self) -> list[str]:
         """The plain-language effect lines."""
-        return json.loads(self.idata.attrs.get("tenure_effects", "[]"))
+        return json.loads(self._data.attrs.get("tenure_effects", "[]"))
 
     @property
     def predictive_check(self) -> dict[str, Any] | None:
         """The posterior predictive check saved with the fit (see :mod:`tenure.models.ppc`), or ``None``."""
-        text = self.idata.attrs.get("tenure_ppc")
+        text = self._data.attrs.get("tenure_ppc")
         return json.loads(text) if text else None
 
     @property
     def posterior(self) -> Any:
         """The posterior draws (an xarray Dataset)."""
-        return self.idata.posterior
+        return self._data.posterior
 
     @property
     def attrs(self) -> dict[str, Any]:
         """The attributes saved with the posterior."""
-        return self.idata.attrs
+        return self._data.attrs
 
     def summary(self, var_names: list[str] | None = None) -> pl.DataFrame:
         """The table of estimates (see :func:`summary_table`): ``summary.csv`` and the console table."""
-        return summary_table(self.idata, var_names or self.var_names)
+        return summary_table(self._data, var_names or self.var_names)
 
     def warnings(self) -> list[str]:
         """Divergences and R-hat above 1.01 (MCMC only)."""
-        names = json.loads(self.idata.attrs.get("tenure_diagnostic_var_names", "[]")) or self.var_names
-        return diagnostics_warnings(self.idata, [n for n in names if n in self.posterior])
+        names = json.loads(self._data.attrs.get("tenure_diagnostic_var_names", "[]")) or self.var_names
+        return diagnostics_warnings(self._data, [n for n in names if n in self.posterior])
 
     def save(self, path: str | Path) -> Path:
         """Write the posterior with its attributes as NetCDF, atomically; a folder gets ``posterior.nc``."""
@@ -878,7 +920,7 @@ class FitResult:
         target = Path(path)
         if target.is_dir() or not target.suffix:
             target = target / POSTERIOR_FILE
-        return write_atomic(target, lambda p: self.idata.to_netcdf(str(p), engine="h5netcdf"))
+        return write_atomic(target, lambda p: self._data.to_netcdf(str(p), engine="h5netcdf"))
 
     def write(self, folder: str | Path, title: str | None = None) -> dict[str, Path]:
         """Write ``posterior.nc``, ``summary.csv``, ``forest.png`` and, with a predictive check, ``ppc.csv``."""
@@ -917,7 +959,7 @@ def load_result(path: str | Path) -> FitResult:
     if not file.is_file():
         raise InputError(f"{p}: not a fit (no {POSTERIOR_FILE})")
     try:
-        idata = az.from_netcdf(str(file))
+        idata = PosteriorData.from_netcdf(str(file))
     except Exception as exc:  # netCDF readers raise several types
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{file}: cannot read: {first}") from None

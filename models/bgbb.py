@@ -199,9 +199,9 @@ class BGBBModel(BayesianModel):
                           draws=len(pick), style="bars")
 
     def _posterior(self) -> dict[str, np.ndarray]:
-        if self.idata is None:
+        if self.result is None:
             raise InputError("bgbb: fit the model before predicting")
-        return posterior_draws(self.idata, self.var_names)
+        return posterior_draws(self.result.data, self.var_names)
 
     def _rows(self, data: pl.DataFrame | None) -> pl.DataFrame:
         if data is None:

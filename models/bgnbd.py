@@ -276,9 +276,9 @@ class BGNBDModel(BayesianModel):
 
     # -- predictions ---------------------------------------------------------------
     def _posterior(self) -> dict[str, np.ndarray]:
-        if self.idata is None:
+        if self.result is None:
             raise InputError(f"{self.name}: fit the model before predicting")
-        return posterior_draws(self.idata, self.var_names)
+        return posterior_draws(self.result.data, self.var_names)
 
     def _customer_rows(self, data: pl.DataFrame | None) -> pl.DataFrame:
         covs = list(dict.fromkeys(self.purchase_covariates + self.dropout_covariates))

@@ -59,19 +59,18 @@ GAUSS_LEGENDRE_NODES = 8
 
 def thinned(result: Any, max_draws: int) -> Any:
     """A copy of a fit with at most ``max_draws`` posterior draws in all, every k-th draw of every chain."""
-    import arviz as az
+    from tenure.models._posterior_data import PosteriorData
     from tenure.models.base import FitResult
 
     if max_draws < 1:
         raise InputError(f"--max-draws: must be at least 1, found {max_draws}")
-    post = result.idata.posterior
+    post = result.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     step = max(1, math.ceil(chains * draws / max_draws))
     keep = post.isel(draw=slice(None, None, step))
     if keep.sizes["chain"] * keep.sizes["draw"] > max_draws:
         keep = keep.isel(draw=slice(0, max(1, max_draws // keep.sizes["chain"])))
-    idata = az.InferenceData(posterior=keep)
-    idata.attrs.update(result.idata.attrs)
+    idata = PosteriorData(attrs=result.attrs, posterior=keep)
     return FitResult(idata)
 
 

@@ -212,7 +212,7 @@ def expected_loo(result: Any) -> dict[str, float]:
     observation, weighted by their count), so LOO leaves out one such row at a time.
     """
     nan = {"elpd_loo": math.nan, "elpd_loo_se": math.nan, "p_loo": math.nan}
-    if result.method != "mcmc" or "log_likelihood" not in result.idata.groups():
+    if result.method != "mcmc" or "log_likelihood" not in result.data.groups():
         return nan
     import warnings
 

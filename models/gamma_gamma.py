@@ -176,9 +176,9 @@ class GammaGammaModel(BayesianModel):
                           draws=len(pick))
 
     def _posterior(self) -> dict[str, np.ndarray]:
-        if self.idata is None:
+        if self.result is None:
             raise InputError("gamma-gamma: fit the model before predicting")
-        return posterior_draws(self.idata, self.var_names)
+        return posterior_draws(self.result.data, self.var_names)
 
     def expected_spend(
         self, data: pl.DataFrame, *, interval: float = 0.9, keep_draws: bool = False

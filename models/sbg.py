@@ -279,9 +279,9 @@ class SBGModel(BayesianModel):
     # -- predictions ---------------------------------------------------------------
     def _params(self, cohort: str | None, covariates: Mapping[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
         """Posterior draws of (α, β) for one cohort and covariate profile."""
-        if self.idata is None:
+        if self.result is None:
             raise InputError("sbg: fit the model before predicting")
-        d = posterior_draws(self.idata, self.var_names)
+        d = posterior_draws(self.result.data, self.var_names)
         k = None
         if not self.pooled:
             if cohort is None:

@@ -185,13 +185,13 @@ class HazardDraws:
             raise InputError("retention fit: its data summary has no tenure bands")
         bands = band_starts(labels)
         names = ["churn_intercept", *(f"churn_{k}" for k in SCORE_COLUMNS)]
-        draws = posterior_draws(result.idata, names)
+        draws = posterior_draws(result.data, names)
         n = draws["churn_intercept"].shape[0]
         effect = np.zeros((n, len(bands)))
         fitted = [True] + [False] * (len(bands) - 1)
         if "churn_tenure" in post:
             fitted_labels = [str(v) for v in post["churn_tenure"].coords["tenure_band"].values]
-            tau = posterior_draws(result.idata, ["churn_tenure"])["churn_tenure"]
+            tau = posterior_draws(result.data, ["churn_tenure"])["churn_tenure"]
             for j, label in enumerate(fitted_labels):
                 b = list(labels).index(label)
                 effect[:, b] = tau[:, j]
@@ -201,7 +201,7 @@ class HazardDraws:
                 effect[:, b] = effect[:, b - 1]
         if "churn_segment" in post:
             segments = tuple(str(v) for v in post["churn_segment"].coords["segment"].values)
-            segment = posterior_draws(result.idata, ["churn_segment"])["churn_segment"]
+            segment = posterior_draws(result.data, ["churn_segment"])["churn_segment"]
         else:
             segments, segment = tuple(result.config.get("options", {}).get("segments", ())), None
         return cls(intercept=draws["churn_intercept"], segment=segment, segments=segments,
@@ -233,10 +233,10 @@ class CrossSellDraws:
     def from_fit(cls, result: Any) -> CrossSellDraws:
         """The draws of a cross-sell :class:`~tenure.models.base.FitResult`."""
         post = result.posterior
-        draws = posterior_draws(result.idata, ["xsell_intercept", *XSELL_COEFFICIENTS])
+        draws = posterior_draws(result.data, ["xsell_intercept", *XSELL_COEFFICIENTS])
         if "xsell_segment" in post:
             segments = tuple(str(v) for v in post["xsell_segment"].coords["segment"].values)
-            segment = posterior_draws(result.idata, ["xsell_segment"])["xsell_segment"]
+            segment = posterior_draws(result.data, ["xsell_segment"])["xsell_segment"]
         else:
             segments, segment = tuple(result.config.get("options", {}).get("segments", ())), None
         return cls(intercept=draws["xsell_intercept"], segment=segment, segments=segments,

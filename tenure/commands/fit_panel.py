@@ -108,7 +108,7 @@ def nps(
     from tenure.models.nps import NPSModel
 
     def cells(model: NPSModel, result: Any, folder: Path) -> None:
-        write_table(model.cell_table(result.idata), folder / "nps_by_segment_period.csv", fmt="csv")
+        write_table(model.cell_table(result.data), folder / "nps_by_segment_period.csv", fmt="csv")
 
     _fit(NPSModel, panel, out, settings, command="nps", title="Net Promoter Score (Dirichlet-multinomial)",
          extra=cells, segment_col=segment_col)
@@ -143,7 +143,7 @@ def trim(
 
     def tables(result: Any, folder: Path) -> None:
         write_table(model.index_table(), folder / "trim_index.csv", fmt="csv")
-        write_table(model.typology_table(result.idata), folder / "typology.csv", fmt="csv")
+        write_table(model.typology_table(result.data), folder / "typology.csv", fmt="csv")
         if model.grid is not None:
             write_table(model.grid, folder / "grid.csv", fmt="csv")
             write_atomic(folder / "grid.png", lambda p: plot_grid(model.grid, p))

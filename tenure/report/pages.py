@@ -683,10 +683,10 @@ def _loo_figure(result: Any) -> Figure | None:
     """Leave-one-out predictive check: Pareto k per observation, from the saved pointwise log-likelihood."""
     import warnings
 
+    if "log_likelihood" not in result.data.groups():
+        return None
     import arviz as az
 
-    if "log_likelihood" not in result.idata.groups():
-        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

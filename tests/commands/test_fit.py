@@ -98,11 +98,21 @@ def test_save_load_round_trip_and_loo(tmp_path: Path) -> None:
     assert back.config["fit"] == {"method": "map", "draws": 300, "tune": 0, "chains": 2, "seed": 7}
     assert back.summary().equals(result.summary())
     np.testing.assert_array_equal(back.posterior["p"].values, result.posterior["p"].values)
-    # Pointwise log-likelihood per compressed row (weighted by its count): az.loo and az.compare work.
+    # The file is ArviZ's layout: az.from_netcdf reads it, groups and attributes alike. A MAP fit keeps the
+    # observed rows but not the pointwise log-likelihood (PSIS-LOO is for MCMC draws; see base.py).
     idata = az.from_netcdf(str(path))
-    assert {"observed_data", "log_likelihood"} <= set(idata.groups())
+    assert set(idata.groups()) == {"posterior", "observed_data"}
+    assert idata.attrs["tenure_method"] == "map" and idata.attrs["tenure_log_likelihood"] == "MCMC fits only"
+    np.testing.assert_array_equal(idata.posterior["p"].values, result.posterior["p"].values)
+    # On demand it is there for any fit: per compressed row, weighted by its count; az.loo reads it.
+    model = GammaGammaModel(data, priors={"p": {"dist": "Gamma", "alpha": 2.0, "beta": 0.2}})
+    loglik = model.pointwise_log_likelihood(back.data)
+    idata.add_groups(log_likelihood={k: v.reshape(2, 300, -1) for k, v in loglik.items()})
     loo = az.loo(idata)
     assert np.isfinite(loo.elpd_loo) and loo.elpd_loo < 0
+    # FitResult.idata is an arviz.InferenceData sharing the attributes: a change through it shows in .attrs.
+    back.idata.attrs["note"] = "x"
+    assert isinstance(back.idata, az.InferenceData) and back.attrs["note"] == "x"
 
 
 def test_loo_on_a_panel_fit() -> None:
@@ -245,8 +255,9 @@ def _score_panel(customers: int, periods: int, seed: int) -> pl.DataFrame:
     })
 
 
-def test_fast_route_fits_import_no_pymc_pytensor_or_nutpie(tmp_path):
-    """`tenure fit X --method map` of every customer-base model stays off PyMC (seconds of imports)."""
+def test_fast_route_fits_import_no_pymc_pytensor_nutpie_or_arviz(tmp_path):
+    """`tenure fit X --method map` of every customer-base model, its files and report stay off PyMC and ArviZ
+    (seconds of imports: ArviZ alone takes about 4 s)."""
     cohorts = tmp_path / "cohorts.csv"
     cohorts.write_text("period,alive\n0,1000\n1,631\n2,468\n3,382\n4,326\n5,289\n6,262\n7,241\n")
     data = Path(__file__).resolve().parents[1] / "data"
@@ -264,7 +275,7 @@ def test_fast_route_fits_import_no_pymc_pytensor_or_nutpie(tmp_path):
             "    except SystemExit as exc:\n"
             "        assert not exc.code, args\n"
             "print('MODULES', json.dumps(sorted(m for m in sys.modules\n"
-            "                                   if m.split('.')[0] in ('pymc', 'pytensor', 'nutpie'))))\n")
+            "                                   if m.split('.')[0] in ('pymc', 'pytensor', 'nutpie', 'arviz'))))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "MODULES []"
     assert all((tmp_path / f"fit{i}" / "posterior.nc").exists() for i in range(len(runs)))
