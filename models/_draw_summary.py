@@ -7,9 +7,11 @@ of a transposed copy. A quantile at position ``pos = q (n - 1)`` is
 ``v[k] + (pos - k) (v[k + 1] - v[k])`` with ``k = floor(pos)`` and ``v`` the sorted column
 (NumPy's "linear" method). A column holding a NaN has NaN bounds.
 
-The product kernel evaluates ``scale · A[d, ia[j]] · B[d, ib[j]] · C[d, ic[j]]`` draw by draw for
-each output column ``j`` without forming the draws × columns array: CLV is spend × P(alive) ×
-discounted purchases per draw, each factor computed once per distinct cell it depends on.
+The product kernels form each output column's draws one column at a time, without a draws ×
+columns array: purchases are P(alive) × g(H) per draw, and spend (the Gamma-Gamma mean, affine
+in m̄ for each x) and CLV = margin × spend × P(alive) × discounted g are formed from factors
+computed once per distinct x, history or (x, T) they depend on, held customer-major (one row of
+draws each) so that a column reads contiguous rows.
 Every kernel releases the GIL (callers run chunks on threads) and keeps its helpers here
 (``cache=True``).
 """
@@ -166,20 +168,50 @@ def summarise_columns(values: np.ndarray, pos_lo: float, pos_hi: float, out: np.
 
 
 @njit(cache=True, nogil=True)
-def summarise_products(scale: float, a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray,
-                       c: np.ndarray, ic: np.ndarray, n: int, pos_lo: float, pos_hi: float,
-                       out: np.ndarray) -> None:
-    """``out[:, j]``: mean, lower, upper over draws ``d < n`` of ``scale · a[d, ia[j]] · b[d, ib[j]] · c[d, ic[j]]``."""
-    cols = ia.shape[0]
-    block = 8
-    tile = np.empty((block, n))
-    part, sa, sb = np.empty(n), np.empty(n), np.empty(n)
-    for j0 in range(0, cols, block):
-        width = min(block, cols - j0)
+def summarise_row_products(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray, pos_lo: float,
+                           pos_hi: float, out: np.ndarray) -> None:
+    """``out[:, j]``: mean, lower, upper over draws ``d`` of ``a[ia[j], d] · b[ib[j], d]``.
+
+    ``a`` and ``b`` hold one row of draws per cell (customer-major), so each product is read from
+    two contiguous rows; both have at least ``a.shape[1]`` draws, the number summarised.
+    """
+    n = a.shape[1]
+    buf, part, sa, sb = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    for j in range(ia.shape[0]):
+        ra = a[ia[j]]
+        rb = b[ib[j]]
         for d in range(n):
-            for jj in range(width):
-                j = j0 + jj
-                tile[jj, d] = scale * a[d, ia[j]] * b[d, ib[j]] * c[d, ic[j]]
-        for jj in range(width):
-            out[0, j0 + jj], out[1, j0 + jj], out[2, j0 + jj] = summarise_buffer(tile[jj], n, pos_lo, pos_hi,
-                                                                                 part, sa, sb)
+            buf[d] = ra[d] * rb[d]
+        out[0, j], out[1, j], out[2, j] = summarise_buffer(buf, n, pos_lo, pos_hi, part, sa, sb)
+
+
+@njit(cache=True, nogil=True)
+def summarise_spend_and_clv(margin: float, base: np.ndarray, weight: np.ndarray, kind: np.ndarray,
+                            mbar: np.ndarray, alive: np.ndarray, cell: np.ndarray, disc: np.ndarray,
+                            pair: np.ndarray, n_clv: int, spend_pos: tuple[float, float],
+                            clv_pos: tuple[float, float], spend_out: np.ndarray, clv_out: np.ndarray) -> None:
+    """Spend and CLV summaries of each (history, m̄) column ``j``, their draws formed here one column at a time.
+
+    Spend in draw ``d``: ``s = base[kind[j], d] + weight[kind[j], d] · mbar[j]`` (the Gamma-Gamma mean,
+    affine in m̄ for each x), over all ``base.shape[1]`` draws; CLV: ``margin · s · alive[cell[j], d] ·
+    disc[pair[j], d]`` over the first ``n_clv`` draws (the two posteriors paired in order). Every array of
+    draws is customer-major (one row per x, history or (x, T) pair). ``spend_out[:, j]`` and
+    ``clv_out[:, j]``: mean, lower and upper at the positions ``spend_pos`` and ``clv_pos``.
+    """
+    n_spend = base.shape[1]
+    spend, clv = np.empty(n_spend), np.empty(n_clv)
+    part, sa, sb = np.empty(n_spend), np.empty(n_spend), np.empty(n_spend)
+    for j in range(kind.shape[0]):
+        rb = base[kind[j]]
+        rw = weight[kind[j]]
+        m = mbar[j]
+        for d in range(n_spend):
+            spend[d] = rb[d] + rw[d] * m
+        spend_out[0, j], spend_out[1, j], spend_out[2, j] = summarise_buffer(spend, n_spend, spend_pos[0],
+                                                                             spend_pos[1], part, sa, sb)
+        ra = alive[cell[j]]
+        rg = disc[pair[j]]
+        for d in range(n_clv):
+            clv[d] = margin * spend[d] * ra[d] * rg[d]
+        clv_out[0, j], clv_out[1, j], clv_out[2, j] = summarise_buffer(clv, n_clv, clv_pos[0], clv_pos[1],
+                                                                       part, sa, sb)

@@ -134,11 +134,14 @@ def reduce_over_draws(
             kept[:, start:stop] = values
         return {"value": values}
 
-    mean, lower, upper = reduce_chunks(chunk_values, unique.height, n_draws, interval=interval,
-                                       chunk_rows=chunk_rows)["value"]
-    table = rows.with_columns(pl.Series("mean", mean[inverse]), pl.Series("lower", lower[inverse]),
-                              pl.Series("upper", upper[inverse]))
-    return Prediction(table=table, interval=interval, draws=None if kept is None else kept[:, inverse])
+    summaries = reduce_chunks(chunk_values, unique.height, n_draws, interval=interval,
+                              chunk_rows=chunk_rows)["value"]
+    if unique.height < rows.height:  # rows already distinct keep their order: no gather, no copy of the draws
+        summaries = tuple(s[inverse] for s in summaries)
+        kept = None if kept is None else kept[:, inverse]
+    table = rows.with_columns(*(pl.Series(name, s) for name, s in zip(("mean", "lower", "upper"), summaries,
+                                                                       strict=True)))
+    return Prediction(table=table, interval=interval, draws=kept)
 
 
 def reduce_chunks(
@@ -173,6 +176,8 @@ def _unique_rows(rows: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
     keyed = rows.with_row_index("_row")
     cols = list(rows.columns)
     uniq = keyed.group_by(cols, maintain_order=True).agg(pl.col("_row")).with_row_index("_uid")
+    if uniq.height == rows.height:  # all distinct: the groups are the rows, in order
+        return rows, np.arange(rows.height)
     inverse = np.empty(rows.height, dtype=np.int64)
     exploded = uniq.select("_uid", "_row").explode("_row")
     inverse[exploded.get_column("_row").to_numpy()] = exploded.get_column("_uid").to_numpy()

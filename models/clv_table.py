@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from tenure.models._draw_summary import summarise_products
+from tenure.models._draw_summary import summarise_row_products, summarise_spend_and_clv
 from tenure.models.clv_data import DAYS_PER_UNIT, ID_COLUMN, check_time_unit, convert_periods, validate_summary
 from tenure.models.clv_predict import _unique_rows, quantile_positions
 
@@ -195,8 +195,8 @@ def customer_table(
     quantities = ["p_alive", "purchases", *(["spend_per_purchase", "clv"] if spend is not None else [])]
     out = {q: np.empty((3, cells.height)) for q in quantities[:2]}
     pos_lo, pos_hi = quantile_positions(g_h.shape[0], interval)
-    no_index = np.zeros(chunk_rows, dtype=np.int64)
-    ones = np.ones((g_h.shape[0], 1))
+    # The summary kernels read one contiguous row of draws per (x, T) pair, history or x.
+    g_h, g_disc = np.ascontiguousarray(g_h.T), np.ascontiguousarray(g_disc.T)
     if spend is not None:
         # Spend depends on (x, m̄), CLV on the history cell and m̄ jointly: one "combination" per distinct
         # (cell, m̄), ordered by cell, so that each chunk of cells owns a contiguous range of them.
@@ -206,9 +206,13 @@ def customer_table(
         rank = np.empty_like(order)
         rank[order] = np.arange(order.size)
         combo_of = rank[combo_of]
-        combos = combos.select(pl.all().gather(order))
-        combo_cell = combos.get_column("_cell").to_numpy()
-        combo_rows = cells.select(pl.all().gather(combo_cell)).with_columns(combos.get_column("monetary_value"))
+        combo_cell = combos.get_column("_cell").to_numpy()[order]
+        combo_x = cells.get_column("frequency").to_numpy().astype(float)[combo_cell]
+        combo_mbar = np.where(combo_x > 0, combos.get_column("monetary_value").to_numpy().astype(float)[order], 0.0)
+        frequencies, combo_kind = np.unique(combo_x, return_inverse=True)
+        base, weight = (np.ascontiguousarray(t.T) for t in spend.spend_terms(frequencies))
+        n_clv = min(g_h.shape[1], base.shape[1])
+        spend_pos, clv_pos = quantile_positions(base.shape[1], interval), quantile_positions(n_clv, interval)
         for q in quantities[2:]:
             out[q] = np.empty((3, combos.height))
 
@@ -216,23 +220,16 @@ def customer_table(
         stop = min(start + chunk_rows, cells.height)
         alive = model.probability_alive(cells.slice(start, stop - start), interval=interval, keep_draws=True)
         out["p_alive"][:, start:stop] = [alive.table[c].to_numpy() for c in ("mean", "lower", "upper")]
-        p = np.ascontiguousarray(alive.draws)
-        local = np.arange(stop - start)
-        summarise_products(1.0, p, local, g_h, pair_of[start:stop], ones, no_index[:stop - start], p.shape[0],
-                           pos_lo, pos_hi, out["purchases"][:, start:stop])
+        p = np.ascontiguousarray(alive.draws.T)
+        summarise_row_products(p, np.arange(stop - start), g_h, pair_of[start:stop], pos_lo, pos_hi,
+                               out["purchases"][:, start:stop])
         if spend is None:
             return
         first, last = np.searchsorted(combo_cell, [start, stop])
-        for lo in range(first, last, chunk_rows):
-            hi = min(lo + chunk_rows, last)
-            s = spend.expected_spend(combo_rows.slice(lo, hi - lo), interval=interval, keep_draws=True)
-            out["spend_per_purchase"][:, lo:hi] = [s.table[c].to_numpy() for c in ("mean", "lower", "upper")]
-            sd = np.ascontiguousarray(s.draws)
-            n = min(p.shape[0], sd.shape[0])
-            c_lo, c_hi = quantile_positions(n, interval)
-            at = combo_cell[lo:hi]
-            summarise_products(margin, sd, np.arange(hi - lo), p, at - start, g_disc, pair_of[at], n,
-                               c_lo, c_hi, out["clv"][:, lo:hi])
+        at = combo_cell[first:last]
+        summarise_spend_and_clv(margin, base, weight, combo_kind[first:last], combo_mbar[first:last], p, at - start,
+                                g_disc, pair_of[at], n_clv, spend_pos, clv_pos,
+                                out["spend_per_purchase"][:, first:last], out["clv"][:, first:last])
 
     # Chunks write disjoint columns of ``out`` and draw no random numbers: the result does not depend on the
     # number of threads. NumPy, SciPy and the summary kernels release the GIL in the heavy loops.

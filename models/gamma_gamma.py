@@ -56,8 +56,20 @@ def gamma_gamma_expected_spend(p: Any, q: Any, v: Any, x: Any, mbar: Any) -> np.
     For x = 0 this is the population mean pv/(q−1). Broadcasts over arrays.
     """
     x = np.asarray(x, dtype=float)
-    m = np.where(x > 0, mbar, 0.0)
-    return p * (v + x * m) / (p * x + q - 1.0)
+    base, weight = gamma_gamma_spend_terms(p, q, v, x)
+    return base + weight * np.where(x > 0, mbar, 0.0)
+
+
+def gamma_gamma_spend_terms(p: Any, q: Any, v: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """E[mean spend | x, m̄] as ``base + weight · m̄``: base pv/(px + q − 1), weight px/(px + q − 1).
+
+    Fader & Hardie (2013), eq. (5), written as the credibility-weighted mean of the population mean
+    pv/(q − 1) and the customer's m̄; for a given x it is affine in m̄, so a prediction for many
+    customers needs these two terms per draw and distinct x only. Broadcasts over arrays.
+    """
+    x = np.asarray(x, dtype=float)
+    denominator = p * x + q - 1.0
+    return p * v / denominator, p * x / denominator
 
 
 class GammaGammaModel(BayesianModel):
@@ -192,6 +204,16 @@ class GammaGammaModel(BayesianModel):
                                               chunk["frequency"], chunk["monetary_value"])
 
         return reduce_over_draws(compute, self._posterior(), rows, interval=interval, keep_draws=keep_draws)
+
+    def spend_terms(self, frequency: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per posterior draw and value of ``frequency``, the base and weight of :func:`gamma_gamma_spend_terms`.
+
+        Each is ``(n_draws, len(frequency))``; the expected spend of a customer with x repeat purchases
+        and mean spend m̄ in a draw is ``base + weight · m̄`` (``m̄`` taken as 0 when x = 0).
+        """
+        d = self._posterior()
+        return gamma_gamma_spend_terms(d["p"][:, None], d["q"][:, None], d["v"][:, None],
+                                       np.asarray(frequency, dtype=float))
 
 
 def customer_lifetime_value(

@@ -231,6 +231,42 @@ def test_summarize_draws_equals_numpy_quantiles():
         np.testing.assert_array_equal(np.isnan(mean), np.isnan(values).any(axis=0))
 
 
+def test_product_kernels_equal_numpy_on_draws_by_columns_arrays():
+    """The purchases and spend/CLV kernels against the draws × columns products summarised by NumPy.
+
+    Customer-major factors with rows gathered in any order and repeated, a spend posterior with more draws
+    than the purchase one (CLV pairs the first 60): the formulas are the docstrings' products, so the
+    means agree to rounding (1e-13) and the bounds, order statistics of the same numbers, as closely.
+    """
+    from tenure.models._draw_summary import summarise_row_products, summarise_spend_and_clv
+    from tenure.models.clv_predict import quantile_positions
+    from tenure.models.gamma_gamma import gamma_gamma_expected_spend, gamma_gamma_spend_terms
+
+    rng = np.random.default_rng(3)
+    n_bg, n_gg, cols = 60, 75, 41
+    alive, disc = rng.uniform(0.05, 1.0, (9, n_bg)), rng.uniform(0.1, 3.0, (5, n_bg))
+    cell, pair = rng.integers(0, 9, cols), rng.integers(0, 5, cols)
+    out = np.empty((3, cols))
+    summarise_row_products(alive, cell, disc, pair, *quantile_positions(n_bg, 0.8), out)
+    ref = alive[cell].T * disc[pair].T
+    np.testing.assert_allclose(out, [ref.mean(axis=0), *np.quantile(ref, [0.1, 0.9], axis=0)], rtol=1e-13)
+
+    p, q, v = rng.uniform(4, 8, n_gg), rng.uniform(2, 6, n_gg), rng.uniform(10, 20, n_gg)
+    x = np.array([0.0, 1.0, 4.0, 11.0])
+    kind, mbar = rng.integers(0, 4, cols), rng.uniform(1, 90, cols)
+    mbar[kind == 0] = 0.0
+    base, weight = (np.ascontiguousarray(t.T) for t in gamma_gamma_spend_terms(p[:, None], q[:, None],
+                                                                              v[:, None], x))
+    spend_out, clv_out = np.empty((3, cols)), np.empty((3, cols))
+    summarise_spend_and_clv(0.4, base, weight, kind, mbar, alive, cell, disc, pair, n_bg,
+                            quantile_positions(n_gg, 0.9), quantile_positions(n_bg, 0.9), spend_out, clv_out)
+    spend = gamma_gamma_expected_spend(p[:, None], q[:, None], v[:, None], x[kind], mbar)
+    clv = 0.4 * spend[:n_bg] * alive[cell].T * disc[pair].T
+    for got, draws in ((spend_out, spend), (clv_out, clv)):
+        np.testing.assert_allclose(got, [draws.mean(axis=0), *np.quantile(draws, [0.05, 0.95], axis=0)],
+                                   rtol=1e-13)
+
+
 @pytest.mark.parametrize(("column", "value", "message"), [
     ("recency", 40.0, "column 'recency' must not exceed T"),
     ("frequency", -1, "column 'frequency' must be 0 or more"),
