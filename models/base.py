@@ -595,8 +595,7 @@ def laplace_approximation(
             draws_by_name[n].append(np.asarray(val))
     keep = {rv.name for rv in model.free_RVs} | {d.name for d in model.deterministics}
     idata = PosteriorData.from_dict(
-        {n: np.asarray(v).reshape((chains, draws, *np.shape(v[0])))
-                   for n, v in draws_by_name.items() if n in keep},
+        {n: np.asarray(v).reshape((chains, draws, *np.shape(v[0]))) for n, v in draws_by_name.items() if n in keep},
         **_coords_and_dims(model, keep),
     )
     # The mode of every reported quantity, deterministic ones included, is the transform of the mode
