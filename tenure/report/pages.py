@@ -554,25 +554,128 @@ def _z_figure(names: list[str], z: np.ndarray) -> str:
 # ---------------------------------------------------------------------------------------------- fit
 
 
-def _prior(spec: dict[str, Any]) -> Any:
-    """A scipy distribution for a prior spec ({'dist': 'Normal', 'mu': 0, 'sigma': 1}); None if not known."""
-    from scipy import stats
+class PriorDensity:
+    """A prior's density, quantile function and mean in closed form (``scipy.special``, not ``scipy.stats``).
 
+    The report draws every prior as a curve; ``scipy.stats`` would do the same but takes about 0.9 s to
+    import, a third of what a MAP fit's whole run should take. Parameters follow PyMC's conventions
+    (Gamma's ``beta`` a rate, Weibull's ``alpha`` the shape and ``beta`` the scale).
+    """
+
+    def __init__(self, dist: str, p: dict[str, float]) -> None:
+        from scipy import special
+
+        self.dist, self.p, self._sp = dist, p, special
+        self._check()
+
+    def _check(self) -> None:
+        need = {"Gamma": ("alpha", "beta"), "Beta": ("alpha", "beta"), "Weibull": ("alpha", "beta")}
+        missing = [k for k in need.get(self.dist, ()) if k not in self.p]
+        positive = [v for k, v in self.p.items() if k != "mu" and not v > 0]
+        if self.dist not in _PRIOR_DEFAULTS or missing or positive:
+            raise ValueError(f"{self.dist}: cannot draw this prior")
+
+    def _get(self, key: str) -> float:
+        return self.p.get(key, _PRIOR_DEFAULTS[self.dist].get(key, 0.0))
+
+    def pdf(self, x: Any) -> np.ndarray:
+        """The density at ``x`` (0 outside the support)."""
+        sp, d, x = self._sp, self.dist, np.asarray(x, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if d in ("Normal", "HalfNormal"):
+                mu, sigma = (0.0 if d == "HalfNormal" else self._get("mu")), self._get("sigma")
+                out = np.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+                return np.where(x >= 0, 2 * out, 0.0) if d == "HalfNormal" else out
+            if d == "StudentT":
+                nu, mu, sigma = self._get("nu"), self._get("mu"), self._get("sigma")
+                z = (x - mu) / sigma
+                log = (sp.gammaln((nu + 1) / 2) - sp.gammaln(nu / 2) - 0.5 * math.log(nu * math.pi)
+                       - math.log(sigma) - (nu + 1) / 2 * np.log1p(z * z / nu))
+                return np.exp(log)
+            if d == "HalfCauchy":
+                beta = self._get("beta")
+                return np.where(x >= 0, 2 / (math.pi * beta * (1 + (x / beta) ** 2)), 0.0)
+            pos = x > 0
+            safe = np.where(pos, x, 1.0)
+            if d == "Gamma":
+                a, b = self.p["alpha"], self.p["beta"]
+                log = (a - 1) * np.log(safe) - b * safe + a * math.log(b) - sp.gammaln(a)
+            elif d == "Exponential":  # its support includes 0
+                lam = self._get("lam")
+                pos, safe = x >= 0, np.where(x >= 0, x, 0.0)
+                log = math.log(lam) - lam * safe
+            elif d == "Beta":
+                a, b = self.p["alpha"], self.p["beta"]
+                pos = pos & (x < 1)
+                safe = np.where(pos, x, 0.5)
+                log = (a - 1) * np.log(safe) + (b - 1) * np.log1p(-safe) - sp.betaln(a, b)
+            elif d == "LogNormal":
+                mu, sigma = self._get("mu"), self._get("sigma")
+                log = (-0.5 * ((np.log(safe) - mu) / sigma) ** 2 - np.log(safe) - math.log(sigma)
+                       - 0.5 * math.log(2 * math.pi))
+            else:  # Weibull
+                a, b = self.p["alpha"], self.p["beta"]
+                log = math.log(a / b) + (a - 1) * np.log(safe / b) - (safe / b) ** a
+            return np.where(pos, np.exp(log), 0.0)
+
+    def ppf(self, q: Any) -> np.ndarray:
+        """The quantiles of probabilities ``q``."""
+        sp, d, q = self._sp, self.dist, np.asarray(q, dtype=float)
+        if d == "Normal":
+            return self._get("mu") + self._get("sigma") * sp.ndtri(q)
+        if d == "HalfNormal":
+            return self._get("sigma") * sp.ndtri((1 + q) / 2)
+        if d == "StudentT":
+            return self._get("mu") + self._get("sigma") * sp.stdtrit(self._get("nu"), q)
+        if d == "HalfCauchy":
+            return self._get("beta") * np.tan(math.pi * q / 2)
+        if d == "Gamma":
+            return sp.gammaincinv(self.p["alpha"], q) / self.p["beta"]
+        if d == "Exponential":
+            return -np.log1p(-q) / self._get("lam")
+        if d == "Beta":
+            return sp.betaincinv(self.p["alpha"], self.p["beta"], q)
+        if d == "LogNormal":
+            return np.exp(self._get("mu") + self._get("sigma") * sp.ndtri(q))
+        return self.p["beta"] * (-np.log1p(-q)) ** (1 / self.p["alpha"])  # Weibull
+
+    def mean(self) -> float:
+        """The mean (``inf`` for the half-Cauchy, ``nan`` for a Student t with ν ≤ 1)."""
+        d = self.dist
+        if d in ("Normal",):
+            return self._get("mu")
+        if d == "HalfNormal":
+            return self._get("sigma") * math.sqrt(2 / math.pi)
+        if d == "StudentT":
+            return self._get("mu") if self._get("nu") > 1 else math.nan
+        if d == "HalfCauchy":
+            return math.inf
+        if d == "Gamma":
+            return self.p["alpha"] / self.p["beta"]
+        if d == "Exponential":
+            return 1 / self._get("lam")
+        if d == "Beta":
+            return self.p["alpha"] / (self.p["alpha"] + self.p["beta"])
+        if d == "LogNormal":
+            return math.exp(self._get("mu") + self._get("sigma") ** 2 / 2)
+        return self.p["beta"] * math.gamma(1 + 1 / self.p["alpha"])  # Weibull
+
+
+#: The distributions the report draws, with PyMC's defaults for the parameters a spec may omit.
+_PRIOR_DEFAULTS: dict[str, dict[str, float]] = {
+    "Normal": {"mu": 0.0, "sigma": 1.0}, "HalfNormal": {"sigma": 1.0}, "Gamma": {}, "Exponential": {"lam": 1.0},
+    "Beta": {}, "HalfCauchy": {"beta": 1.0}, "StudentT": {"nu": 3.0, "mu": 0.0, "sigma": 1.0},
+    "LogNormal": {"mu": 0.0, "sigma": 1.0}, "Weibull": {},
+}
+
+
+def _prior(spec: dict[str, Any]) -> PriorDensity | None:
+    """The density of a prior spec ({'dist': 'Normal', 'mu': 0, 'sigma': 1}); None if not drawable."""
     d = spec.get("dist")
     p = {k: float(v) for k, v in spec.items() if k != "dist" and isinstance(v, int | float)}
     try:
-        return {
-            "Normal": lambda: stats.norm(p.get("mu", 0), p.get("sigma", 1)),
-            "HalfNormal": lambda: stats.halfnorm(0, p.get("sigma", 1)),
-            "Gamma": lambda: stats.gamma(p["alpha"], scale=1 / p["beta"]),
-            "Exponential": lambda: stats.expon(scale=1 / p.get("lam", 1)),
-            "Beta": lambda: stats.beta(p["alpha"], p["beta"]),
-            "HalfCauchy": lambda: stats.halfcauchy(0, p.get("beta", 1)),
-            "StudentT": lambda: stats.t(p.get("nu", 3), p.get("mu", 0), p.get("sigma", 1)),
-            "LogNormal": lambda: stats.lognorm(p.get("sigma", 1), scale=math.exp(p.get("mu", 0))),
-            "Weibull": lambda: stats.weibull_min(p["alpha"], scale=p["beta"]),  # PyMC: alpha shape, beta scale
-        }[d]()
-    except (KeyError, TypeError, ValueError):
+        return PriorDensity(str(d), p)
+    except ValueError:
         return None
 
 

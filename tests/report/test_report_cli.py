@@ -333,3 +333,35 @@ def test_the_prior_panel_draws_pymc_weibull_with_its_shape_and_scale() -> None:
     x = 7.0
     assert dist.pdf(x) == pytest.approx((2 / 10) * (x / 10) * math.exp(-((x / 10) ** 2)), rel=1e-12)
     assert dist.mean() == pytest.approx(10 * math.gamma(1.5), rel=1e-12)
+
+
+@pytest.mark.parametrize("spec", [
+    {"dist": "Normal", "mu": 1.0, "sigma": 2.5}, {"dist": "HalfNormal", "sigma": 3.0},
+    {"dist": "Gamma", "alpha": 2.0, "beta": 0.2}, {"dist": "Exponential", "lam": 0.05},
+    {"dist": "Beta", "alpha": 1.5, "beta": 4.0}, {"dist": "HalfCauchy", "beta": 2.0},
+    {"dist": "StudentT", "nu": 4.0, "mu": -1.0, "sigma": 0.5}, {"dist": "LogNormal", "mu": 0.3, "sigma": 0.8},
+    {"dist": "Weibull", "alpha": 2.0, "beta": 10.0}])
+def test_prior_curves_equal_scipy_stats(spec) -> None:
+    """The report's closed-form prior densities (scipy.special, which keeps scipy.stats' 0.9 s import out of a
+    fit's run) equal scipy.stats' pdf, ppf and mean in PyMC's parametrisation, outside the support too."""
+    import math
+
+    from scipy import stats
+
+    from tenure.report.pages import _prior
+
+    p = {k: v for k, v in spec.items() if k != "dist"}
+    ref = {"Normal": lambda: stats.norm(p["mu"], p["sigma"]), "HalfNormal": lambda: stats.halfnorm(0, p["sigma"]),
+           "Gamma": lambda: stats.gamma(p["alpha"], scale=1 / p["beta"]),
+           "Exponential": lambda: stats.expon(scale=1 / p["lam"]), "Beta": lambda: stats.beta(p["alpha"], p["beta"]),
+           "HalfCauchy": lambda: stats.halfcauchy(0, p["beta"]),
+           "StudentT": lambda: stats.t(p["nu"], p["mu"], p["sigma"]),
+           "LogNormal": lambda: stats.lognorm(p["sigma"], scale=math.exp(p["mu"])),
+           "Weibull": lambda: stats.weibull_min(p["alpha"], scale=p["beta"])}[spec["dist"]]()
+    dist = _prior(spec)
+    q = np.array([0.001, 0.01, 0.25, 0.5, 0.9, 0.99])
+    x = np.concatenate([[-1.0, 0.0], ref.ppf(q), [1.5]])
+    np.testing.assert_allclose(dist.pdf(x), ref.pdf(x), rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(dist.ppf(q), ref.ppf(q), rtol=1e-10)
+    assert dist.mean() == pytest.approx(ref.mean(), rel=1e-12)
+    assert _prior({"dist": spec["dist"], "sigma": -1.0, "alpha": -1.0, "beta": -1.0, "lam": -1.0, "nu": -1.0}) is None
