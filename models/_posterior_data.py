@@ -14,7 +14,7 @@ netCDF group per InferenceData group, zlib compression of numeric variables; so
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,9 +116,6 @@ class PosteriorData:
     def __contains__(self, name: object) -> bool:
         return name in self._groups
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._groups)
-
     def __getattr__(self, name: str) -> xr.Dataset:
         groups = self.__dict__.get("_groups", {})
         if name in groups:
@@ -146,8 +143,3 @@ class PosteriorData:
 
 def _group_rank(name: str) -> tuple[int, str]:
     return (GROUP_ORDER.index(name), "") if name in GROUP_ORDER else (len(GROUP_ORDER), name)
-
-
-def is_arviz(data: Any) -> bool:
-    """Whether ``data`` is an ``arviz.InferenceData`` (checked without importing ArviZ)."""
-    return type(data).__name__ == "InferenceData" and type(data).__module__.startswith("arviz")

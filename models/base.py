@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from tenure.models._posterior_data import PosteriorData, is_arviz
+from tenure.models._posterior_data import PosteriorData
 
 from tenure.checks import finite, read_text
 from tenure.checks import seed as check_seed
@@ -311,7 +311,7 @@ class BayesianModel:
                 idata = laplace_approximation(self.model, draws=draws, chains=chains, seed=seed)
             else:
                 idata = fit_advi(self.model, draws=draws, chains=chains, seed=seed, progress=progress)
-            if is_arviz(idata):  # nutpie's and PyMC's results: the same Datasets, one container type from here
+            if not isinstance(idata, PosteriorData):  # nutpie's and PyMC's InferenceData: the same Datasets
                 idata = PosteriorData.from_arviz(idata)
             idata.attrs["tenure_sampler"] = "numba-closed-form" if fast is not None else "pymc"
             if method != "mcmc":
