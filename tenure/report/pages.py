@@ -563,10 +563,15 @@ class PriorDensity:
     """
 
     def __init__(self, dist: str, p: dict[str, float]) -> None:
+        self.dist, self.p = dist, p
+        self._check()
+
+    @property
+    def _sp(self) -> Any:
+        """``scipy.special``, imported when a curve needs it (0.4 s, which a flat-prior fit's report does not)."""
         from scipy import special
 
-        self.dist, self.p, self._sp = dist, p, special
-        self._check()
+        return special
 
     def _check(self) -> None:
         need = {"Gamma": ("alpha", "beta"), "Beta": ("alpha", "beta"), "Weibull": ("alpha", "beta")}
