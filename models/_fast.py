@@ -1,4 +1,4 @@
-"""The fast route of the customer-base models: a closed-form Numba log density, MAP with SciPy, NUTS with nutpie.
+"""The fast route of the customer-base models: a closed-form Numba log density, MAP, and NUTS with nutpie.
 
 A model whose log density has a closed form with an analytic gradient is fitted here
 without PyMC or PyTensor: no model graph to build, nothing to compile but a few Numba
@@ -43,8 +43,8 @@ with
   can say "compiling kernels (once)" on the first run;
 
 * :meth:`FastModel.map_fit`: the mode of the parameters' density (as ``pm.find_MAP``, without
-  the Jacobian; with flat priors the maximum-likelihood estimate) by L-BFGS-B on the
-  analytic gradient, polished by Newton steps, and a Laplace approximation (the inverse of the negative Hessian, by
+  the Jacobian; with flat priors the maximum-likelihood estimate) by Levenberg–Marquardt on the
+  analytic gradient (Newton steps at the end), and a Laplace approximation (the inverse of the negative Hessian, by
   central differences of the gradient) on the unconstrained scale; ``chains × draws``
   normal draws mapped back with ``exp``, the mode in ``attrs["tenure_map"]``; the same
   layout as the PyMC route's :func:`tenure.models.base.laplace_approximation` (and,
@@ -54,8 +54,10 @@ with
   ``<name>`` for each parameter, as nutpie's draws of the PyMC model do;
 * :meth:`FastModel.logp`: value and gradient from Python, for tests and checks.
 
-Both return ArviZ ``InferenceData``; :class:`tenure.models.base.BayesianModel` adds the
-observed data, the pointwise log-likelihood and the attributes as on the PyMC route.
+``map_fit`` returns a :class:`~tenure.models._posterior_data.PosteriorData` (NumPy arrays in ArviZ's
+layout, no ArviZ or xarray import), ``nuts_fit`` nutpie's ArviZ ``InferenceData``;
+:class:`tenure.models.base.BayesianModel` adds the observed data, the pointwise log-likelihood
+and the attributes as on the PyMC route.
 A model opts in by returning a ``FastModel`` from ``fast_model()``; the environment
 variable ``TENURE_FIT_ROUTE=pymc`` (see :data:`ROUTE_ENV`) forces the PyMC route, the
 baseline of ``benchmarks/bench_clv_fits.py``.
