@@ -68,42 +68,23 @@ WEIGHTS = _W / 2.0
 
 
 @numba.njit(cache=True, error_model="numpy")
-def pnbd_row_core(r: float, alpha: float, s: float, beta: float, x: float, t_x: float, T: float,
-                  grad: np.ndarray) -> tuple[float, float]:
-    """log L of one customer less log Γ(r+x)/Γ(r), and log P(alive at T).
+def _tail_quad(a1: float, b1: float, alpha: float, beta: float, lo: float,
+               span: float) -> tuple[float, float, float, float, float, float]:
+    """∫_lo^{lo+span} f and its four log-derivative integrals, f = (α+τ)^−a1 (β+τ)^−b1, by quadrature in y.
 
-    ``grad`` gets ∂/∂(r, α, s, β) of that, i.e. ∂log L less ψ(r+x) − ψ(r) in ``grad[0]``:
-    the caller adds the Gamma-function terms, once per distinct x where it can
-    (:func:`pnbd_logp_and_grad`).
+    Returns (m0, I, ∫f·log(α+τ), ∫f/(α+τ), ∫f·log(β+τ), ∫f/(β+τ)), the five integrals relative
+    to e^m0, where m0 = log h + log f(lo) (module docstring); the last four negated.
     """
-    a1 = r + x
-    b1 = s + 1.0
-    log_aT = math.log(alpha + T)
-    log_bT = math.log(beta + T)
-    pre = r * math.log(alpha) + s * math.log(beta)
-    # First term: alive at T.
-    l_a = -a1 * log_aT - s * log_bT
-    ga0 = -log_aT
-    ga1 = -a1 / (alpha + T)
-    ga2 = -log_bT
-    ga3 = -s / (beta + T)
-    span = T - t_x
-    if span <= 0.0:
-        grad[0] = math.log(alpha) + ga0
-        grad[1] = r / alpha + ga1
-        grad[2] = math.log(beta) + ga2
-        grad[3] = s / beta + ga3
-        return pre + l_a, 0.0
-    # Second term: s·I, I by quadrature in y (module docstring). Each node's integrand is taken
-    # relative to its value m0 at the left end y0 = log h, where it is largest up to a factor that
-    # cannot overflow, so one pass suffices (no log-sum-exp over stored nodes).
-    h = 1.0 / (a1 / (alpha + t_x) + b1 / (beta + t_x))
-    c1 = alpha + t_x - h
-    c2 = beta + t_x - h
+    # Each node's integrand is taken relative to its value m0 at the left end y0 = log h, where it
+    # is largest up to a factor that cannot overflow, so one pass suffices (no log-sum-exp over
+    # stored nodes).
+    h = 1.0 / (a1 / (alpha + lo) + b1 / (beta + lo))
+    c1 = alpha + lo - h
+    c2 = beta + lo - h
     y0 = math.log(h)
     y1 = math.log(span + h)
     y_mid = min(y0 + SPLIT, y1)
-    m0 = y0 - a1 * math.log(alpha + t_x) - b1 * math.log(beta + t_x)
+    m0 = y0 - a1 * math.log(alpha + lo) - b1 * math.log(beta + lo)
     total = 0.0
     g0 = 0.0
     g1 = 0.0
@@ -125,6 +106,37 @@ def pnbd_row_core(r: float, alpha: float, s: float, beta: float, x: float, t_x: 
             g1 -= wk / (c1 + e)
             g2 -= wk * lb
             g3 -= wk / (c2 + e)
+    return m0, total, g0, g1, g2, g3
+
+
+@numba.njit(cache=True, error_model="numpy")
+def pnbd_row_core(r: float, alpha: float, s: float, beta: float, x: float, t_x: float, T: float,
+                  grad: np.ndarray) -> tuple[float, float]:
+    """log L of one customer less log Γ(r+x)/Γ(r), and log P(alive at T).
+
+    ``grad`` gets ∂/∂(r, α, s, β) of that, i.e. ∂log L less ψ(r+x) − ψ(r) in ``grad[0]``:
+    the caller adds the Gamma-function terms (:func:`pnbd_row`).
+    """
+    a1 = r + x
+    b1 = s + 1.0
+    log_aT = math.log(alpha + T)
+    log_bT = math.log(beta + T)
+    pre = r * math.log(alpha) + s * math.log(beta)
+    # First term: alive at T.
+    l_a = -a1 * log_aT - s * log_bT
+    ga0 = -log_aT
+    ga1 = -a1 / (alpha + T)
+    ga2 = -log_bT
+    ga3 = -s / (beta + T)
+    span = T - t_x
+    if span <= 0.0:
+        grad[0] = math.log(alpha) + ga0
+        grad[1] = r / alpha + ga1
+        grad[2] = math.log(beta) + ga2
+        grad[3] = s / beta + ga3
+        return pre + l_a, 0.0
+    # Second term: s·I, I by quadrature in y (module docstring).
+    m0, total, g0, g1, g2, g3 = _tail_quad(a1, b1, alpha, beta, t_x, span)
     l_b = math.log(s) + m0 + math.log(total)
     # ∂ log(s·I): weighted means of the integrand's log-derivatives, plus 1/s.
     gb0 = g0 / total
