@@ -50,8 +50,8 @@ each T's rows from T downwards: the running integral over [b, T] is rescaled by 
 each segment it crosses, f(b')/f(b) ≤ 1, and the segment added, all terms positive, so there is
 no cancellation and no overflow. A row's L/f(t_x) is then (β+T)·f(T)/f(t_x) + s·I/f(t_x), two
 positive terms, and its log one log per row. The Gamma functions of r + x are evaluated once per
-distinct x. On that summary this is 4.5 ms per log density + gradient against 68 ms row by row
-(benchmarks/RESULTS.md); the tests hold it to the row path within 1e-10.
+distinct x. On that summary this is 3-4.5 ms per log density + gradient against 60-72 ms row by
+row, on a busy 2-core machine (benchmarks/RESULTS.md); the tests hold it to the row path within 1e-10.
 
 **The closed-form route.** :func:`pnbd_logp_and_grad` (and the MBG/NBD's in
 :mod:`tenure.models._mbgnbd_fast`) follows :mod:`tenure.models._bgnbd_fast`'s convention,
