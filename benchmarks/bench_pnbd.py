@@ -161,18 +161,55 @@ def tenure_million(n: int, draws: int, chains: int, mcmc: bool = True) -> dict:
     # recovered: every true value within 3 Laplace sd of the mode
     out["map_recovered"] = all(abs(mode[p] - truth[p]) < 3 * float(v.std()) for p, v in post.items())
     if mcmc:
+        cpu = time.process_time()
         idata = model.fit(method="mcmc", draws=draws, tune=1000, chains=chains, seed=1).idata
         t3 = time.perf_counter()
+        cpu = time.process_time() - cpu
         model.probability_alive(data)
         t4 = time.perf_counter()
         post = {p: idata.posterior[p].values.ravel() for p in PARAMS}
-        out.update({"posterior_s": round(t3 - t2, 2), "p_alive_all_customers_s": round(t4 - t3, 2),
+        out.update({"posterior_s": round(t3 - t2, 2), "posterior_cpu_s": round(cpu, 2),
+                    "p_alive_all_customers_s": round(t4 - t3, 2),
                     "ess_bulk": _ess(idata), "min_ess_bulk": _min_ess(idata),
+                    "divergences": _posterior(idata)["divergences"],
                     "means": {p: float(v.mean()) for p, v in post.items()},
                     "sd": {p: float(v.std()) for p, v in post.items()},
                     "recovered": all(abs(float(v.mean()) - truth[p]) < 3 * float(v.std())
                                      for p, v in post.items())})
     return out
+
+
+def tenure_kernel(n: int, repeats: int) -> dict:
+    """Best-of-``repeats`` ms of one log density + gradient on the million-customer summary at the truth:
+    the closed-form route's grouped kernel, and the same sum row by row (the row path, ``pnbd_loglike``)."""
+    import polars as pl
+    from tenure.models import _pnbd_fast
+    from tenure.models.pnbd import ParetoNBDModel
+
+    truth = {"r": 0.55, "alpha": 10.0, "s": 0.6, "beta": 12.0}
+    model = ParetoNBDModel(pl.DataFrame(simulate_weekly(n, 2024, truth)), time_unit="weeks")
+    buf = model.fast_path_data()
+    theta = np.log([truth[p] for p in PARAMS])
+    cols = [model.data[c].to_numpy().astype(float) for c in ("frequency", "recency", "T", "count")]
+    grad = np.empty(4)
+
+    def grouped() -> float:
+        return _pnbd_fast.pnbd_logp_and_grad(theta, buf, grad)
+
+    def rows() -> float:
+        ll, _ = _pnbd_fast.pnbd_loglike(*(truth[p] for p in PARAMS), *cols[:3])
+        return float(cols[3] @ ll)
+
+    best = {}
+    for name, fn in (("grouped", grouped), ("row_path", rows)):
+        fn()
+        times = []
+        for _ in range(repeats if name == "grouped" else max(1, repeats // 20)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        best[f"{name}_ms"] = round(1e3 * min(times), 3)
+    return {"customers": n, "unique_rows": model.data.height, **best, "load": os.getloadavg()[0]}
 
 
 def _child(python: str, args: list[str], timeout: float | None = None) -> dict:
@@ -255,6 +292,9 @@ def main() -> None:
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--map-only", action="store_true", help="Fit MAP only (no NUTS).")
+    p = sub.add_parser("tenure-kernel")
+    p.add_argument("--customers", type=int, default=1_000_000)
+    p.add_argument("--repeats", type=int, default=200, help="Calls of the grouped kernel (a twentieth of the rows).")
     p = sub.add_parser("compare")
     p.add_argument("--baseline-python", default="/tmp/pmm/bin/python",
                    help="Python of the environment with pymc-marketing.")
@@ -275,6 +315,7 @@ def main() -> None:
         "pymc-marketing-cdnow": lambda: pymc_marketing_cdnow(args.draws, args.chains, args.priors),
         "tenure-map": tenure_map,
         "tenure-million": lambda: tenure_million(args.customers, args.draws, args.chains, not args.map_only),
+        "tenure-kernel": lambda: tenure_kernel(args.customers, args.repeats),
     }
     print(json.dumps(runners[args.cmd]()), flush=True)
 

@@ -134,6 +134,88 @@ def test_closed_form_density_equals_the_pymc_model(cdnow):
         np.testing.assert_allclose(grad, dlogp(point), rtol=1e-10)
 
 
+FLAT_PRIORS = {p: {"dist": "HalfFlat"} for p in ("r", "alpha", "s", "beta")}
+
+
+def grouped_summary(rng: np.random.Generator, x0: float, t_x0: float, T0: float, n: int = 300):
+    """A summary around one hard point's row: repeated x, seven cohorts T, t_x on a grid of sevenths (ties),
+    t_x = 0 for x = 0 and some t_x = T, weights 1-49; the hard row itself first."""
+    cohorts = np.unique(np.concatenate([[T0], np.round(rng.uniform(0.2, 1.0, 6) * max(T0, 1.0), 1)]))
+    T = rng.choice(cohorts, n)
+    x = rng.choice(np.unique([0, 1, 2, 3, 7, x0, x0 + 1]), n).astype(float)
+    t_x = np.where(rng.random(n) < 0.15, T, np.round(rng.uniform(0, 1, n) * T * 7) / 7)
+    t_x = np.where(x == 0, 0.0, t_x)
+    w = rng.integers(1, 50, n).astype(float)
+    return tuple(np.concatenate([[a], b]) for a, b in ((x0, x), (t_x0, t_x), (T0, T), (3.0, w)))
+
+
+@pytest.mark.parametrize("point", HARD)
+def test_grouped_density_equals_the_row_path(point):
+    # The log density sums each row's integral from segments shared by rows of one x; the row path
+    # integrates each row on its own. Both are accurate to about 1e-10 relative per row (module
+    # docstring; the row path against mpmath above), so the sums agree within 1e-10 of their size.
+    x, t_x, T, w = grouped_summary(np.random.default_rng(7), *point[4:])
+    p = np.array(point[:4])
+    theta = np.log(p)
+    ll, g = _pnbd_fast.pnbd_loglike(*p, x, t_x, T)
+    buf = _pnbd_fast.pack_rows(x, t_x, T, w, FLAT_PRIORS, ParetoNBDModel.named_parameters)
+    grad = np.empty(4)
+    value = _pnbd_fast.pnbd_logp_and_grad(theta, buf, grad)
+    # HalfFlat on the log scale adds θ_k (the Jacobian) to the density and 1 to each gradient entry.
+    assert value == pytest.approx(w @ ll + theta.sum(), rel=1e-10)
+    np.testing.assert_array_less(np.abs(grad - (p * (g @ w) + 1)), 1e-10 * (p * (np.abs(g) @ w) + 1))
+
+
+@pytest.mark.parametrize("point", HARD)
+def test_grouped_density_of_one_row_matches_the_hypergeometric_form(point):
+    buf = _pnbd_fast.pack_rows(*([v] for v in point[4:]), [1.0], FLAT_PRIORS, ParetoNBDModel.named_parameters)
+    theta = np.log(point[:4])
+    value = _pnbd_fast.pnbd_logp_and_grad(theta, buf, np.empty(4)) - theta.sum()
+    assert value == pytest.approx(mp_loglike(*point), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("point", [HARD[0], HARD[3], HARD[5], HARD[8]])
+def test_grouped_gradient_matches_finite_differences(point):
+    x, t_x, T, w = grouped_summary(np.random.default_rng(3), *point[4:])
+    buf = _pnbd_fast.pack_rows(x, t_x, T, w, FLAT_PRIORS, ParetoNBDModel.named_parameters)
+    theta = np.log(point[:4])
+    grad = np.empty(4)
+    _pnbd_fast.pnbd_logp_and_grad(theta, buf, grad)
+    for k in range(4):
+        step = np.zeros(4)
+        step[k] = 1e-5
+        up = _pnbd_fast.pnbd_logp_and_grad(theta + step, buf, np.empty(4))
+        down = _pnbd_fast.pnbd_logp_and_grad(theta - step, buf, np.empty(4))
+        # central differences: truncation O(step²) times the third derivative, rounding 1e-16·|value|/step
+        assert grad[k] == pytest.approx((up - down) / 2e-5, rel=1e-5, abs=1e-6 * abs(up)), (point, k)
+
+
+def mp_segment(a1, b1, alpha, beta, lo, width) -> list[float]:
+    """∫ f, −∫ f·log(α+τ), −∫ f/(α+τ), −∫ f·log(β+τ), −∫ f/(β+τ) over [lo, lo + width] in 30 digits,
+    f = ((α+τ)/(α+lo))^−a1 ((β+τ)/(β+lo))^−b1 (what :func:`_pnbd_fast._segment_quad` returns)."""
+    mp.mp.dps = 30
+    a1, b1, alpha, beta, lo, width = (mp.mpf(v) for v in (a1, b1, alpha, beta, lo, width))
+
+    def f(t):
+        return ((alpha + t) / (alpha + lo)) ** -a1 * ((beta + t) / (beta + lo)) ** -b1
+    factors = (lambda t: 1, lambda t: -mp.log(alpha + t), lambda t: -1 / (alpha + t),
+               lambda t: -mp.log(beta + t), lambda t: -1 / (beta + t))
+    return [float(mp.quad(lambda t, g=g: f(t) * g(t), [lo, lo + width])) for g in factors]
+
+
+@pytest.mark.parametrize("order, reach", zip(_pnbd_fast.SHORT_ORDERS, _pnbd_fast.SHORT_REACH, strict=True))
+def test_short_segments_at_their_reach_match_mpmath(order, reach):
+    # Worst cases of a random search at each order's reach: a power law in β + τ whose singularity lies about
+    # a segment's length to the left, a steep r + x with α ≫ β, and α + lo below the decay length h.
+    for a1, b1, alpha, beta, lo in [(4.09, 1.0003, 8.06, 0.00315, 0.02), (1.02, 1.0001, 445.4, 2.05, 0.0),
+                                    (76.1, 1.005, 7457.7, 0.0094, 0.0063), (0.01, 1.6, 0.001, 12.0, 0.0)]:
+        h = 1.0 / (a1 / (alpha + lo) + b1 / (beta + lo))
+        width = reach * min(h, alpha + lo) * (1 - 1e-12)
+        got = _pnbd_fast._segment_quad(a1, b1, alpha, beta, lo, width, np.log(alpha + lo), np.log(beta + lo))
+        np.testing.assert_allclose(got, mp_segment(a1, b1, alpha, beta, lo, width), rtol=1e-12,
+                                   err_msg=f"{order} nodes")
+
+
 def test_alive_probability_and_expected_purchases_by_hand():
     r, alpha, s, beta = MLE
     x, t_x, T, t = 2, 30.43, 38.86, 39.0
