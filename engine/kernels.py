@@ -284,6 +284,24 @@ def _f64_from_bits(typingctx, x):  # pragma: no cover - compiled
 
 
 @intrinsic
+def _wide_vectors(typingctx):  # pragma: no cover - compiled
+    """Let LLVM vectorise the calling kernel with 512-bit registers where the CPU has them.
+
+    On AVX-512 CPUs LLVM prefers 256-bit vectors (a frequency concern of older chips); the step's
+    loops ran 1.2 times faster with 512 (benchmarks/RESULTS.md, session 26). The width changes only
+    how many customers share a register: every operation is elementwise and exactly rounded and
+    every sum an integer one, so results are the same bits. It sets the ``prefer-vector-width``
+    attribute of the function being compiled; llvmlite's attribute set accepts only enumerated
+    names, hence ``set.add``. Without AVX-512 the attribute changes nothing.
+    """
+    def codegen(context, builder, signature, args):
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
 def _fma(typingctx, a, b, c):  # pragma: no cover - compiled
     """a * b + c with one rounding (llvm.fma): exactly specified, so vector and scalar code agree."""
     if all(isinstance(t, types.Float) and t.bitwidth == 64 for t in (a, b, c)):
@@ -355,6 +373,7 @@ def _step_block(b, state, inp, acc_out):  # pragma: no cover - compiled
     dead customers' stores keep their old values and their counts are masked out (the shard moves
     most of them out of the rows it steps, :func:`compact`).
     """
+    _wide_vectors()
     panel_out, g, s, p, ntab, period, k0, k1 = inp
     lo = b * BLOCK
     hi = min(lo + BLOCK, state.ids.shape[0])
@@ -797,31 +816,32 @@ def compact(st, start):  # pragma: no cover - compiled
 
 
 @njit(inline="always", cache=True)
-def _std_normal(cid, j, k0, k1):  # pragma: no cover - compiled
-    """An exact standard normal (Box-Muller) for the j-th normal of a customer's birth."""
-    w0, w1, _w2, _w3 = draw4(cid, j, PURPOSE_GAMMA, k0, k1)
+def _box_muller(w0, w1):  # pragma: no cover - compiled
+    """An exact standard normal (Box-Muller) from two random words."""
     return math.sqrt(-2.0 * math.log(to_unit(w0))) * math.cos(2.0 * math.pi * to_unit(w1))
 
 
 @njit(cache=True)
-def _gamma(shape, cid, stream, k0, k1):  # pragma: no cover - compiled
+def _gamma(shape, cid, stream, k0, k1, w0, w1, w2):  # pragma: no cover - compiled
     """A Gamma(shape, 1) variate by Marsaglia & Tsang (2000), from the customer's own stream.
 
     ``stream`` separates independent variates of one customer; each rejection
     attempt consumes the next counter, so the draw is a pure function of
-    (seed, customer id, stream).
+    (seed, customer id, stream). ``w0, w1, w2`` are the first attempt's words
+    (counter ``stream * 1024``, drawn beforehand in a vectorised loop); later
+    attempts draw their own.
     """
     boost = 1.0
     if shape < 1.0:
-        _w0, w1, _w2, _w3 = draw4(cid, stream * 1024 + 1023, PURPOSE_GAMMA, k0, k1)
-        boost = to_unit(w1) ** (1.0 / shape)
+        _b0, b1, _b2, _b3 = draw4(cid, stream * 1024 + 1023, PURPOSE_GAMMA, k0, k1)
+        boost = to_unit(b1) ** (1.0 / shape)
         shape += 1.0
     dd = shape - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * dd)
     for attempt in range(1000):
-        j = stream * 1024 + attempt
-        w0, w1, w2, _w3 = draw4(cid, j, PURPOSE_INIT_B, k0, k1)
-        x = math.sqrt(-2.0 * math.log(to_unit(w0))) * math.cos(2.0 * math.pi * to_unit(w1))
+        if attempt > 0:
+            w0, w1, w2, _w3 = draw4(cid, stream * 1024 + attempt, PURPOSE_INIT_B, k0, k1)
+        x = _box_muller(w0, w1)
         v = 1.0 + c * x
         if v <= 0.0:
             continue
@@ -854,9 +874,54 @@ def birth_serial(st, inp):  # pragma: no cover - compiled
         _birth_block(c, st, inp)
 
 
+# The words every birth draws, rows of _birth_block's word matrix ``W``
+BW_SEGMENT = 0  # segment; tenure of the initial base
+BW_AGE = 1
+BW_NORMAL0 = 2  # two words per normal: trust, enthusiasm, satisfaction
+BW_GAMMA0 = 8  # three words per gamma variate's first attempt: propensity x, then y
+BW_STAGE = 14  # the initial base's first stage
+BW_PANEL = 15
+N_BW = 16
+
+
+@njit(cache=True)
+def _birth_words(first, m, hetero, initial_base, panel, k0, k1, W):  # pragma: no cover - compiled
+    """The Philox words of customers ``first`` to ``first + m - 1`` that every birth uses, into ``W``.
+
+    A loop of draws and stores alone, which vectorises (the birth loop, with its branches and libm
+    calls, does not); a draw a birth never uses is skipped per call, not per customer: the gamma
+    words without Beta heterogeneity, the stage word outside the initial base, the panel word with
+    no panel (``to_unit`` > 0, so a zero panel fraction admits no one).
+    """
+    _wide_vectors()
+    for j in range(m):
+        cid = first + j
+        W[BW_SEGMENT, j], W[BW_AGE, j], _a2, _a3 = draw4(cid, 0, PURPOSE_INIT_A, k0, k1)
+        W[BW_NORMAL0, j], W[BW_NORMAL0 + 1, j], _n2, _n3 = draw4(cid, 1, PURPOSE_GAMMA, k0, k1)
+        W[BW_NORMAL0 + 2, j], W[BW_NORMAL0 + 3, j], _n6, _n7 = draw4(cid, 2, PURPOSE_GAMMA, k0, k1)
+        W[BW_NORMAL0 + 4, j], W[BW_NORMAL0 + 5, j], _n10, _n11 = draw4(cid, 3, PURPOSE_GAMMA, k0, k1)
+    if hetero:
+        for j in range(m):
+            cid = first + j
+            W[BW_GAMMA0, j], W[BW_GAMMA0 + 1, j], W[BW_GAMMA0 + 2, j], _g3 = draw4(cid, 0, PURPOSE_INIT_B, k0, k1)
+            W[BW_GAMMA0 + 3, j], W[BW_GAMMA0 + 4, j], W[BW_GAMMA0 + 5, j], _g7 = draw4(
+                cid, 1024, PURPOSE_INIT_B, k0, k1
+            )
+    if initial_base:
+        for j in range(m):
+            W[BW_STAGE, j] = draw4(first + j, 0, PURPOSE_INIT_C, k0, k1)[0]
+    if panel:
+        for j in range(m):
+            W[BW_PANEL, j] = draw4(first + j, 0, PURPOSE_PANEL, k0, k1)[0]
+
+
 @njit(cache=True)
 def _birth_block(c, state, inp):  # pragma: no cover - compiled
-    """Block ``c`` of one :func:`birth` call: its customers ``c * BLOCK`` to the next block."""
+    """Block ``c`` of one :func:`birth` call: its customers ``c * BLOCK`` to the next block.
+
+    Their fixed random words come first, from :func:`_birth_words`; the loop over the customers
+    then does the arithmetic (and draws only the further words of a rejected gamma attempt).
+    """
     start, count, first_id, channel_bounds, cohort_value, initial_base, age_cdf, g, s, k0, k1 = inp
     ids, alive, segment, stage = state.ids, state.alive, state.segment, state.stage
     tenure, cohort = state.tenure, state.cohort
@@ -864,13 +929,21 @@ def _birth_block(c, state, inp):  # pragma: no cover - compiled
     trust, enthusiasm, satisfaction = state.trust, state.enthusiasm, state.satisfaction
     value, base_logit = state.value, state.base_logit
     nseg = s.shape[0]
-    for j in range(c * BLOCK, min(c * BLOCK + BLOCK, count)):
+    lo = c * BLOCK
+    m = min(lo + BLOCK, count) - lo
+    hetero = False
+    for k in range(nseg):
+        hetero = hetero or s[k, S_HETERO] > 0.5
+    panel_fraction = g[G_PANEL_FRACTION]
+    W = np.zeros((N_BW, m), dtype=np.uint32)
+    _birth_words(first_id + lo, m, hetero, initial_base, panel_fraction > 0.0, k0, k1, W)
+    for jb in range(m):
+        j = lo + jb
         i = start + j
         cid = first_id + j
         ids[i] = cid
         alive[i] = 1
-        a0, a1, _a2, _a3 = draw4(cid, 0, PURPOSE_INIT_A, k0, k1)
-        u = to_unit(a0)
+        u = to_unit(W[BW_SEGMENT, jb])
         sg = 0
         while sg < nseg - 1 and u >= s[sg, S_SHARE_CUM]:
             sg += 1
@@ -886,10 +959,10 @@ def _birth_block(c, state, inp):  # pragma: no cover - compiled
         channel[i] = ch
         age = 0
         if initial_base:
-            ua = to_unit(a1)
+            ua = to_unit(W[BW_AGE, jb])
             age = int(np.searchsorted(age_cdf[sg], ua, side="right"))
             age = min(age, age_cdf.shape[1] - 1)
-            us = to_unit(draw4(cid, 0, PURPOSE_INIT_C, k0, k1)[0])  # only the initial base draws a stage
+            us = to_unit(W[BW_STAGE, jb])  # only the initial base draws a stage
             first_stage = 0
             while first_stage < 3 and us >= s[sg, S_MIX_CUM0 + first_stage]:
                 first_stage += 1
@@ -902,20 +975,23 @@ def _birth_block(c, state, inp):  # pragma: no cover - compiled
         products[i] = np.uint8(s[sg, S_INIT_PRODUCTS])
         bonus_t = g[G_REF_TRUST_BONUS] if ch == CH_REFERRAL else 0.0
         bonus_e = g[G_REF_ENTH_BONUS] if ch == CH_REFERRAL else 0.0
-        z_trust = _std_normal(cid, 1, k0, k1)
-        z_enth = _std_normal(cid, 2, k0, k1)
+        z_trust = _box_muller(W[BW_NORMAL0, jb], W[BW_NORMAL0 + 1, jb])
+        z_enth = _box_muller(W[BW_NORMAL0 + 2, jb], W[BW_NORMAL0 + 3, jb])
         trust[i] = _clip(s[sg, S_INIT_TRUST] + bonus_t + s[sg, S_INIT_TRUST_SD] * z_trust, 0.0, 1.0)
         enthusiasm[i] = _clip(s[sg, S_INIT_ENTH] + bonus_e + s[sg, S_INIT_ENTH_SD] * z_enth, 0.0, 1.0)
-        satisfaction[i] = s[sg, S_INIT_SAT] + s[sg, S_INIT_SAT_SD] * _std_normal(cid, 3, k0, k1)
+        satisfaction[i] = s[sg, S_INIT_SAT] + s[sg, S_INIT_SAT_SD] * _box_muller(
+            W[BW_NORMAL0 + 4, jb], W[BW_NORMAL0 + 5, jb]
+        )
         value[i] = 0.0
         alpha = s[sg, S_ALPHA]
         beta = s[sg, S_BETA]
         if s[sg, S_HETERO] > 0.5:
-            x = _gamma(alpha, cid, 0, k0, k1)
-            y = _gamma(beta + age, cid, 1, k0, k1)
+            x = _gamma(alpha, cid, 0, k0, k1, W[BW_GAMMA0, jb], W[BW_GAMMA0 + 1, jb], W[BW_GAMMA0 + 2, jb])
+            y = _gamma(beta + age, cid, 1, k0, k1, W[BW_GAMMA0 + 3, jb], W[BW_GAMMA0 + 4, jb],
+                       W[BW_GAMMA0 + 5, jb])
             prob = x / (x + y)
         else:
             prob = alpha / (alpha + beta)
         prob = _clip(prob, 1e-9, 1.0 - 1e-9)
         base_logit[i] = math.log(prob / (1.0 - prob))
-        in_panel[i] = to_unit(draw4(cid, 0, PURPOSE_PANEL, k0, k1)[0]) < g[G_PANEL_FRACTION]
+        in_panel[i] = to_unit(W[BW_PANEL, jb]) < panel_fraction

@@ -38,26 +38,26 @@ def cohort_table(shards: Sequence[Shard], periods: int) -> pl.DataFrame:
     cohort = _gather(shards, "cohort").astype(np.int64)
     tenure = _gather(shards, "tenure").astype(np.int64)
     alive = _gather(shards, "alive").astype(bool)
-    start_age = np.where(cohort < 0, -cohort, 0)
-    keep = cohort >= 0
-    cohort, lived, alive = cohort[keep], (tenure - start_age)[keep], alive[keep]
-    out_c, out_a, out_n, out_size = [], [], [], []
-    for c in range(periods + 1):
-        sel = cohort == c
-        size = int(sel.sum())
-        if size == 0:
-            continue
-        max_age = periods - c
-        # a churned customer with `lived` periods survived ages 0..lived-1; an active one 0..max_age
-        life = np.where(alive[sel], max_age, lived[sel] - 1)
-        counts = np.bincount(np.clip(life, 0, max_age), minlength=max_age + 1)
-        surv = size - np.concatenate([[0], np.cumsum(counts)[:-1]])
-        out_c += [c] * (max_age + 1)
-        out_a += list(range(max_age + 1))
-        out_n += surv.tolist()
-        out_size += [size] * (max_age + 1)
+    keep = (cohort >= 0) & (cohort <= periods)
+    # cohort c < 0 holds initial customers of age -c at the start, so lived = tenure for c >= 0
+    cohort, lived, alive = cohort[keep], tenure[keep], alive[keep]
+    sizes = np.bincount(cohort, minlength=periods + 1)
+    ages = periods + 1 - np.arange(periods + 1)  # cohort c has ages 0..periods - c
+    offset = np.concatenate([[0], np.cumsum(ages)[:-1]])
+    # a churned customer with `lived` periods survived ages 0..lived-1; an active one 0..periods - c.
+    # One bincount over every (cohort, last age survived) cell, then survivors per cohort as its size
+    # minus the customers whose last age came before (an exclusive cumulative sum within the cohort).
+    max_age = periods - cohort
+    life = np.clip(np.where(alive, max_age, lived - 1), 0, max_age)
+    counts = np.bincount(offset[cohort] + life, minlength=int(ages.sum()))
+    before = np.cumsum(counts) - counts
+    cell_cohort = np.repeat(np.arange(periods + 1), ages)
+    cell_age = np.arange(ages.sum()) - offset[cell_cohort]
+    survivors = sizes[cell_cohort] - (before - before[offset[cell_cohort]])
+    used = sizes[cell_cohort] > 0
     return pl.DataFrame(
-        {"cohort": out_c, "age": out_a, "survivors": out_n, "cohort_size": out_size},
+        {"cohort": cell_cohort[used], "age": cell_age[used], "survivors": survivors[used],
+         "cohort_size": sizes[cell_cohort][used]},
         schema={"cohort": pl.Int32, "age": pl.Int32, "survivors": pl.Int64, "cohort_size": pl.Int64},
     ).with_columns(survival=pl.col("survivors") / pl.col("cohort_size"))
 
@@ -134,6 +134,8 @@ def panel_table(chunks: Sequence[PanelChunk], segment_names: Sequence[str]) -> p
 
 def combine_cohorts(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
     """One cohort table from the shards' tables: survivors and cohort sizes are integer counts, so they add up."""
+    if len(parts) == 1:  # one shard's table is the run's (same rows, order and columns)
+        return parts[0]
     columns = parts[0].columns
     combined = (
         pl.concat(parts)
