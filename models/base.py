@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from tenure.models._posterior_data import PosteriorData
+from tenure.models._posterior_data import Group, PosteriorData, group_arrays
 
 from tenure.checks import finite, read_text
 from tenure.checks import seed as check_seed
@@ -357,8 +357,8 @@ def _check_finite_draws(idata: az.InferenceData, method: str) -> None:
     It happens where the data do not identify a parameter (a flat direction of the log density, a
     spread estimated at zero): the normal approximation is then unbounded and its intervals mean nothing.
     """
-    for name, values in idata.posterior.data_vars.items():
-        if np.issubdtype(values.dtype, np.number) and not np.all(np.isfinite(values.values)):
+    for name, (_, values) in group_arrays(idata, "posterior").variables.items():
+        if np.issubdtype(values.dtype, np.number) and not np.all(np.isfinite(values)):
             raise InputError(f"--method {method}: parameter {name!r} is not identified by the data (its approximate "
                              "posterior is unbounded); give it a proper prior with --priors, fit more data, or use "
                              "--method mcmc")
@@ -390,7 +390,7 @@ def _add_observed_and_log_likelihood(model: BayesianModel, idata: PosteriorData,
     ``model.pointwise_log_likelihood(idata)`` computes it on demand for any fit.
     """
     observed = model.observed_table()
-    post = idata.posterior
+    post = idata.arrays("posterior")
     n = post.sizes["chain"] * post.sizes["draw"]
     rows = len(next(iter(observed.values()))) if observed else 0
     if not pointwise:
@@ -426,7 +426,9 @@ def _add_observed_and_log_likelihood(model: BayesianModel, idata: PosteriorData,
         idata.attrs["tenure_log_likelihood"] = "MCMC fits only" if not pointwise else "not stored"
         return
     else:
-        idata.add_groups(log_likelihood={k: _with_row_dim(v, post) for k, v in loglik.items()})
+        idata.add_groups(log_likelihood=Group({k: (("chain", "draw", "row"), np.asarray(v).reshape(
+            post.sizes["chain"], post.sizes["draw"], -1)) for k, v in loglik.items()},
+            {"chain": post.labels("chain"), "draw": post.labels("draw")}))
     if loglik is None:  # PyMC's observed variables, with the dimension names of its log_likelihood group
         dims = {k: tuple(f"{k}_dim_{i}" for i in range(np.ndim(v))) for k, v in observed.items()}
     else:
@@ -436,23 +438,12 @@ def _add_observed_and_log_likelihood(model: BayesianModel, idata: PosteriorData,
 
 
 def _add_observed(idata: PosteriorData, observed: Mapping[str, Any], dims: Mapping[str, tuple[str, ...]]) -> None:
-    import xarray as xr
-
-    idata.add_groups(observed_data=xr.Dataset({k: xr.DataArray(np.asarray(v), dims=dims[k])
-                                               for k, v in observed.items()}))
+    idata.add_groups(observed_data=Group({k: (dims[k], np.asarray(v)) for k, v in observed.items()}))
 
 
 def _observed_value(pm_model: pm.Model, rv: Any) -> np.ndarray:
     value = pm_model.rvs_to_values[rv]
     return np.asarray(value.get_value() if hasattr(value, "get_value") else value.data)
-
-
-def _with_row_dim(values: np.ndarray, post: Any) -> Any:
-    import xarray as xr
-
-    values = np.asarray(values).reshape(post.sizes["chain"], post.sizes["draw"], -1)
-    return xr.DataArray(values, dims=("chain", "draw", "row"),
-                        coords={"chain": post.chain.values, "draw": post.draw.values})
 
 
 def _jsonable(o: Any) -> Any:
@@ -670,15 +661,13 @@ def _coords_and_dims(model: pm.Model, names: set[str]) -> dict[str, Any]:
     return {"coords": coords, "dims": dims}
 
 
-def _labels_and_draws(post: Any, name: str) -> tuple[list[str], np.ndarray]:
+def _labels_and_draws(post: Group, name: str) -> tuple[list[str], np.ndarray]:
     """Labels like ``churn_segment[price-driven]`` and draws (n, entries) of one variable, in C order."""
-    da = post[name]
-    dims = [d for d in da.dims if d not in ("chain", "draw")]
-    values = np.asarray(da.transpose("chain", "draw", *dims).values)
+    dims, values = post.draws(name)
     flat = values.reshape(values.shape[0] * values.shape[1], -1)
     if not dims:
         return [name], flat
-    grids = np.meshgrid(*[[str(c) for c in da[d].values] for d in dims], indexing="ij")
+    grids = np.meshgrid(*[[str(c) for c in post.labels(d)] for d in dims], indexing="ij")
     labels = [f"{name}[{', '.join(parts)}]" for parts in zip(*(g.ravel() for g in grids), strict=True)]
     return labels, flat
 
@@ -694,9 +683,9 @@ def summary_table(idata: az.InferenceData, var_names: list[str] | None = None) -
     """
     import polars as pl
 
-    post = idata.posterior
+    post = group_arrays(idata, "posterior")
     method = idata.attrs.get("tenure_method", "mcmc")
-    names = list(var_names) if var_names is not None else list(post.data_vars)
+    names = list(var_names) if var_names is not None else list(post.variables)
     mode = json.loads(idata.attrs.get("tenure_map", "{}")) if method == "map" else {}
     chains = post.sizes.get("chain", 1)
     rows: dict[str, list[Any]] = {"parameter": [], "estimate": [], "sd": [], INTERVAL_LOW: [], INTERVAL_HIGH: [],
@@ -718,8 +707,8 @@ def summary_table(idata: az.InferenceData, var_names: list[str] | None = None) -
         if method == "mcmc":
             rhat, ess = (np.full(len(labels), np.nan), np.full(len(labels), np.nan))
             if chains > 1:
-                dims = [d for d in post[name].dims if d not in ("chain", "draw")]
-                sub = post[[name]].transpose("chain", "draw", *dims)
+                dims = [d for d in post.variables[name][0] if d not in ("chain", "draw")]
+                sub = idata.posterior[[name]].transpose("chain", "draw", *dims)
                 import arviz as az
 
                 rhat = np.ravel(az.rhat(sub)[name].values)
@@ -802,9 +791,18 @@ def plot_forest(summary: pl.DataFrame, path: Path, title: str | None = None) -> 
                          "spreads, correlations and concentrations") if g in groups]
     sizes = [len(groups[g]) for g in order]
     low, high, est = (summary[c].to_numpy() for c in (INTERVAL_LOW, INTERVAL_HIGH, estimate))
+    width, height = 7.5, 1.3 + 0.32 * sum(sizes) + 0.7 * len(order)
+    # A fixed layout, in inches (drawn in a third of the constrained layout's time): the longest label
+    # at about 0.075 in per character of 10 pt text on the left, the title above, and between panels
+    # room for an axis label and the next panel's title.
+    gap, top, bottom = 0.8, 0.6, 0.75
+    panel = (height - top - bottom - gap * (len(order) - 1)) / len(order)
+    left = min(0.5, max(0.12, (0.3 + 0.075 * max(len(label) for label in labels)) / width))
     with matplotlib.rc_context(rc()):
-        fig, axes = plt.subplots(len(order), 1, figsize=(7.5, 1.3 + 0.32 * sum(sizes) + 0.7 * len(order)),
-                                 height_ratios=[n + 1.2 for n in sizes], squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(len(order), 1, figsize=(width, height), height_ratios=[n + 1.2 for n in sizes],
+                                 squeeze=False, gridspec_kw={"left": left, "right": 1 - 0.25 / width,
+                                                             "top": 1 - top / height, "bottom": bottom / height,
+                                                             "hspace": gap / panel})
         for ax, group, colour in zip(axes[:, 0], order, (OKABE_ITO[1], OKABE_ITO[0], OKABE_ITO[2]), strict=False):
             rows = groups[group]
             y = np.arange(len(rows))[::-1]
@@ -816,9 +814,8 @@ def plot_forest(summary: pl.DataFrame, path: Path, title: str | None = None) -> 
                 ax.axvline(0, color="#333333", lw=0.8)
             ax.set_title(group, loc="left", fontsize="medium")
             ax.set_xlabel(f"{estimate} and 90 % interval (model scale)")
-        fig.suptitle(title or "Estimates", fontsize="large")
-        fig.text(0.01, 0.0, INTERVAL_CAPTION, fontsize="small", color="#555555", va="bottom")
-        fig.get_layout_engine().set(h_pad=0.12)
+        fig.suptitle(title or "Estimates", fontsize="large", y=1 - 0.12 / height, va="top")
+        fig.text(0.01, 0.05 / height, INTERVAL_CAPTION, fontsize="small", color="#555555", va="bottom")
         fig.savefig(path, format="png", dpi=120)
         plt.close(fig)
 
@@ -880,7 +877,7 @@ class FitResult:
     @property
     def var_names(self) -> list[str]:
         """The parameters of :meth:`summary`, in order."""
-        return json.loads(self._data.attrs.get("tenure_var_names", "[]")) or list(self.posterior.data_vars)
+        return json.loads(self._data.attrs.get("tenure_var_names", "[]")) or list(self.posterior_arrays.variables)
 
     @property
     def effects(self) -> list[str]:
@@ -895,8 +892,13 @@ class FitResult:
 
     @property
     def posterior(self) -> Any:
-        """The posterior draws (an xarray Dataset)."""
+        """The posterior draws (an xarray Dataset; imports xarray)."""
         return self._data.posterior
+
+    @property
+    def posterior_arrays(self) -> Group:
+        """The posterior draws as NumPy arrays with their dimensions and coordinates (no xarray)."""
+        return group_arrays(self._data, "posterior")
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -910,7 +912,7 @@ class FitResult:
     def warnings(self) -> list[str]:
         """Divergences and R-hat above 1.01 (MCMC only)."""
         names = json.loads(self._data.attrs.get("tenure_diagnostic_var_names", "[]")) or self.var_names
-        return diagnostics_warnings(self._data, [n for n in names if n in self.posterior])
+        return diagnostics_warnings(self._data, [n for n in names if n in self.posterior_arrays])
 
     def save(self, path: str | Path) -> Path:
         """Write the posterior with its attributes as NetCDF, atomically; a folder gets ``posterior.nc``."""
@@ -943,7 +945,7 @@ class FitResult:
         return written
 
     def __repr__(self) -> str:
-        post = self.posterior
+        post = self.posterior_arrays
         return (f"FitResult(model={self.model_name!r}, method={self.method!r}, time_unit={self.time_unit!r}, "
                 f"chains={post.sizes.get('chain', 0)}, draws={post.sizes.get('draw', 0)})")
 

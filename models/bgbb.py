@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
-from scipy import special
+
+# scipy.special is imported inside the functions that use it: 0.4 s of imports that a MAP fit does not need.
 from tenure.models.base import BayesianModel, prior
 from tenure.models.clv_data import check_time_unit, compress_summary, nuts_options, prediction_rows, validate_summary
 from tenure.models.clv_predict import Prediction, posterior_draws, reduce_over_draws
@@ -70,6 +71,7 @@ def bgbb_loglike_np(alpha, beta, gamma, delta, x, t_x, n) -> np.ndarray:
 
     Returns an ``(n_draws, n_rows)`` array.
     """
+    from scipy import special
     x, t_x, n = (np.asarray(v, dtype=float) for v in (x, t_x, n))
     i, mask = _opportunity_grid(t_x, n)
     a, b, g, d = (np.asarray(v, dtype=float)[:, None] for v in (alpha, beta, gamma, delta))
@@ -240,6 +242,7 @@ def bgbb_p_alive(alpha, beta, gamma, delta, x, t_x, n) -> np.ndarray:
 
     Parameters are draws of shape ``(n_draws,)``; returns ``(n_draws, n_rows)``.
     """
+    from scipy import special
     a, b, g, d = (np.asarray(v, dtype=float)[:, None] for v in (alpha, beta, gamma, delta))
     x, n = np.asarray(x, dtype=float), np.asarray(n, dtype=float)
     log_num = (special.betaln(a + x, b + n - x) - special.betaln(a, b)
@@ -255,6 +258,7 @@ def bgbb_expected_purchases(future_opportunities: float, alpha, beta, gamma, del
 
     Parameters are draws of shape ``(n_draws,)``; returns ``(n_draws, n_rows)``.
     """
+    from scipy import special
     ns = float(future_opportunities)
     a, b, g, d = (np.asarray(v, dtype=float)[:, None] for v in (alpha, beta, gamma, delta))
     x, n = np.asarray(x, dtype=float), np.asarray(n, dtype=float)

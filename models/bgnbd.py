@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
-from scipy import special
+
+# scipy.special is imported inside the functions that use it: 0.4 s of imports that a MAP fit does not need.
 from tenure.models.base import BayesianModel, prior
 from tenure.models.clv_data import (
     check_time_unit,
@@ -258,6 +259,7 @@ class BGNBDModel(BayesianModel):
 
     def pointwise_log_likelihood(self, idata: az.InferenceData) -> dict[str, np.ndarray]:
         """count × log L of each compressed row per draw (eq. 6 in numpy)."""
+        from scipy import special
         rows = {c: self.data[c].to_numpy().astype(float) for c in self.data.columns}
         r, alpha, a, b = self._individual(posterior_draws(idata, self.var_names), rows)
         x, t_x, T = rows["frequency"], rows["recency"], rows["T"]
@@ -424,6 +426,7 @@ class BGNBDModel(BayesianModel):
 
 def bgnbd_loglike_np(r, alpha, a, b, x, t_x, T) -> np.ndarray:
     """:func:`bgnbd_logp` in numpy (broadcasting); Fader, Hardie & Lee (2005), eq. (6)."""
+    from scipy import special
     x = np.asarray(x, dtype=float)
     first = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + special.betaln(a, b + x)
              - special.betaln(a, b) - (r + x) * np.log(alpha + T))
@@ -437,6 +440,7 @@ def _rx_log_ratio(r, alpha, x, t_x, T):
 
 def bgnbd_p_alive(r, alpha, a, b, x, t_x, T) -> np.ndarray:
     """P(alive) under the BG/NBD (numpy, broadcasting); Fader, Hardie & Lee (2008), eq. (2)."""
+    from scipy import special
     x = np.asarray(x, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_odds = np.log(a) - np.log(b + x - 1.0) + _rx_log_ratio(r, alpha, x, t_x, T)
@@ -445,6 +449,7 @@ def bgnbd_p_alive(r, alpha, a, b, x, t_x, T) -> np.ndarray:
 
 def bgnbd_expected_purchases(t, r, alpha, a, b) -> np.ndarray:
     """E[X(t)] for a customer observed from time 0; Fader, Hardie & Lee (2005), eq. (7)."""
+    from scipy import special
     z = t / (alpha + t)
     hyp = special.hyp2f1(r, b, a + b - 1.0, z)
     return (a + b - 1.0) / (a - 1.0) * (1.0 - np.exp(r * np.log(alpha / (alpha + t))) * hyp)
@@ -452,6 +457,7 @@ def bgnbd_expected_purchases(t, r, alpha, a, b) -> np.ndarray:
 
 def bgnbd_conditional_purchases(t, r, alpha, a, b, x, t_x, T) -> np.ndarray:
     """E[Y(t) | x, t_x, T], purchases in (T, T+t]; Fader, Hardie & Lee (2005), eq. (10)."""
+    from scipy import special
     x = np.asarray(x, dtype=float)
     hyp = special.hyp2f1(r + x, b + x, a + b + x - 1.0, t / (alpha + T + t))
     head = (a + b + x - 1.0) / (a - 1.0)

@@ -52,12 +52,14 @@ class Prediction:
 
 def posterior_draws(idata: az.InferenceData, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Posterior samples of ``names`` with chain and draw flattened into the first axis."""
-    post = idata.posterior
+    from tenure.models._posterior_data import group_arrays
+
+    post = group_arrays(idata, "posterior")
     out = {}
     for n in names:
         if n not in post:
-            raise InputError(f"posterior: no variable {n!r}; has {', '.join(map(str, post.data_vars))}")
-        v = np.asarray(post[n].values, dtype=float)
+            raise InputError(f"posterior: no variable {n!r}; has {', '.join(map(str, post.variables))}")
+        v = np.asarray(post.draws(n)[1], dtype=float)
         out[n] = v.reshape(-1, *v.shape[2:])
     return out
 

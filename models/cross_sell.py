@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import arviz as az
 import numpy as np
 import polars as pl
-import pymc as pm
-import pytensor.tensor as pt
 from tenure.models.base import BayesianModel, prior
 from tenure.models.effects import ratio_line
 from tenure.models.panel import CountCells, as_panel, count_cells, covariate_sd
@@ -42,6 +39,10 @@ from tenure.models.pooling import (
     pooled_intercepts,
     segment_design,
 )
+
+if TYPE_CHECKING:  # PyMC, PyTensor and ArviZ load where a model is built or read: calibration uses only the MLE
+    import arviz as az
+    import pymc as pm
 
 SCORE_CENTRE = 3.0
 
@@ -194,6 +195,9 @@ class CrossSellModel(CellModel, MarginalisedMeansFit, BayesianModel):
 
     def linear_predictor(self) -> Any:
         """Create the priors (inside a model context) and return the log-rate of products added per cell."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
         c = self.cells
         seg_events = np.bincount(c.segment, weights=c.events, minlength=len(c.segments))
         sds = self.covariate_sds()
@@ -211,6 +215,8 @@ class CrossSellModel(CellModel, MarginalisedMeansFit, BayesianModel):
 
     def build(self) -> pm.Model:
         """The PyMC model (see the module docstring for the equation)."""
+        import pymc as pm
+
         c = self.cells
         with pm.Model(coords=self.coords()) as model:
             eta = self.linear_predictor()

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
-from scipy import special
+
+# scipy.special is imported inside the functions that use it: 0.4 s of imports that a MAP fit does not need.
 from tenure.models.base import BayesianModel, prior
 from tenure.models.bgnbd import BGNBDModel
 from tenure.models.clv_data import (
@@ -137,6 +138,7 @@ class GammaGammaModel(BayesianModel):
 
     def pointwise_log_likelihood(self, idata: Any) -> dict[str, np.ndarray]:
         """count × log f(m̄) of each compressed row per draw (eq. 4 in numpy)."""
+        from scipy import special
         d = posterior_draws(idata, self.var_names)
         x, m, w = (self.data[c].to_numpy().astype(float) for c in ("frequency", "monetary_value", "count"))
         p, q, v = (d[k][:, None] for k in ("p", "q", "v"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 from tenure.models.base import prior
+
+if TYPE_CHECKING:  # annotations only: PyMC and PyTensor load where a pooled model is built, not for the NumPy paths
+    import arviz as az
 
 #: A group with at least this many events pins its own intercept well enough for the centred form (with the
 #: mean integrated out) to sample better than the non-centred one. Measured on small panels of 2–3 segments
@@ -76,6 +76,8 @@ def pooled_intercepts(
         The intercept of each cell (a tensor) and, when the mean was integrated out,
         what :func:`add_marginalised_means` needs to draw it.
     """
+    import pymc as pm
+
     if parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}")
     if n_groups == 1:
@@ -108,6 +110,8 @@ def exchangeable_normal_logp(values: Any, m0: float, s0: float, sd: Any) -> Any:
     and dᵀΣ⁻¹d = (Σd² − s0²(Σd)²/c)/sd² (Sherman–Morrison). A general MvNormal would
     factorise Σ at every gradient, about 10× slower here.
     """
+    import pytensor.tensor as pt
+
     d = values - m0
     g = d.shape[0]
     c = sd**2 + g * s0**2
@@ -135,11 +139,19 @@ def add_marginalised_means(idata: az.InferenceData, means: list[MarginalisedMean
 
 
 def _softplus(x: Any) -> Any:
-    return np.logaddexp(0.0, x) if isinstance(x, np.ndarray) else pt.softplus(x)
+    if isinstance(x, np.ndarray):
+        return np.logaddexp(0.0, x)
+    import pytensor.tensor as pt
+
+    return pt.softplus(x)
 
 
 def _exp(x: Any) -> Any:
-    return np.exp(x) if isinstance(x, np.ndarray) else pt.exp(x)
+    if isinstance(x, np.ndarray):
+        return np.exp(x)
+    import pytensor.tensor as pt
+
+    return pt.exp(x)
 
 
 def binomial_kernel_logp(events: Any, at_risk: Any, eta: Any) -> Any:

@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import arviz as az
 import numpy as np
 import polars as pl
-import pymc as pm
-import pytensor.tensor as pt
 from tenure.models.base import BayesianModel, prior
 from tenure.models.effects import ratio_line
 from tenure.models.panel import (
@@ -51,6 +48,10 @@ from tenure.models.pooling import (
     pooled_intercepts,
     segment_design,
 )
+
+if TYPE_CHECKING:  # PyMC, PyTensor and ArviZ load where a model is built or read: calibration uses only the MLE
+    import arviz as az
+    import pymc as pm
 
 #: Midpoint of the 1–5 scale; scores enter the model as (score − 3).
 SCORE_CENTRE = 3.0
@@ -229,6 +230,9 @@ class RetentionModel(CellModel, MarginalisedMeansFit, BayesianModel):
 
     def linear_predictor(self) -> Any:
         """Create the priors (inside a model context) and return the log-odds of churn per cell."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
         c = self.cells
         seg_events = np.bincount(c.segment, weights=c.events, minlength=len(c.segments))
         sds = self.covariate_sds()
@@ -248,6 +252,8 @@ class RetentionModel(CellModel, MarginalisedMeansFit, BayesianModel):
 
     def build(self) -> pm.Model:
         """The PyMC model (see the module docstring for the equation)."""
+        import pymc as pm
+
         c = self.cells
         with pm.Model(coords=self.coords()) as model:
             eta = self.linear_predictor()

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
-from scipy import special
+
+# scipy.special is imported inside the functions that use it: 0.4 s of imports that a MAP fit does not need.
 from tenure.models.base import BayesianModel, prior
 from tenure.models.clv_data import (
     check_time_unit,
@@ -74,6 +75,7 @@ def sbg_del(alpha: Any, beta: Any, discount_rate_per_period: float) -> np.ndarra
     DEL = ₂F₁(1, β; α+β; 1/(1+d)); Fader & Hardie (2010), eq. (4). The first period
     counts undiscounted (payment at the start of each period).
     """
+    from scipy import special
     return special.hyp2f1(1.0, beta, np.add(alpha, beta), 1.0 / (1.0 + discount_rate_per_period))
 
 
@@ -82,6 +84,7 @@ def sbg_derl(alpha: Any, beta: Any, discount_rate_per_period: float, renewals: A
 
     DERL = (β+n)/(α+β+n) · ₂F₁(1, β+n+1; α+β+n+1; 1/(1+d)); Fader & Hardie (2010), eq. (6).
     """
+    from scipy import special
     n = np.asarray(renewals, dtype=float)
     ab = np.add(alpha, beta)
     z = 1.0 / (1.0 + discount_rate_per_period)
@@ -212,6 +215,7 @@ class SBGModel(BayesianModel):
 
     def pointwise_log_likelihood(self, idata: Any) -> dict[str, np.ndarray]:
         """count × log-likelihood of each compressed record per draw (eqs. 2 and 3 in numpy)."""
+        from scipy import special
         d = posterior_draws(idata, self.var_names)
         cohort = np.searchsorted(np.asarray(self.cohorts), self.data["cohort"].to_numpy())
         z = np.column_stack([self.data[c].to_numpy() - self.covariate_means[c] for c in self.covariates]
@@ -229,6 +233,7 @@ class SBGModel(BayesianModel):
         the count-weighted mean of S_i(t) = B(α_i, β_i + t) / B(α_i, β_i) over the customers'
         records (Fader & Hardie 2007, eq. 3), at 100 draws.
         """
+        from scipy import special
         from tenure.models.ppc import check_rows, draw_indices
         from tenure.models.ppc import predictive_check as make_check
 
@@ -265,6 +270,7 @@ class SBGModel(BayesianModel):
     def _individual(self, d: Mapping[str, np.ndarray], cohort: np.ndarray | None,
                     z: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(α_i, β_i) per draw and row, from each row's cohort index (unless pooled) and centred covariates."""
+        from scipy import special
         alpha, beta = d["alpha"], d["beta"]
         if cohort is None:
             alpha, beta = alpha[:, None], beta[:, None]

@@ -12,7 +12,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 #: Interpretation bands of the TRI*M-style index used in practice.
 TRIM_BANDS = ((0.0, 40.0, "endangered"), (40.0, 70.0, "open to competitors"), (70.0, 100.0001, "bound"))
@@ -39,8 +38,14 @@ def nps(promoters: float, detractors: float, respondents: float) -> float:
 
 @functools.lru_cache(maxsize=16)
 def _z_quantile(level: float) -> float:
-    """Two-sided normal quantile, cached: the engine asks for it every period (scipy's ppf costs ~0.1 ms)."""
-    return float(stats.norm.ppf(0.5 + level / 2.0))
+    """Two-sided normal quantile, cached: the engine asks for it every period.
+
+    ``scipy.special.ndtri`` is the standard normal quantile itself (what ``scipy.stats.norm.ppf``
+    calls); importing ``scipy.stats`` took 0.9 s of every command that simulates.
+    """
+    from scipy.special import ndtri
+
+    return float(ndtri(0.5 + level / 2.0))
 
 
 def nps_wald_interval(

@@ -181,11 +181,7 @@ def test_last_resort_is_one_line(monkeypatch, capsys):
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(cli, "app", boom)
-    monkeypatch.setattr("sys.argv", ["tenure", "simulate"])
-    monkeypatch.delenv("TENURE_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    assert exc.value.code == 1
+    assert cli.run(["simulate"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("internal error: RuntimeError: boom") and "--debug" in err and len(err.splitlines()) == 1
 

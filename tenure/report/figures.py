@@ -161,7 +161,12 @@ def prior_posterior(panels: list[tuple[str, np.ndarray, Any]]) -> str:
     n = len(panels)
     cols = min(3, n)
     rows = int(np.ceil(n / cols))
-    with figure(8.0, 1.9 * rows + 0.3, rows, cols, squeeze=False) as (fig, axes):
+    height = 1.9 * rows + 0.3
+    # Fixed margins (inches: a title above each panel, an axis label below) draw several times faster than
+    # the constrained layout; the panels have no y tick labels, so nothing on their left needs measuring.
+    layout = {"left": 0.15 / 8.0, "right": 1 - 0.15 / 8.0, "bottom": 0.45 / height, "top": 1 - 0.3 / height,
+              "wspace": 0.12, "hspace": 0.75 / 1.6}
+    with figure(8.0, height, rows, cols, margins=layout, squeeze=False) as (fig, axes):
         for ax, (name, draws, prior) in zip(axes.ravel(), panels, strict=False):
             draws = np.asarray(draws, dtype=float)
             draws = draws[np.isfinite(draws)]  # a fit's draws are finite; a file saved by other means may not be
@@ -177,7 +182,9 @@ def prior_posterior(panels: list[tuple[str, np.ndarray, Any]]) -> str:
             if not hi > lo:
                 lo, hi = lo - 0.5, hi + 0.5
             grid = np.linspace(lo, hi, 200)
-            ax.hist(draws, bins=40, range=(lo, hi), density=True, color=OKABE_ITO[0], alpha=0.6, label="posterior")
+            # One filled outline per histogram: the same picture as 40 bars, drawn and stored as one path.
+            density, edges = np.histogram(draws, bins=40, range=(lo, hi), density=True)
+            ax.stairs(density, edges, fill=True, color=OKABE_ITO[0], alpha=0.6, label="posterior")
             if prior is not None:
                 ax.plot(grid, prior.pdf(grid), color=OKABE_ITO[1], lw=1.6, label="prior")
             ax.set_title(name, fontsize=8, loc="left")

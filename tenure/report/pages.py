@@ -563,10 +563,15 @@ class PriorDensity:
     """
 
     def __init__(self, dist: str, p: dict[str, float]) -> None:
+        self.dist, self.p = dist, p
+        self._check()
+
+    @property
+    def _sp(self) -> Any:
+        """``scipy.special``, imported when a curve needs it (0.4 s, which a flat-prior fit's report does not)."""
         from scipy import special
 
-        self.dist, self.p, self._sp = dist, p, special
-        self._check()
+        return special
 
     def _check(self) -> None:
         need = {"Gamma": ("alpha", "beta"), "Beta": ("alpha", "beta"), "Weibull": ("alpha", "beta")}
@@ -808,19 +813,19 @@ def _loo_figure(result: Any) -> Figure | None:
 
 def _prior_figure(result: Any) -> Figure:
     priors = result.config.get("priors", {})
+    post = result.posterior_arrays
     panels = []
     for name in result.var_names:
-        if name not in result.posterior:
+        if name not in post:
             continue
-        var = result.posterior[name]
+        dims, values = post.draws(name)
         spec = priors.get(name)
         dist = _prior(spec) if isinstance(spec, dict) else None
-        if var.ndim == 2:
-            panels.append((name, np.asarray(var.values).ravel(), dist))
-        elif var.ndim == 3:  # one panel per element (per cohort, per covariate), the same prior on each
-            dim = var.dims[2]
-            for i, label in enumerate(var.coords[dim].values if dim in var.coords else range(var.shape[2])):
-                panels.append((f"{name}[{label}]", np.asarray(var.values[:, :, i]).ravel(), dist))
+        if not dims:
+            panels.append((name, np.asarray(values).ravel(), dist))
+        elif len(dims) == 1:  # one panel per element (per cohort, per covariate), the same prior on each
+            for i, label in enumerate(post.labels(dims[0])):
+                panels.append((f"{name}[{label}]", np.asarray(values[:, :, i]).ravel(), dist))
     src = fg.prior_posterior(panels[:12]) if panels else fg.lines(np.arange(1), {}, title="no scalar parameter",
                                                                   xlabel="", ylabel="")
     return Figure("Prior against posterior", src,

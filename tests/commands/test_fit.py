@@ -255,9 +255,9 @@ def _score_panel(customers: int, periods: int, seed: int) -> pl.DataFrame:
     })
 
 
-def test_fast_route_fits_import_no_pymc_pytensor_nutpie_or_arviz(tmp_path):
-    """`tenure fit X --method map` of every customer-base model, its files and report stay off PyMC and ArviZ
-    (seconds of imports: ArviZ alone takes about 4 s)."""
+def test_fast_route_fits_import_no_pymc_pytensor_nutpie_arviz_or_xarray(tmp_path):
+    """`tenure fit X --method map` of every customer-base model, its files and report stay off PyMC, ArviZ and
+    xarray (seconds of imports: ArviZ alone takes about 4 s, xarray with pandas about 1 s)."""
     cohorts = tmp_path / "cohorts.csv"
     cohorts.write_text("period,alive\n0,1000\n1,631\n2,468\n3,382\n4,326\n5,289\n6,262\n7,241\n")
     data = Path(__file__).resolve().parents[1] / "data"
@@ -267,15 +267,11 @@ def test_fast_route_fits_import_no_pymc_pytensor_nutpie_or_arviz(tmp_path):
             ["gamma-gamma", str(data / "cdnow_customers_summary_with_transactions.csv")],
             ["bgbb", str(data / "donations.csv")]]
     code = ("import json, sys\n"
-            "from tenure.cli import main\n"
+            "from tenure.cli import run\n"
             f"for i, args in enumerate({runs!r}):\n"
-            f"    sys.argv = ['tenure', 'fit', *args, '--method', 'map', '-o', {str(tmp_path)!r} + f'/fit{{i}}']\n"
-            "    try:\n"
-            "        main()\n"
-            "    except SystemExit as exc:\n"
-            "        assert not exc.code, args\n"
-            "print('MODULES', json.dumps(sorted(m for m in sys.modules\n"
-            "                                   if m.split('.')[0] in ('pymc', 'pytensor', 'nutpie', 'arviz'))))\n")
+            f"    assert run(['fit', *args, '--method', 'map', '-o', {str(tmp_path)!r} + f'/fit{{i}}']) == 0, args\n"
+            "print('MODULES', json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in\n"
+            "                                   ('pymc', 'pytensor', 'nutpie', 'arviz', 'xarray', 'pandas'))))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "MODULES []"
     assert all((tmp_path / f"fit{i}" / "posterior.nc").exists() for i in range(len(runs)))
@@ -285,5 +281,18 @@ def test_cli_startup_imports_no_numpy_arviz_or_pymc():
     """`tenure --help` and every command's start: the heavy libraries load inside the commands that use them."""
     code = ("import sys, tenure.cli\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'arviz', 'pymc', 'pytensor', 'scipy'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_simulating_and_calibrating_import_no_pymc_arviz_xarray_or_scipy_stats():
+    """The engine, compare, decide and calibration (whose panel fits are the MLEs) need none of the model
+    libraries: PyMC, PyTensor and ArviZ took 5-13 s of every `tenure calibrate`, scipy.stats 0.9 s of every
+    command that simulates."""
+    code = ("import sys\n"
+            "import tenure.engine.simulator, tenure.simulations.compare, tenure.simulations.calibrate\n"
+            "import tenure.commands.decide, tenure.commands.calibrate, tenure.commands.compare\n"
+            "heavy = ('pymc', 'pytensor', 'arviz', 'xarray', 'pandas', 'scipy.stats', 'scipy.optimize')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

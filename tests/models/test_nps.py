@@ -23,6 +23,16 @@ def test_wald_interval_domain_example() -> None:
     assert round(lo, 4) == 0.1414 and round(hi, 4) == 0.2086
 
 
+def test_wald_interval_quantiles_are_the_standard_normal_ones() -> None:
+    # Two-sided 90 / 95 / 99 % normal quantiles (Abramowitz & Stegun table 26.5, to the last double digit),
+    # now from scipy.special.ndtri instead of scipy.stats.norm.ppf.
+    from tenure.metrics import _z_quantile
+
+    assert _z_quantile(0.90) == 1.6448536269514722
+    assert _z_quantile(0.95) == 1.959963984540054
+    assert _z_quantile(0.99) == 2.5758293035489004
+
+
 def test_dirichlet_posterior_domain_example_exact() -> None:
     # Dirichlet-multinomial moments: prior (1,1,1), (D, N, P) = (10, 50, 80) -> mean 0.4895, sd 0.0530.
     # Analytic: a' = (11, 51, 81), a'0 = 143; mean 70/143; var 8256 / (143² · 144).
