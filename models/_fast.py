@@ -85,6 +85,12 @@ if TYPE_CHECKING:
     import arviz as az
     from tenure.models._posterior_data import PosteriorData
 
+MAX_LOG_SD = 10.0
+"""Above this Laplace sd of a log-parameter the data do not identify it: its 90 % interval would span a
+factor of e^(2 · 1.645 · 10) ≈ 2e14. On a ridge to infinity (the BG/NBD's a and b on four distinct rows)
+the mode finder stops far out, where the density no longer rises, and the draws can stay finite but
+absurd, failing later in the predictive check; :meth:`FastModel.map_fit` refuses them, naming the parameter."""
+
 ROUTE_ENV = "TENURE_FIT_ROUTE"
 """Set to ``pymc`` to fit every model on its PyMC route (the benchmarks' baseline)."""
 
@@ -472,11 +478,12 @@ class FastModel:
         rng = np.random.default_rng(seed)
         z = rng.multivariate_normal(x0, cov, size=(chains, draws), method="eigh")
         posterior, mode = {}, {}
+        log_sd = np.sqrt(np.diag(cov))
         for name, part, shape in self._slices():
             with np.errstate(over="ignore", invalid="ignore"):
                 posterior[name] = np.exp(z[:, :, part]).reshape((chains, draws, *shape))
             mode[name] = np.exp(x0[part]).reshape(shape).tolist()
-            if not np.all(np.isfinite(posterior[name])):
+            if not np.all(np.isfinite(posterior[name])) or not np.all(log_sd[part] <= MAX_LOG_SD):
                 from tenure.errors import InputError
 
                 raise InputError(f"MAP: parameter {name!r} is not identified by the data (mode "
