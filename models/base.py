@@ -393,48 +393,36 @@ def _add_observed_and_log_likelihood(model: BayesianModel, idata: PosteriorData,
     post = idata.arrays("posterior")
     n = post.sizes["chain"] * post.sizes["draw"]
     rows = len(next(iter(observed.values()))) if observed else 0
-    if not pointwise:
-        loglik = None
-    else:
-        loglik = model.pointwise_log_likelihood(idata) if n * rows <= LOG_LIKELIHOOD_MAX_VALUES else None
-    if loglik is None and not observed:
-        pm_model = model.model
-        size = sum(_observed_value(pm_model, v).size for v in pm_model.observed_RVs)
-        if not pointwise or not pm_model.observed_RVs or n * size > LOG_LIKELIHOOD_MAX_VALUES:
-            observed = {v.name: _observed_value(pm_model, v) for v in pm_model.observed_RVs}
-            if observed:
-                _add_observed(idata, observed, {k: tuple(f"{k}_dim_{i}" for i in range(np.ndim(v)))
-                                                for k, v in observed.items()})
-            idata.attrs["tenure_log_likelihood"] = "MCMC fits only" if not pointwise else "not stored"
-            return
-        import pymc as pm
-
-        observed = {v.name: _observed_value(pm_model, v) for v in pm_model.observed_RVs}
-        # PyMC copies the model to compute it and refuses initial values (the pooled intercepts have one);
-        # they matter only for sampling, which is over, so they are set aside meanwhile.
-        initial = dict(pm_model.rvs_to_initial_values)
-        try:
-            for rv in initial:
-                pm_model.rvs_to_initial_values[rv] = None
-            loglik_data = pm.compute_log_likelihood(idata.to_arviz(), model=pm_model, extend_inferencedata=False,
-                                                    progressbar=False)
-        finally:
-            pm_model.rvs_to_initial_values.update(initial)
-        idata.add_groups(log_likelihood=loglik_data)
-    elif loglik is None:
-        _add_observed(idata, observed, {k: ("row",) for k in observed})
-        idata.attrs["tenure_log_likelihood"] = "MCMC fits only" if not pointwise else "not stored"
-        return
-    else:
+    loglik = model.pointwise_log_likelihood(idata) if pointwise and n * rows <= LOG_LIKELIHOOD_MAX_VALUES else None
+    stored = loglik is not None
+    if stored:
         idata.add_groups(log_likelihood=Group({k: (("chain", "draw", "row"), np.asarray(v).reshape(
             post.sizes["chain"], post.sizes["draw"], -1)) for k, v in loglik.items()},
             {"chain": post.labels("chain"), "draw": post.labels("draw")}))
-    if loglik is None:  # PyMC's observed variables, with the dimension names of its log_likelihood group
-        dims = {k: tuple(f"{k}_dim_{i}" for i in range(np.ndim(v))) for k, v in observed.items()}
-    else:
-        dims = {k: ("row",) for k in observed}
-    _add_observed(idata, observed, dims)
-    idata.attrs["tenure_log_likelihood"] = "per compressed row or cell"
+    if stored or observed:  # the model's compressed rows or cells
+        _add_observed(idata, observed, {k: ("row",) for k in observed})
+    else:  # PyMC's observed variables, with the dimension names of its log_likelihood group
+        pm_model = model.model
+        observed = {v.name: _observed_value(pm_model, v) for v in pm_model.observed_RVs}
+        if pointwise and observed and n * sum(v.size for v in observed.values()) <= LOG_LIKELIHOOD_MAX_VALUES:
+            import pymc as pm
+
+            # PyMC copies the model to compute it and refuses initial values (the pooled intercepts have one);
+            # they matter only for sampling, which is over, so they are set aside meanwhile.
+            initial = dict(pm_model.rvs_to_initial_values)
+            try:
+                for rv in initial:
+                    pm_model.rvs_to_initial_values[rv] = None
+                idata.add_groups(log_likelihood=pm.compute_log_likelihood(
+                    idata.to_arviz(), model=pm_model, extend_inferencedata=False, progressbar=False))
+            finally:
+                pm_model.rvs_to_initial_values.update(initial)
+            stored = True
+        if observed:
+            _add_observed(idata, observed, {k: tuple(f"{k}_dim_{i}" for i in range(np.ndim(v)))
+                                            for k, v in observed.items()})
+    idata.attrs["tenure_log_likelihood"] = ("per compressed row or cell" if stored
+                                            else "not stored" if pointwise else "MCMC fits only")
 
 
 def _add_observed(idata: PosteriorData, observed: Mapping[str, Any], dims: Mapping[str, tuple[str, ...]]) -> None:
