@@ -6,7 +6,8 @@ From the repository root::
 
 Simulates ``--customers`` BG/NBD customers at CDNOW-like parameters (r 0.25, α 4, a 0.8, b 2.5,
 ages of 27 to 39 weeks at day resolution, spend per purchase Gamma-Gamma with p 6, q 4, v 15),
-fits the BG/NBD and Gamma-Gamma by MAP on a 20,000-customer subsample, then times
+fits the BG/NBD (or, with ``--model pnbd``, the Pareto/NBD) and Gamma-Gamma by MAP on a 20,000-customer
+subsample, then times
 :func:`tenure.models.clv_table.customer_table` (P(alive), purchases in the next 52 weeks, spend and
 CLV at 10 % a year, each with a 90 % interval from 500 draws) on every customer. It prints one
 JSON line: seconds for the table alone (wall and CPU, all threads), the peak resident memory of the
@@ -50,14 +51,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--max-draws", type=int, default=500)
+    parser.add_argument("--model", choices=("bgnbd", "pnbd"), default="bgnbd",
+                        help="Transaction model fitted (by MAP) and predicted with: BG/NBD or Pareto/NBD.")
     args = parser.parse_args()
     from tenure.models.bgnbd import BGNBDModel
     from tenure.models.clv_table import customer_table, thinned
     from tenure.models.gamma_gamma import GammaGammaModel
+    from tenure.models.pnbd import ParetoNBDModel
 
     data = simulate(args.customers, seed=1)
     sample = data.sample(min(20_000, args.customers), seed=2)
-    bg = BGNBDModel(sample, time_unit="weeks")
+    bg = (BGNBDModel if args.model == "bgnbd" else ParetoNBDModel)(sample, time_unit="weeks")
     bg.fit(method="map", draws=1000, chains=2, seed=1)
     gg = GammaGammaModel(sample)
     gg.fit(method="map", draws=1000, chains=2, seed=1)
@@ -68,7 +72,8 @@ def main() -> None:
     start, cpu = time.perf_counter(), time.process_time()
     table = customer_table(bg, data, horizon=52, spend=gg, annual_discount_rate=0.1)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(json.dumps({"customers": table.height, "draws": args.max_draws, "seconds": round(seconds, 2),
+    print(json.dumps({"model": args.model, "customers": table.height, "draws": args.max_draws,
+                      "seconds": round(seconds, 2),
                       "cpu_seconds": round(cpu, 2),
                       "peak_rss_mib": round(peak_rss_mib()), "rss_growth_mib": round(peak_rss_mib() - before),
                       "distinct_x_T": data.select("frequency", "T").unique().height,

@@ -32,6 +32,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -101,9 +102,19 @@ class ClosedFormRFMModel(BGNBDModel):
     def pointwise_log_likelihood(self, idata: az.InferenceData) -> dict[str, np.ndarray]:
         """count × log L of each compressed row per draw."""
         rows = {c: self.data[c].to_numpy().astype(float) for c in self.data.columns}
-        params = self._individual(posterior_draws(idata, self.var_names), rows)
-        ll, _ = type(self).loglike(*params, rows["frequency"], rows["recency"], rows["T"])
+        ll = self._row_values(posterior_draws(idata, self.var_names), rows, threads=os.cpu_count() or 1)[0]
         return {"purchases": rows["count"] * ll}
+
+    def _row_values(self, draws: Mapping[str, np.ndarray], chunk: Mapping[str, np.ndarray],
+                    threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+        """log L per draw and row of ``chunk``, (n_draws, n_rows), and P(alive at T) where the kernel gives it.
+
+        The model's row kernel (:attr:`loglike`) evaluates one row at a time with covariates; a family
+        may evaluate all rows of a draw at once where every row shares the parameters.
+        """
+        params = self._individual(draws, chunk)
+        ll, _ = type(self).loglike(*params, chunk["frequency"], chunk["recency"], chunk["T"])
+        return ll, None
 
 
 class ParetoNBDModel(ClosedFormRFMModel):
@@ -195,18 +206,43 @@ class ParetoNBDModel(ClosedFormRFMModel):
         """
         from tenure.models.clv_predict import reduce_over_draws
 
-        def compute(draws, chunk):
-            params = self._individual(draws, chunk)
-            return np.exp(_pnbd_fast.pnbd_log_p_alive(*params, chunk["frequency"], chunk["recency"], chunk["T"]))
-
-        return reduce_over_draws(compute, self._posterior(), self._customer_rows(data),
+        return reduce_over_draws(self._alive, self._posterior(), self._customer_rows(data),
                                  interval=interval, keep_draws=keep_draws)
+
+    def _row_values(self, draws: Mapping[str, np.ndarray], chunk: Mapping[str, np.ndarray],
+                    threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """log L and P(alive at T) per draw and row; without covariates by the grouped walk
+        (:func:`tenure.models._pnbd_fast.pnbd_rows_over_draws`: each segment between the rows'
+        breakpoints once per draw), with them row by row."""
+        cols = (chunk["frequency"], chunk["recency"], chunk["T"])
+        if self.purchase_covariates or self.dropout_covariates:
+            params = self._individual(draws, chunk)
+            ll, _ = _pnbd_fast.pnbd_loglike(*params, *cols)
+            return ll, np.exp(_pnbd_fast.pnbd_log_p_alive(*params, *cols))
+        return _pnbd_fast.pnbd_rows_over_draws(*(draws[k] for k in self.named_parameters), *cols, threads=threads)
+
+    def _alive(self, draws: Mapping[str, np.ndarray], chunk: Mapping[str, np.ndarray]) -> np.ndarray:
+        """P(alive at T) per draw and customer of ``chunk``, (n_draws, n_chunk)."""
+        return self._row_values(draws, chunk)[1]
 
     def conditional_purchases(self, t: float, draws: Mapping[str, np.ndarray],
                               chunk: Mapping[str, np.ndarray]) -> np.ndarray:
         """E[Y(t) | x, t_x, T] per draw and customer, (n_draws, n_chunk)."""
         params = self._individual(draws, chunk)
-        return pnbd_conditional_purchases(t, *params, chunk["frequency"], chunk["recency"], chunk["T"])
+        return pnbd_conditional_purchases(t, *params, chunk["frequency"], chunk["recency"], chunk["T"],
+                                          alive=self._alive(draws, chunk))
+
+    def purchases_if_alive(self, t: float, data: pl.DataFrame) -> np.ndarray:
+        """E[Y(t) | alive at T, x, T] per draw and row of ``data`` (n_draws, n_rows), ``t`` in the model's unit.
+
+        Given alive at T, λ ~ Gamma(r+x, α+T) and μ ~ Gamma(s, β+T) (Fader, Hardie & Lee 2005, note), so
+        E[Y(t)] = (r+x)/(α+T) · ∫_0^t ((β+T)/(β+T+u))^s du, with no P(alive) to compute: the CLV table's
+        purchase factor per (x, T), which otherwise divides the conditional expectation by P(alive).
+        """
+        rows = self._customer_rows(data)
+        chunk = {c: rows.get_column(c).to_numpy().astype(float) for c in rows.columns}
+        r, alpha, s, beta = self._individual(self._posterior(), chunk)
+        return (r + chunk["frequency"]) / (alpha + chunk["T"]) * _powered_span(s, beta + chunk["T"], t)
 
     def expected_purchases_new_customer(self, horizon_periods: Sequence[float] | np.ndarray, *,
                                         time_unit: str | None = None, interval: float = 0.9) -> pl.DataFrame:
@@ -253,9 +289,10 @@ def pnbd_expected_purchases(t, r, alpha, s, beta) -> np.ndarray:
     return r / alpha * _powered_span(s, beta, t)
 
 
-def pnbd_conditional_purchases(t, r, alpha, s, beta, x, t_x, T) -> np.ndarray:
+def pnbd_conditional_purchases(t, r, alpha, s, beta, x, t_x, T, alive=None) -> np.ndarray:
     """E[Y(t) | x, t_x, T], purchases in (T, T+t]; Fader, Hardie & Lee (2005, note), eq. (22)."""
-    alive = np.exp(_pnbd_fast.pnbd_log_p_alive(r, alpha, s, beta, x, t_x, T))
+    if alive is None:
+        alive = np.exp(_pnbd_fast.pnbd_log_p_alive(r, alpha, s, beta, x, t_x, T))
     return (r + x) / (alpha + T) * _powered_span(s, beta + T, t) * alive
 
 

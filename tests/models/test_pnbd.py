@@ -167,6 +167,37 @@ def test_grouped_density_equals_the_row_path(point):
 
 
 @pytest.mark.parametrize("point", HARD)
+def test_grouped_rows_over_draws_equal_the_row_path(point):
+    # Per row and draw, log L and P(alive) from the shared segments equal the row path's to the accuracy of
+    # both (each about 1e-10 relative per row, module docstring, so their difference up to 2e-10; 1.9e-10 seen at
+    # s = 50, T = 10,000), in the caller's row order (the buffer sorts the rows), whatever the threads over draws.
+    x, t_x, T, _ = grouped_summary(np.random.default_rng(11), *point[4:], n=120)
+    rng = np.random.default_rng(5)
+    draws = np.exp(np.log(point[:4]) + rng.normal(0.0, 0.3, (7, 4)))
+    ll, alive = _pnbd_fast.pnbd_rows_over_draws(*draws.T, x, t_x, T)
+    cols = [draws[:, k][:, None] for k in range(4)]
+    ll_rows, _ = _pnbd_fast.pnbd_loglike(*cols, x, t_x, T)
+    alive_rows = np.exp(_pnbd_fast.pnbd_log_p_alive(*cols, x, t_x, T))
+    np.testing.assert_allclose(ll, ll_rows, rtol=3e-10)
+    np.testing.assert_allclose(alive, alive_rows, rtol=1e-9, atol=1e-300)
+    ll2, alive2 = _pnbd_fast.pnbd_rows_over_draws(*draws.T, x, t_x, T, threads=3)
+    assert np.array_equal(ll2, ll) and np.array_equal(alive2, alive)
+
+
+def test_pointwise_log_likelihood_and_alive_use_the_grouped_rows(cdnow, cdnow_fit):
+    # The fit's pointwise log-likelihood (for LOO) and P(alive) per customer: the grouped path against the row
+    # path on CDNOW's rows at every (thinned) draw.
+    rows = {c: cdnow_fit.data[c].to_numpy().astype(float) for c in cdnow_fit.data.columns}
+    draws = {k: v[:50] for k, v in cdnow_fit._posterior().items()}
+    cols = [draws[k][:, None] for k in ParetoNBDModel.named_parameters]
+    ll_rows, _ = _pnbd_fast.pnbd_loglike(*cols, rows["frequency"], rows["recency"], rows["T"])
+    ll, alive = cdnow_fit._row_values(draws, rows, threads=2)
+    np.testing.assert_allclose(ll, ll_rows, rtol=1e-10)
+    alive_rows = np.exp(_pnbd_fast.pnbd_log_p_alive(*cols, rows["frequency"], rows["recency"], rows["T"]))
+    np.testing.assert_allclose(alive, alive_rows, rtol=1e-9)
+
+
+@pytest.mark.parametrize("point", HARD)
 def test_grouped_density_of_one_row_matches_the_hypergeometric_form(point):
     buf = _pnbd_fast.pack_rows(*([v] for v in point[4:]), [1.0], FLAT_PRIORS, ParetoNBDModel.named_parameters)
     theta = np.log(point[:4])
@@ -235,6 +266,18 @@ def test_alive_probability_and_expected_purchases_by_hand():
     at_one = [float(pnbd_expected_purchases(t, r, alpha, v, beta)) for v in (1 - 1e-6, 1.0, 1 + 1e-6)]
     assert at_one[1] == pytest.approx(r / alpha * beta * np.log1p(t / beta), rel=1e-12)
     assert at_one[0] == pytest.approx(at_one[1], rel=1e-5) and at_one[2] == pytest.approx(at_one[1], rel=1e-5)
+
+
+def test_purchases_if_alive_is_the_conditional_expectation_over_p_alive(cdnow, cdnow_fit):
+    # The CLV table's purchase factor per (x, T): the closed form given alive equals E[Y(t) | x, t_x, T] / P(alive)
+    # (the generic route) at every draw, for customers observed at t_x = T (alive for certain) and not.
+    rows = cdnow.head(400).unique(subset=["frequency", "recency", "T"], maintain_order=True)
+    direct = cdnow_fit.purchases_if_alive(39.0, rows)
+    ratio = (cdnow_fit.expected_purchases(39.0, rows, keep_draws=True).draws
+             / cdnow_fit.probability_alive(rows, keep_draws=True).draws)
+    assert direct.shape == ratio.shape == (500 * 2, rows.height)
+    assert (rows["recency"] == rows["T"]).any() and (rows["recency"] < rows["T"]).any()
+    np.testing.assert_allclose(direct, ratio, rtol=1e-10)
 
 
 def test_predictions_on_cdnow(cdnow, cdnow_fit):
