@@ -195,7 +195,7 @@ def customer_table(
     cells, cell_of = _unique_rows(rows.select(predict_cols))
     # Sorted by history, a chunk of cells holds few frequencies with neighbouring recencies: the Pareto/NBD
     # integrates each segment between breakpoints of a frequency in a chunk once per draw (a million customers:
-    # 13.6 s -> 7.4 s, benchmarks/bench_predict.py --model pnbd).
+    # 13.6 s -> 7.4 s in one session, benchmarks/bench_predict.py --model pnbd).
     by_history = np.lexsort([cells.get_column(c).to_numpy() for c in reversed(predict_cols)])
     rank = np.empty_like(by_history)
     rank[by_history] = np.arange(by_history.size)
