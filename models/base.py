@@ -660,6 +660,19 @@ def _labels_and_draws(post: Group, name: str) -> tuple[list[str], np.ndarray]:
     return labels, flat
 
 
+def _rhat_and_ess(post: Group, name: str, ess: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rank-normalised split R-hat and (with ``ess``) bulk ESS of each entry of ``name`` (C order), by ArviZ on
+    the (chain, draw) arrays, so no Dataset is built."""
+    import arviz as az
+
+    _, values = post.draws(name)
+    entries = values.reshape(values.shape[0], values.shape[1], -1)
+    rhat = np.array([float(az.rhat(entries[:, :, k])) for k in range(entries.shape[2])])
+    if not ess:
+        return rhat, None
+    return rhat, np.array([float(az.ess(entries[:, :, k], method="bulk")) for k in range(entries.shape[2])])
+
+
 def summary_table(idata: az.InferenceData, var_names: list[str] | None = None) -> pl.DataFrame:
     """One row per scalar parameter: the estimate, sd and the 90 % equal-tailed interval.
 
@@ -695,12 +708,7 @@ def summary_table(idata: az.InferenceData, var_names: list[str] | None = None) -
         if method == "mcmc":
             rhat, ess = (np.full(len(labels), np.nan), np.full(len(labels), np.nan))
             if chains > 1:
-                dims = [d for d in post.variables[name][0] if d not in ("chain", "draw")]
-                sub = idata.posterior[[name]].transpose("chain", "draw", *dims)
-                import arviz as az
-
-                rhat = np.ravel(az.rhat(sub)[name].values)
-                ess = np.ravel(az.ess(sub, method="bulk")[name].values)
+                rhat, ess = _rhat_and_ess(post, name)
             rows["r_hat"] += [float(v) for v in rhat]
             rows["ess_bulk"] += [float(v) for v in ess]
     table = pl.DataFrame({k: v for k, v in rows.items() if method == "mcmc" or k not in ("r_hat", "ess_bulk")},
@@ -714,30 +722,23 @@ def diagnostics_warnings(idata: az.InferenceData, var_names: list[str] | None = 
     if idata.attrs.get("tenure_method", "mcmc") != "mcmc":
         return []
     warnings: list[str] = []
-    ss = idata.get("sample_stats")
+    ss = group_arrays(idata, "sample_stats") if "sample_stats" in idata.groups() else None
     if ss is not None and "diverging" in ss:
-        n_div = int(np.asarray(ss["diverging"]).sum())
+        n_div = int(np.asarray(ss.variables["diverging"][1]).sum())
         if n_div:
             warnings.append(f"{n_div} divergent transitions: the posterior may be biased; "
                             "consider stronger priors or more tuning")
-    if idata.posterior.sizes.get("chain", 1) > 1:
-        import arviz as az
-
-        rhat = az.rhat(idata.posterior, var_names=var_names)
-        entries = [(name, float(value)) for k, v in rhat.data_vars.items() for name, value in _labelled(k, v)]
+    post = group_arrays(idata, "posterior")
+    if post.sizes.get("chain", 1) > 1:
+        entries = []
+        for name in var_names if var_names is not None else list(post.variables):
+            labels, _ = _labels_and_draws(post, name)
+            rhat, _ = _rhat_and_ess(post, name, ess=False)
+            entries += [(label, float(v)) for label, v in zip(labels, rhat, strict=True)]
         bad = [f"{name}={value:.3f}" for name, value in sorted(entries, key=lambda e: -e[1]) if value > 1.01]
         if bad:
             warnings.append("R-hat above 1.01 (chains disagree): " + ", ".join(bad))
     return warnings
-
-
-def _labelled(name: str, values: Any) -> list[tuple[str, Any]]:
-    """Each entry of a per-parameter array with its label as in ``summary.csv`` (``customer_sd[retention]``)."""
-    if not values.dims:
-        return [(name, values.values)]
-    flat = values.stack(_entry=values.dims)
-    labels = [entry if isinstance(entry, tuple) else (entry,) for entry in flat["_entry"].values]
-    return [(f"{name}[{', '.join(str(x) for x in label)}]", v) for label, v in zip(labels, flat.values, strict=True)]
 
 
 #: Words in a parameter's name that make it an intercept (a baseline level, on its own axis).

@@ -104,3 +104,33 @@ def test_draws_put_chain_and_draw_first_and_label_unnamed_dimensions():
     assert list(group.labels("chain")) == [0, 1] and group.sizes == {"segment": 3, "chain": 2, "draw": 4}
     with pytest.raises(ValueError, match="dimensions"):
         Group({"w": (("row",), np.zeros((2, 2)))})
+
+
+def test_summary_and_diagnostics_from_arrays_match_arviz_on_its_datasets():
+    # R-hat and bulk ESS per entry are computed on the (chain, draw) arrays of a Group (no Dataset built); they
+    # must equal ArviZ's on the Dataset, entry by entry, for a scalar, a vector over a named dimension and a
+    # matrix, and the R-hat warning must name the entries above 1.01 in summary.csv's labels, worst first.
+    from tenure.models.base import diagnostics_warnings, summary_table
+
+    rng = np.random.default_rng(8)
+    r = rng.normal(size=(3, 200))
+    effect = rng.normal(size=(3, 200, 3))
+    effect[0, :, 1] += 0.5  # one chain off: R-hat of effect[price-driven] above 1.01
+    effect[1, :, 2] += 0.3
+    cell = rng.normal(size=(3, 200, 2, 2))
+    data = PosteriorData.from_dict({"r": r, "effect": effect, "cell": cell},
+                                   coords={"segment": ["loyal", "price-driven", "new"]}, dims={"effect": ["segment"]})
+    data.attrs["tenure_method"] = "mcmc"
+    table = summary_table(data)
+    post = az.convert_to_dataset({"r": r, "effect": effect, "cell": cell}, coords={"segment": ["loyal", "price-driven",
+                                 "new"]}, dims={"effect": ["segment"]})
+    rhat = np.concatenate([np.ravel(az.rhat(post)[k].values) for k in ("r", "effect", "cell")])
+    ess = np.concatenate([np.ravel(az.ess(post, method="bulk")[k].values) for k in ("r", "effect", "cell")])
+    np.testing.assert_allclose(table["r_hat"].to_numpy(), rhat, rtol=1e-12)
+    np.testing.assert_allclose(table["ess_bulk"].to_numpy(), ess, rtol=1e-12)
+    assert table["parameter"].to_list()[:5] == ["r", "effect[loyal]", "effect[price-driven]", "effect[new]",
+                                                "cell[0, 0]"]
+    (warning,) = diagnostics_warnings(data)
+    assert warning.startswith("R-hat above 1.01 (chains disagree): effect[price-driven]=")
+    assert "effect[new]=" in warning and "effect[loyal]" not in warning and "cell" not in warning
+    assert all(isinstance(data._groups[g], Group) for g in data.groups())  # still arrays: h5netcdf writes them
