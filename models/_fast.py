@@ -54,8 +54,8 @@ with
   ``<name>`` for each parameter, as nutpie's draws of the PyMC model do;
 * :meth:`FastModel.logp`: value and gradient from Python, for tests and checks.
 
-``map_fit`` returns a :class:`~tenure.models._posterior_data.PosteriorData` (NumPy arrays in ArviZ's
-layout, no ArviZ or xarray import), ``nuts_fit`` nutpie's ArviZ ``InferenceData``;
+``map_fit`` and ``nuts_fit`` return a :class:`~tenure.models._posterior_data.PosteriorData` (NumPy
+arrays in ArviZ's layout, no ArviZ or xarray import; ``nuts_fit`` drives ``nutpie._lib`` directly);
 :class:`tenure.models.base.BayesianModel` adds the observed data, the pointwise log-likelihood
 and the attributes as on the PyMC route.
 A model opts in by returning a ``FastModel`` from ``fast_model()``; the environment
@@ -82,7 +82,6 @@ import numpy as np
 from numba import types
 
 if TYPE_CHECKING:
-    import arviz as az
     from tenure.models._posterior_data import PosteriorData
 
 MAX_LOG_SD = 10.0
@@ -499,11 +498,15 @@ class FastModel:
         """Names of the stored draws: every ``<name>_log__``, then every ``<name>`` (nutpie's PyMC order)."""
         return [f"{n}_log__" for n in self.params] + list(self.params)
 
-    def compiled(self, jitter: float = 1.0) -> Any:
-        """A nutpie model whose log density and draws come from the cached Numba cfuncs."""
-        from nutpie import _lib
-        from nutpie.sample import CompiledModel
+    def compiled(self, jitter: float = 1.0) -> Callable[[Any, int, Any, Any], Any]:
+        """A maker of nutpie's Rust sampler over the cached Numba cfuncs: ``(settings, cores, progress, store)``.
 
+        What ``nutpie.sample.CompiledModel._make_sampler`` builds for a PyMC model, made here from
+        ``nutpie._lib`` alone (:func:`nutpie_lib`), so that a fit imports none of nutpie's Python modules.
+        """
+        import numba.core.ccallback  # noqa: F401 - _cfunc's isinstance check; nutpie's modules imported it before
+
+        _lib = nutpie_lib()
         owner = self
         names = self.expanded()
         shapes = [self.shape(n.removesuffix("_log__")) for n in names]
@@ -511,51 +514,186 @@ class FastModel:
         coords = {d: list(self.coords[d]) for ds in dims.values() for d in ds}
         x0 = self.start()
 
-        @dataclasses.dataclass(frozen=True)
-        class Compiled(CompiledModel):
-            @property
-            def n_dim(self) -> int:
-                return owner.n_dim
+        def initial_point(seed: int) -> np.ndarray:
+            return x0 + np.random.default_rng(seed).uniform(-jitter, jitter, owner.n_dim)
 
-            @property
-            def shapes(self) -> dict[str, tuple[int, ...]]:
-                return dict(zip(names, shapes, strict=True))
+        def no_adapter(*args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError("transform adaptation is not available on the fast route")
 
-            @property
-            def coords(self) -> dict:
-                return coords
+        def make_sampler(settings: Any, cores: int, progress_type: Any, store: Any) -> Any:
+            address = owner.buf.ctypes.data
+            logp = _lib.LogpFunc(_cfunc(owner.logp_cfunc).address, address, owner)
+            expand = _lib.ExpandFunc(owner.n_dim, 2 * owner.n_dim, _expand_cfunc().address, address, owner)
+            dim_sizes = {d: len(v) for d, v in coords.items()}
+            variables = _lib.PyVariable.new_variables(names, ["float64"] * len(names), shapes, dim_sizes, dims)
+            model = _lib.PyMcModel(logp, expand, variables, owner.n_dim, dim_sizes, coords, initial_point,
+                                   no_adapter)
+            return _lib.PySampler.from_pymc(settings, cores, model, progress_type, store)
 
-            def _make_sampler(self, settings, init_mean, cores, progress_type, store):
-                return _lib.PySampler.from_pymc(settings, cores, self._make_model(init_mean), progress_type, store)
-
-            def _make_model(self, init_mean):
-                address = owner.buf.ctypes.data
-                logp = _lib.LogpFunc(_cfunc(owner.logp_cfunc).address, address, self)
-                expand = _lib.ExpandFunc(owner.n_dim, 2 * owner.n_dim, _expand_cfunc().address, address, self)
-                dim_sizes = {d: len(v) for d, v in coords.items()}
-                variables = _lib.PyVariable.new_variables(names, ["float64"] * len(names), shapes, dim_sizes,
-                                                          dims)
-
-                def initial_point(seed: int) -> np.ndarray:
-                    return x0 + np.random.default_rng(seed).uniform(-jitter, jitter, owner.n_dim)
-
-                def no_adapter(*args, **kwargs):
-                    raise NotImplementedError("transform adaptation is not available on the fast route")
-
-                return _lib.PyMcModel(logp, expand, variables, owner.n_dim, dim_sizes, coords, initial_point,
-                                      no_adapter)
-
-        return Compiled(dims=dims)
+        return make_sampler
 
     def nuts_fit(self, *, draws: int, tune: int, chains: int, seed: int, progress: bool,
-                 **options: Any) -> az.InferenceData:
-        """NUTS with nutpie on the Numba density; ``options`` go to ``nutpie.sample`` (``backend`` is ignored)."""
-        import nutpie
+                 **options: Any) -> PosteriorData:
+        """NUTS with nutpie's Rust sampler on the Numba density, as ``nutpie.sample`` runs it.
 
+        ``options`` are nutpie's sampler settings (``target_accept``, ``maxdepth``, ``store_*``...;
+        ``backend`` is ignored, ``low_rank_modified_mass_matrix`` picks the low-rank mass matrix).
+        The draws are the groups ``nutpie.sample`` + :meth:`PosteriorData.from_arviz` give for the same
+        seed (posterior, sample_stats and their warm-up twins: same names, dimensions, dtypes and values),
+        built from nutpie's Arrow trace without ArviZ, xarray or pandas.
+        """
         from tenure.interrupt import raise_if_requested
 
+        _lib = nutpie_lib()
         options.pop("backend", None)
-        idata = nutpie.sample(self.compiled(), draws=draws, tune=tune, chains=chains, seed=seed,
-                              progress_bar=progress, store_divergences=False, **options)
+        low_rank = options.pop("low_rank_modified_mass_matrix", False)
+        settings = (_lib.PyNutsSettings.LowRank if low_rank else _lib.PyNutsSettings.Diag)(seed)
+        settings.num_tune, settings.num_draws, settings.num_chains = tune, draws, chains
+        options.setdefault("store_divergences", False)
+        for name, value in options.items():
+            setattr(settings, name, value)
+        cores = min(chains, os.cpu_count() or 1)
+        progress_type = _lib.ProgressType.indicatif(100) if progress else _lib.ProgressType.none()
+        sampler = self.compiled()(settings, cores, progress_type, _lib.PyStorage.arrow())
+        try:
+            sampler.wait(None)
+        except KeyboardInterrupt:
+            sampler.abort()
+        except BaseException:
+            sampler.abort()  # nutpie's cancel(): stop the chains, discard the draws
+            raise
+        results = sampler.take_results()
         raise_if_requested()  # nutpie returns the draws made so far when interrupted: never a result
-        return idata
+        skip = [name for setting, names in NUTPIE_OPTIONAL_STATS.items() if not getattr(settings, setting, False)
+                for name in names]
+        draw_batches, stat_batches = results.get_arrow_trace()
+        return _arrow_trace_to_posterior(draw_batches, stat_batches, skip, self._coords_and_dims(self.params)["coords"])
+
+
+NUTPIE_OPTIONAL_STATS = {
+    "store_gradient": ["gradient"],
+    "store_unconstrained": ["unconstrained_draw"],
+    "store_mass_matrix": ["mass_matrix_inv", "mass_matrix_eigvals", "mass_matrix_stds"],
+    "store_divergences": ["divergence_start", "divergence_end", "divergence_momentum", "divergence_start_gradient"],
+}
+"""Sample statistics nutpie leaves out of its InferenceData unless its setting asks for them (nutpie 0.16.8)."""
+
+
+def nutpie_lib() -> Any:
+    """nutpie's Rust extension ``nutpie._lib``, loaded without running ``nutpie/__init__.py``.
+
+    ``import nutpie`` imports ``nutpie.sample`` and with it ArviZ, pandas and pyarrow's pandas shims
+    (about 2 s); the fast route needs only the extension. A PyO3 module can be initialised once per
+    process, so the loaded module is registered as ``sys.modules["nutpie._lib"]``, where a later
+    ``import nutpie`` (the PyMC route) finds and reuses it; where nutpie was imported first, its
+    module is the one returned.
+    """
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    if "nutpie._lib" in sys.modules:
+        return sys.modules["nutpie._lib"]
+    package = importlib.util.find_spec("nutpie")
+    if package is None or not package.submodule_search_locations:
+        raise ModuleNotFoundError("nutpie is not installed", name="nutpie")
+    spec = importlib.machinery.PathFinder.find_spec("_lib", list(package.submodule_search_locations))
+    if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+        raise ModuleNotFoundError("nutpie's extension nutpie._lib is missing", name="nutpie._lib")
+    loader = importlib.machinery.ExtensionFileLoader("nutpie._lib", spec.origin)
+    spec = importlib.util.spec_from_file_location("nutpie._lib", spec.origin, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nutpie._lib"] = module
+    try:
+        loader.exec_module(module)
+    except BaseException:
+        del sys.modules["nutpie._lib"]
+        raise
+    return module
+
+
+def _arrow_trace_to_posterior(draw_batches: Sequence[Any], stat_batches: Sequence[Any], skip: Sequence[str],
+                              coords: Mapping[str, Sequence[Any]]) -> PosteriorData:
+    """nutpie's Arrow trace (one draws and one stats batch per chain) as the four groups of its InferenceData.
+
+    As ``nutpie.sample._arrow_to_arviz`` + ``arviz.from_dict`` lay them out: the rows flagged ``tuning``
+    go to ``warmup_*``, the rest to ``posterior``/``sample_stats``; each variable is
+    ``(chain, draw, *dims)``, padded with NaN (floats) or 0 where a chain stopped early; entries without
+    named dimensions get ArviZ's ``<name>_dim_<i>``; every group has the attributes ArviZ writes.
+    """
+    import datetime
+
+    from tenure.models._posterior_data import Group, PosteriorData
+
+    n_tune = [int(np.asarray(s.column("tuning").to_numpy()).sum()) for s in stat_batches]
+    n_rows = [d.num_rows for d in draw_batches]
+    max_tune, max_post = max(n_tune), max(r - t for r, t in zip(n_rows, n_tune, strict=True))
+    groups: dict[str, dict[str, tuple[list[str], np.ndarray]]] = {
+        g: {} for g in ("posterior", "sample_stats", "warmup_posterior", "warmup_sample_stats")}
+    for batches, post_name, tune_name, skipped in ((draw_batches, "posterior", "warmup_posterior", ()),
+                                                    (stat_batches, "sample_stats", "warmup_sample_stats", skip)):
+        for chain, batch in enumerate(batches):
+            for part, begin, end, length in ((tune_name, 0, n_tune[chain], max_tune),
+                                             (post_name, n_tune[chain], n_rows[chain], max_post)):
+                _add_arrow_columns(groups[part], batch.slice(begin, end - begin), chain, len(batches), length,
+                                   skipped)
+    attrs = {"created_at": datetime.datetime.now(datetime.UTC).isoformat(),
+             "arviz_version": _arviz_version()}
+    out = {}
+    for name, variables in groups.items():
+        named: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+        labels: dict[str, np.ndarray] = {}
+        first = next(iter(variables.values()))[1] if variables else np.empty((len(draw_batches), 0))
+        for var, (dims, values) in variables.items():
+            if var in ("chain", "draw"):  # nutpie's chain and draw numbers: the coordinates in ArviZ's Dataset
+                continue
+            extra = list(dims) + [f"{var}_dim_{i}" for i in range(len(dims), values.ndim - 2)]
+            named[var] = (("chain", "draw", *extra), values)
+            for i, d in enumerate(extra):
+                labels[d] = np.asarray(coords[d]) if d in coords else np.arange(values.shape[2 + i])
+        out[name] = Group(named, {"chain": np.arange(first.shape[0]), "draw": np.arange(first.shape[1]),
+                                  **labels}, attrs)
+    return PosteriorData(**out)
+
+
+def _add_arrow_columns(group: dict[str, tuple[list[str], np.ndarray]], batch: Any, chain: int, n_chains: int,
+                       length: int, skip: Sequence[str]) -> None:
+    """One chain's rows of an Arrow batch into ``(chain, draw, ...)`` arrays, as nutpie's ``_add_arrow_data``."""
+    n = batch.num_rows
+    for name in batch.column_names:
+        if name in skip:
+            continue
+        col = batch.column(name)
+        meta = col.field.metadata or {}
+        item_dims = meta[b"dims"].decode().split(",") if meta.get(b"dims") else []
+        item_shape = [int(s) for s in meta[b"shape"].decode().split(",")] if meta.get(b"shape") else []
+        if col.null_count or "List" in str(col.type):  # optional stats (store_*): pyarrow, as nutpie reads them
+            import pyarrow
+
+            col = pyarrow.array(col)
+            missing = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            if hasattr(col, "flatten"):
+                col = col.flatten()
+            values = np.asarray(col.to_numpy(zero_copy_only=False))
+        else:  # nutpie's arro3 arrays of numbers or booleans, read without pyarrow
+            missing, values = np.zeros(n, dtype=bool), np.asarray(col.to_numpy())
+        if name not in group:
+            shape = (n_chains, length, *item_shape)
+            floating = values.dtype in (np.float64, np.float32)
+            empty = np.full(shape, np.nan, values.dtype) if floating else np.zeros(shape, values.dtype)
+            group[name] = (item_dims, empty)
+        target = group[name][1][chain, :n]
+        if missing.any():
+            target[~missing] = values.reshape((int((~missing).sum()), *item_shape))
+        else:
+            target[...] = values.reshape((n, *item_shape))
+
+
+def _arviz_version() -> str:
+    """ArviZ's version as its ``from_dict`` records it, read from the installed metadata (no import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("arviz")
+    except PackageNotFoundError:
+        return ""

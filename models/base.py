@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from tenure.models import _diagnostics
 from tenure.models._posterior_data import Group, PosteriorData, group_arrays
 
 from tenure.checks import finite, read_text
@@ -661,16 +662,14 @@ def _labels_and_draws(post: Group, name: str) -> tuple[list[str], np.ndarray]:
 
 
 def _rhat_and_ess(post: Group, name: str, ess: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """Rank-normalised split R-hat and (with ``ess``) bulk ESS of each entry of ``name`` (C order), by ArviZ on
-    the (chain, draw) arrays, so no Dataset is built."""
-    import arviz as az
-
+    """Rank-normalised split R-hat and (with ``ess``) bulk ESS of each entry of ``name`` (C order), in NumPy
+    (:mod:`tenure.models._diagnostics`, equal to ArviZ's), so neither ArviZ nor a Dataset is needed."""
     _, values = post.draws(name)
     entries = values.reshape(values.shape[0], values.shape[1], -1)
-    rhat = np.array([float(az.rhat(entries[:, :, k])) for k in range(entries.shape[2])])
+    rhat = np.array([_diagnostics.rhat(entries[:, :, k]) for k in range(entries.shape[2])])
     if not ess:
         return rhat, None
-    return rhat, np.array([float(az.ess(entries[:, :, k], method="bulk")) for k in range(entries.shape[2])])
+    return rhat, np.array([_diagnostics.ess_bulk(entries[:, :, k]) for k in range(entries.shape[2])])
 
 
 def summary_table(idata: az.InferenceData, var_names: list[str] | None = None) -> pl.DataFrame:
