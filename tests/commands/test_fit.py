@@ -277,6 +277,30 @@ def test_fast_route_fits_import_no_pymc_pytensor_nutpie_arviz_or_xarray(tmp_path
     assert all((tmp_path / f"fit{i}" / "posterior.nc").exists() for i in range(len(runs)))
 
 
+def test_fast_route_mcmc_fits_import_no_arviz_xarray_pandas_or_nutpie_python(tmp_path):
+    """`tenure fit X --method mcmc` on the fast route, its files and report: nutpie's Rust extension only
+    (``nutpie.sample`` imports ArviZ and pandas, about 2 s; xarray's writer took 1-2.5 s more)."""
+    cohorts = tmp_path / "cohorts.csv"
+    cohorts.write_text("period,alive\n0,1000\n1,631\n2,468\n3,382\n4,326\n5,289\n6,262\n7,241\n")
+    data = Path(__file__).resolve().parents[1] / "data"
+    runs = [["sbg", str(cohorts)], ["bgnbd", str(data / "cdnow_customers_summary.csv"), "--time-unit", "weeks"],
+            ["gamma-gamma", str(data / "cdnow_customers_summary_with_transactions.csv")]]
+    code = ("import json, sys\n"
+            "from tenure.cli import run\n"
+            f"for i, args in enumerate({runs!r}):\n"
+            "    assert run(['fit', *args, '--method', 'mcmc', '--draws', '40', '--tune', '40', '--chains', '2',\n"
+            f"                '-o', {str(tmp_path)!r} + f'/fit{{i}}']) == 0, args\n"
+            "print('MODULES', json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in\n"
+            "                                   ('pymc', 'pytensor', 'arviz', 'xarray', 'pandas')\n"
+            "                                   or m.startswith('nutpie.') and m != 'nutpie._lib')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "MODULES []"
+    for i in range(len(runs)):
+        idata = az.from_netcdf(tmp_path / f"fit{i}" / "posterior.nc")  # ArviZ reads what h5netcdf wrote
+        assert {"posterior", "sample_stats", "warmup_posterior", "observed_data"} <= set(idata.groups())
+        assert idata.attrs["tenure_method"] == "mcmc" and idata.posterior.sizes["draw"] == 40
+
+
 def test_cli_startup_imports_no_numpy_arviz_or_pymc():
     """`tenure --help` and every command's start: the heavy libraries load inside the commands that use them."""
     code = ("import sys, tenure.cli\n"
