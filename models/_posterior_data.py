@@ -15,7 +15,7 @@ netCDF-4 group per InferenceData group with its dimensions, coordinate variables
 variables, zlib compression of numeric ones, booleans as int8 marked ``dtype: bool`` as xarray
 marks them; so ``arviz.from_netcdf`` and ``xarray.open_dataset`` read it, and
 :meth:`PosteriorData.from_netcdf` reads theirs (tested both ways). Groups that were built as
-Datasets (NUTS, PyMC) are written by xarray itself.
+Datasets (the PyMC route's) are written by xarray itself.
 """
 
 from __future__ import annotations
