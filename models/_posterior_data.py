@@ -12,8 +12,9 @@ becomes an xarray Dataset only when code asks for one (``data.posterior``, ``Fit
 
 The NetCDF file it writes is the one ArviZ writes: the attributes on the root group, one
 netCDF-4 group per InferenceData group with its dimensions, coordinate variables and data
-variables, zlib compression of numeric ones, booleans as int8 marked ``dtype: bool`` as xarray
-marks them; so ``arviz.from_netcdf`` and ``xarray.open_dataset`` read it, and
+variables, booleans as int8 marked ``dtype: bool`` as xarray marks them; deflate (level 1, after
+the byte shuffle) on integer and boolean variables, none on floating-point ones (draws do not
+compress: ArviZ's deflate saved 5-25 % for 0.7-1.5 s of every MCMC fit); so ``arviz.from_netcdf`` and ``xarray.open_dataset`` read it, and
 :meth:`PosteriorData.from_netcdf` reads theirs (tested both ways). Groups that were built as
 Datasets (the PyMC route's) are written by xarray itself.
 """
@@ -205,7 +206,7 @@ class PosteriorData:
         raise AttributeError(f"{type(self).__name__} has no group {name!r}; it has {', '.join(groups) or 'none'}")
 
     def to_netcdf(self, path: str, engine: str = "h5netcdf") -> str:
-        """Write the attributes and every group to ``path`` as ArviZ does (zlib on numeric variables).
+        """Write the attributes and every group to ``path`` in ArviZ's layout (compression: module docstring).
 
         Where every group is still a :class:`Group` this writes with h5netcdf alone; a group that
         became a Dataset is written by xarray (with ``engine``), and then all are.
