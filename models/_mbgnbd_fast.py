@@ -23,6 +23,16 @@ from tenure.models._fast import digamma, prior_logp
 from tenure.models._pnbd_fast import _broadcast
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _softplus_and_sigmoid(odds: float) -> tuple[float, float]:
+    """log(1 + e^odds) and its derivative 1/(1 + e^−odds), without overflow on either side."""
+    if odds > 0:
+        e = math.exp(-odds)
+        return odds + math.log1p(e), 1.0 / (1.0 + e)
+    e = math.exp(odds)
+    return math.log1p(e), e / (1.0 + e)
+
+
 @numba.njit(cache=True, error_model="numpy")
 def mbgnbd_row(r: float, alpha: float, a: float, b: float, x: float, t_x: float, T: float,
                grad: np.ndarray) -> tuple[float, float]:
@@ -33,14 +43,7 @@ def mbgnbd_row(r: float, alpha: float, a: float, b: float, x: float, t_x: float,
              - math.lgamma(a + b + x + 1.0) - math.lgamma(b) + math.lgamma(a + b) - (r + x) * log_aT)
     ratio = log_aT - log_atx
     odds = math.log(a) - math.log(b + x) + (r + x) * ratio
-    if odds > 0:
-        e = math.exp(-odds)
-        soft = odds + math.log1p(e)
-        sig = 1.0 / (1.0 + e)
-    else:
-        e = math.exp(odds)
-        soft = math.log1p(e)
-        sig = e / (1.0 + e)
+    soft, sig = _softplus_and_sigmoid(odds)
     ps_abx = digamma(a + b + x + 1.0)
     ps_ab = digamma(a + b)
     grad[0] = digamma(r + x) - digamma(r) + math.log(alpha) - log_aT + sig * ratio
@@ -109,14 +112,7 @@ def mbgnbd_logp_and_grad(theta: np.ndarray, buf: np.ndarray, grad: np.ndarray) -
             log_at = math.log(at)
             ratio = log_at - math.log(atx)
             odds = log_a - log_bx + rx * ratio
-            if odds > 0:
-                e = math.exp(-odds)
-                soft = odds + math.log1p(e)
-                sig = 1.0 / (1.0 + e)
-            else:
-                e = math.exp(odds)
-                soft = math.log1p(e)
-                sig = e / (1.0 + e)
+            soft, sig = _softplus_and_sigmoid(odds)
             w_x += w
             s_log_at += w * log_at
             s_soft += w * soft

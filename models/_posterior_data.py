@@ -14,9 +14,9 @@ The NetCDF file it writes is the one ArviZ writes: the attributes on the root gr
 netCDF-4 group per InferenceData group with its dimensions, coordinate variables and data
 variables, booleans as int8 marked ``dtype: bool`` as xarray marks them; deflate (level 1, after
 the byte shuffle) on integer and boolean variables, none on floating-point ones (draws do not
-compress: ArviZ's deflate saved 5-25 % for 0.7-1.5 s of every MCMC fit); so ``arviz.from_netcdf`` and ``xarray.open_dataset`` read it, and
-:meth:`PosteriorData.from_netcdf` reads theirs (tested both ways). Groups that were built as
-Datasets (the PyMC route's) are written by xarray itself.
+compress: ArviZ's deflate saved 5-25 % for 0.7-1.5 s of every MCMC fit); so ``arviz.from_netcdf``
+and ``xarray.open_dataset`` read it, and :meth:`PosteriorData.from_netcdf` reads theirs (tested both
+ways). Groups that were built as Datasets (the PyMC route's) are written by xarray itself.
 """
 
 from __future__ import annotations
