@@ -542,8 +542,6 @@ class FastModel:
         seed (posterior, sample_stats and their warm-up twins: same names, dimensions, dtypes and values),
         built from nutpie's Arrow trace without ArviZ, xarray or pandas.
         """
-        from tenure.interrupt import raise_if_requested
-
         _lib = nutpie_lib()
         options.pop("backend", None)
         low_rank = options.pop("low_rank_modified_mass_matrix", False)
@@ -557,13 +555,13 @@ class FastModel:
         sampler = self.compiled()(settings, cores, progress_type, _lib.PyStorage.arrow())
         try:
             sampler.wait(None)
-        except KeyboardInterrupt:
-            sampler.abort()
         except BaseException:
-            sampler.abort()  # nutpie's cancel(): stop the chains, discard the draws
+            # An interrupt (KeyboardInterrupt, tenure's Interrupted) or an error: stop the chains and raise.
+            # nutpie.sample returns the draws made so far on KeyboardInterrupt; a partial posterior is never a
+            # result here.
+            sampler.abort()
             raise
         results = sampler.take_results()
-        raise_if_requested()  # nutpie returns the draws made so far when interrupted: never a result
         skip = [name for setting, names in NUTPIE_OPTIONAL_STATS.items() if not getattr(settings, setting, False)
                 for name in names]
         draw_batches, stat_batches = results.get_arrow_trace()
