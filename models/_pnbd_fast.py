@@ -64,6 +64,7 @@ kernels give the PyMC route's likelihood (a PyTensor ``Op`` with the analytic gr
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -276,7 +277,8 @@ def packed_order(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 
 def pack_rows(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray,
-              priors: Mapping[str, Mapping[str, Any]], params: tuple[str, ...]) -> np.ndarray | None:
+              priors: Mapping[str, Mapping[str, Any]], params: tuple[str, ...],
+              order: np.ndarray | None = None) -> np.ndarray | None:
     """The :func:`tenure.models._fast.pack` buffer of the rows and their breakpoints; ``None`` if a prior has
     no closed form on the log scale.
 
@@ -285,10 +287,11 @@ def pack_rows(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray,
     and of T; the n_b distinct values of t_x and T; the number of distinct x, and per distinct x
     the end of its rows and of its breakpoints (cumulative); the breakpoints of each x in turn
     (indices into the distinct values, ascending). :func:`pnbd_logp_and_grad` integrates each
-    segment between consecutive breakpoints of an x once.
+    segment between consecutive breakpoints of an x once. ``order``: :func:`packed_order` of the rows,
+    where the caller has it already.
     """
     x, t_x, T, w = (np.asarray(v, dtype=np.float64).ravel() for v in (x, t_x, T, w))
-    order = packed_order(x, t_x, T)
+    order = packed_order(x, t_x, T) if order is None else order
     x, t_x, T, w = x[order], t_x[order], T[order], w[order]
     values = np.unique(np.concatenate([t_x, T]))
     nb = values.size
@@ -482,10 +485,10 @@ def pnbd_rows_over_draws(r: np.ndarray, alpha: np.ndarray, s: np.ndarray, beta: 
     alive = np.empty((n_draws, n))
     if n == 0 or n_draws == 0:
         return ll, alive
-    buf = pack_rows(x, t_x, T, np.ones(n), ROW_PRIORS, tuple(ROW_PRIORS))
     order = packed_order(x, t_x, T)
-    blocks = [(a, b) for a, b in zip(np.linspace(0, n_draws, max(1, threads) + 1, dtype=int)[:-1],
-                                     np.linspace(0, n_draws, max(1, threads) + 1, dtype=int)[1:], strict=True) if b > a]
+    buf = pack_rows(x, t_x, T, np.ones(n), ROW_PRIORS, tuple(ROW_PRIORS), order=order)
+    edges = np.linspace(0, n_draws, max(1, threads) + 1, dtype=int)
+    blocks = [(a, b) for a, b in itertools.pairwise(edges) if b > a]
     if len(blocks) == 1:
         _grouped_draws(params, buf, order, ll, alive)
     else:
